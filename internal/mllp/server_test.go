@@ -1,0 +1,173 @@
+package mllp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func startServer(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+func echoHandler() Handler {
+	return HandlerFunc(func(_ context.Context, _ ConnInfo, frame []byte, ferr error) []byte {
+		if ferr != nil {
+			return []byte("TOO-LARGE " + string(frame[:3]))
+		}
+		return append([]byte("ACK "), frame...)
+	})
+}
+
+func TestServerAnswersEveryFrameInOrder(t *testing.T) {
+	addr := startServer(t, &Server{Handler: echoHandler(), MaxFrameSize: 100})
+	var wg sync.WaitGroup
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			cl, err := Dial(context.Background(), addr, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cl.Close()
+			for i := 0; i < 50; i++ {
+				msg := fmt.Sprintf("MSH|%d|%d", c, i)
+				reply, err := cl.Send(context.Background(), []byte(msg))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if string(reply) != "ACK "+msg {
+					t.Errorf("reply %q for %q", reply, msg)
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+}
+
+func TestServerAnswersOversizeFrame(t *testing.T) {
+	addr := startServer(t, &Server{Handler: echoHandler(), MaxFrameSize: 100})
+	cl, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	reply, err := cl.Send(context.Background(), append([]byte("MSH"), bytes.Repeat([]byte("x"), 5000)...))
+	if err != nil || string(reply) != "TOO-LARGE MSH" {
+		t.Fatalf("oversize: %q %v", reply, err)
+	}
+	reply, err = cl.Send(context.Background(), []byte("MSH|next"))
+	if err != nil || string(reply) != "ACK MSH|next" {
+		t.Fatalf("after oversize: %q %v", reply, err)
+	}
+}
+
+func TestServerIdleTimeoutClosesStalledPeer(t *testing.T) {
+	s := &Server{Handler: echoHandler(), IdleTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond}
+	addr := startServer(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("\x0bMSH|never ends"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 10)
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("expected the server to close a stalled connection")
+	}
+	if s.Stats().Active != 0 {
+		t.Fatalf("active connections %d", s.Stats().Active)
+	}
+}
+
+func TestServerMaxConnsAndAllowList(t *testing.T) {
+	block := make(chan struct{})
+	s := &Server{
+		Handler:  HandlerFunc(func(context.Context, ConnInfo, []byte, error) []byte { <-block; return []byte("ok") }),
+		MaxConns: 1,
+	}
+	addr := startServer(t, s)
+	c1, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	go func() { _, _ = c1.Send(context.Background(), []byte("MSH|1")) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Active < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c2, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Timeout = 2 * time.Second
+	if _, err := c2.Send(context.Background(), []byte("MSH|2")); err == nil {
+		t.Fatal("second connection should have been refused")
+	}
+	close(block)
+	if s.Stats().Refused != 1 {
+		t.Fatalf("refused = %d", s.Stats().Refused)
+	}
+
+	denied := &Server{Handler: echoHandler(), Allow: func(net.Addr) bool { return false }}
+	addr2 := startServer(t, denied)
+	c3, err := Dial(context.Background(), addr2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3.Timeout = 2 * time.Second
+	if _, err := c3.Send(context.Background(), []byte("MSH|3")); err == nil {
+		t.Fatal("allow-list should refuse")
+	}
+}
+
+func TestShutdownFinishesInFlightMessage(t *testing.T) {
+	started := make(chan struct{})
+	s := &Server{Handler: HandlerFunc(func(context.Context, ConnInfo, []byte, error) []byte {
+		close(started)
+		time.Sleep(100 * time.Millisecond)
+		return []byte("committed")
+	})}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(ln)
+	cl, err := Dial(context.Background(), ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan string, 1)
+	go func() { r, _ := cl.Send(context.Background(), []byte("MSH|x")); res <- string(r) }()
+	<-started
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-res; got != "committed" {
+		t.Fatalf("in-flight reply %q", got)
+	}
+}
