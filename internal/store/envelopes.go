@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Envelope is one stored envelope (message log row).
+type Envelope struct {
+	Seq            int64      `db:"seq"`
+	ID             string     `db:"id"`
+	Channel        string     `db:"channel"`
+	Sender         string     `db:"sender"`
+	Peer           string     `db:"peer"`
+	ReceivedAt     time.Time  `db:"received_at"`
+	Filename       string     `db:"filename"`
+	Kind           string     `db:"kind"`
+	MessageType    string     `db:"message_type"`
+	ControlID      string     `db:"control_id"`
+	DedupKey       string     `db:"dedup_key"`
+	SHA256         string     `db:"sha256"`
+	Status         string     `db:"status"`
+	Error          string     `db:"error"`
+	ACK            []byte     `db:"ack"`
+	Raw            []byte     `db:"raw"`
+	MappingVersion string     `db:"mapping_version"`
+	Attempts       int        `db:"attempts"`
+	ProcessedAt    *time.Time `db:"processed_at"`
+	PatientID      string     `db:"patient_id"`
+}
+
+// Inserted tells what InsertEnvelopes did with one envelope.
+type Inserted struct {
+	Duplicate bool
+	// For a duplicate, the first envelope's id, status, error and reply.
+	ID     string
+	Status string
+	Error  string
+	ACK    []byte
+}
+
+const insertEnvelope = `INSERT INTO envelopes
+ (id, channel, sender, peer, received_at, filename, kind, message_type, control_id, dedup_key, sha256, status, error, ack, raw)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ ON CONFLICT (sender, dedup_key) DO NOTHING`
+
+// InsertEnvelopes stores envelopes in one transaction (one fsync for all of
+// them). An envelope whose (sender, dedup key) is already stored is not
+// inserted again: its result carries the first one's id, status and reply.
+func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
+	out := make([]Inserted, len(envs))
+	ins := db.rebind(insertEnvelope)
+	dup := db.rebind(`SELECT id, status, error, ack FROM envelopes WHERE sender = ? AND dedup_key = ?`)
+	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		stmt, err := tx.PreparexContext(ctx, ins)
+		if err != nil {
+			return fmt.Errorf("prepare envelope insert: %w", err)
+		}
+		defer stmt.Close()
+		for i, e := range envs {
+			res, err := stmt.ExecContext(ctx, e.ID, e.Channel, e.Sender, e.Peer, e.ReceivedAt.UTC(), e.Filename, e.Kind,
+				e.MessageType, e.ControlID, e.DedupKey, e.SHA256, e.Status, e.Error, e.ACK, e.Raw)
+			if err != nil {
+				return fmt.Errorf("insert envelope: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("insert envelope: %w", err)
+			}
+			if n == 1 {
+				out[i] = Inserted{ID: e.ID, Status: e.Status, Error: e.Error, ACK: e.ACK}
+				continue
+			}
+			var first struct {
+				ID     string `db:"id"`
+				Status string `db:"status"`
+				Error  string `db:"error"`
+				ACK    []byte `db:"ack"`
+			}
+			if err := tx.GetContext(ctx, &first, dup, e.Sender, e.DedupKey); err != nil {
+				return fmt.Errorf("read duplicate envelope: %w", err)
+			}
+			out[i] = Inserted{Duplicate: true, ID: first.ID, Status: first.Status, Error: first.Error, ACK: first.ACK}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+const envelopeCols = `seq, id, channel, sender, peer, received_at, filename, kind, message_type, control_id, dedup_key,
+ sha256, status, error, ack, raw, mapping_version, attempts, processed_at, patient_id`
+
+// PendingEnvelopes returns up to limit envelopes waiting for processing, in
+// the order they were received, after seq.
+func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]Envelope, error) {
+	var out []Envelope
+	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT `+envelopeCols+` FROM envelopes
+		WHERE status = 'received' AND seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending envelopes: %w", err)
+	}
+	return out, nil
+}
+
+// GetEnvelope returns one envelope by id.
+func (db *DB) GetEnvelope(ctx context.Context, id string) (*Envelope, error) {
+	var e Envelope
+	err := db.x.GetContext(ctx, &e, db.rebind(`SELECT `+envelopeCols+` FROM envelopes WHERE id = ?`), id)
+	if err != nil {
+		return nil, fmt.Errorf("get envelope: %w", notFound(err))
+	}
+	return &e, nil
+}
+
+// EnvelopeFilter selects envelopes for listing; zero fields match all.
+type EnvelopeFilter struct {
+	Sender, Status, ControlID, PatientID string
+	Since, Until                         time.Time
+	Limit                                int
+	BeforeSeq                            int64
+}
+
+// ListEnvelopes returns envelopes matching f, newest first, without bodies.
+func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, error) {
+	q := `SELECT seq, id, channel, sender, peer, received_at, filename, kind, message_type, control_id, dedup_key,
+ sha256, status, error, mapping_version, attempts, processed_at, patient_id FROM envelopes WHERE 1=1`
+	var args []any
+	add := func(cond string, v any) { q += " AND " + cond; args = append(args, v) }
+	if f.Sender != "" {
+		add("sender = ?", f.Sender)
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if f.ControlID != "" {
+		add("control_id = ?", f.ControlID)
+	}
+	if f.PatientID != "" {
+		add("patient_id = ?", f.PatientID)
+	}
+	if !f.Since.IsZero() {
+		add("received_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		add("received_at < ?", f.Until.UTC())
+	}
+	if f.BeforeSeq > 0 {
+		add("seq < ?", f.BeforeSeq)
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	q += " ORDER BY seq DESC LIMIT ?"
+	args = append(args, f.Limit)
+	var out []Envelope
+	if err := db.x.SelectContext(ctx, &out, db.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("list envelopes: %w", err)
+	}
+	return out, nil
+}
+
+// CountEnvelopes counts envelopes by status.
+func (db *DB) CountEnvelopes(ctx context.Context) (map[string]int64, error) {
+	rows, err := db.x.QueryxContext(ctx, `SELECT status, COUNT(*) FROM envelopes GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count envelopes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// MarkFailed records that processing an envelope failed.
+func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
+	_, err := db.x.ExecContext(ctx, db.rebind(`UPDATE envelopes SET status = 'failed', error = ?, attempts = attempts + 1,
+		processed_at = ? WHERE id = ?`), reason, time.Now().UTC(), id)
+	if err != nil {
+		return fmt.Errorf("mark envelope failed: %w", err)
+	}
+	return nil
+}
+
+// Requeue puts failed envelopes back in the processing queue (after a
+// mapping fix); an empty id list requeues every failed envelope of sender
+// (every sender when empty too). It returns how many were requeued.
+func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, error) {
+	q := `UPDATE envelopes SET status = 'received', error = '' WHERE status = 'failed'`
+	var args []any
+	if sender != "" {
+		q += " AND sender = ?"
+		args = append(args, sender)
+	}
+	if len(ids) > 0 {
+		in, inArgs, err := sqlx.In(" AND id IN (?)", ids)
+		if err != nil {
+			return 0, err
+		}
+		q += in
+		args = append(args, inArgs...)
+	}
+	res, err := db.x.ExecContext(ctx, db.rebind(q), args...)
+	if err != nil {
+		return 0, fmt.Errorf("requeue: %w", err)
+	}
+	return res.RowsAffected()
+}

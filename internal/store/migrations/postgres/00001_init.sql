@@ -1,0 +1,104 @@
+-- +goose Up
+CREATE TABLE envelopes (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    channel         TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    peer            TEXT NOT NULL DEFAULT '',
+    received_at     TIMESTAMPTZ NOT NULL,
+    filename        TEXT NOT NULL DEFAULT '',
+    kind            TEXT NOT NULL,
+    message_type    TEXT NOT NULL DEFAULT '',
+    control_id      TEXT NOT NULL DEFAULT '',
+    dedup_key       TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    error           TEXT NOT NULL DEFAULT '',
+    ack             BYTEA,
+    raw             BYTEA,
+    mapping_version TEXT NOT NULL DEFAULT '',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    processed_at    TIMESTAMPTZ,
+    patient_id      TEXT NOT NULL DEFAULT '',
+    UNIQUE (sender, dedup_key)
+);
+CREATE INDEX envelopes_status_seq ON envelopes (status, seq);
+CREATE INDEX envelopes_received ON envelopes (received_at);
+
+CREATE TABLE patients (
+    id          TEXT PRIMARY KEY,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL,
+    merged_into TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE patient_identifiers (
+    system     TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    sender     TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (system, value)
+);
+CREATE INDEX patient_identifiers_patient ON patient_identifiers (patient_id);
+
+CREATE TABLE resources (
+    id            TEXT PRIMARY KEY,
+    resource_type TEXT NOT NULL,
+    patient_id    TEXT NOT NULL DEFAULT '',
+    version       INTEGER NOT NULL,
+    body          JSONB NOT NULL,
+    envelope_id   TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX resources_patient ON resources (patient_id, resource_type);
+
+CREATE TABLE resource_history (
+    id          TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    body        JSONB NOT NULL,
+    envelope_id TEXT NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (id, version)
+);
+
+CREATE TABLE outbox (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subscriber      TEXT NOT NULL,
+    topic           TEXT NOT NULL,
+    msg_key         TEXT NOT NULL,
+    headers         JSONB NOT NULL,
+    payload         BYTEA NOT NULL,
+    event_type      TEXT NOT NULL,
+    envelope_id     TEXT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    claimed_by      TEXT NOT NULL DEFAULT '',
+    claimed_until   TIMESTAMPTZ,
+    sent_at         TIMESTAMPTZ,
+    dead_at         TIMESTAMPTZ,
+    last_error      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_pending ON outbox (next_attempt_at, seq) WHERE sent_at IS NULL AND dead_at IS NULL;
+
+CREATE TABLE audit_log (
+    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at      TIMESTAMPTZ NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT '',
+    peer    TEXT NOT NULL DEFAULT '',
+    detail  TEXT NOT NULL DEFAULT ''
+);
+
+-- +goose Down
+DROP TABLE audit_log;
+DROP TABLE outbox;
+DROP TABLE resource_history;
+DROP TABLE resources;
+DROP TABLE patient_identifiers;
+DROP TABLE patients;
+DROP TABLE envelopes;

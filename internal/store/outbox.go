@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// OutboxRow is a claimed outbox row.
+type OutboxRow struct {
+	Seq        int64     `db:"seq"`
+	Subscriber string    `db:"subscriber"`
+	Topic      string    `db:"topic"`
+	Key        string    `db:"msg_key"`
+	HeadersRaw string    `db:"headers"`
+	Payload    []byte    `db:"payload"`
+	EventType  string    `db:"event_type"`
+	EnvelopeID string    `db:"envelope_id"`
+	CreatedAt  time.Time `db:"created_at"`
+	Attempts   int       `db:"attempts"`
+	LastError  string    `db:"last_error"`
+}
+
+// Headers decodes the row's headers.
+func (r OutboxRow) Headers() map[string]string {
+	h := map[string]string{}
+	_ = json.Unmarshal([]byte(r.HeadersRaw), &h)
+	return h
+}
+
+// ClaimOutbox claims up to limit rows due for publishing, for lease, in
+// order. On PostgreSQL several relays claim disjoint rows (SKIP LOCKED); a
+// claim that expires (a relay died) is claimed again by another relay.
+func (db *DB) ClaimOutbox(ctx context.Context, owner string, limit int, lease time.Duration) ([]OutboxRow, error) {
+	now := time.Now().UTC()
+	lock := ""
+	if db.backend == Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	q := db.rebind(`UPDATE outbox SET claimed_by = ?, claimed_until = ?
+		WHERE seq IN (SELECT seq FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ?
+			AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?` + lock + `)
+		RETURNING seq, subscriber, topic, msg_key, headers, payload, event_type, envelope_id, created_at, attempts, last_error`)
+	var out []OutboxRow
+	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		return tx.SelectContext(ctx, &out, q, owner, now.Add(lease), now, now, limit)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, nil
+}
+
+// MarkSent records rows as published.
+func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE outbox SET sent_at = ?, claimed_until = NULL WHERE seq IN (?)`, time.Now().UTC(), seqs)
+	if err != nil {
+		return err
+	}
+	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
+		return fmt.Errorf("mark outbox sent: %w", err)
+	}
+	return nil
+}
+
+// MarkRetry records a failed attempt and when to try again.
+func (db *DB) MarkRetry(ctx context.Context, seqs []int64, reason string, next time.Time) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, claimed_until = NULL
+		WHERE seq IN (?)`, reason, next.UTC(), seqs)
+	if err != nil {
+		return err
+	}
+	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
+		return fmt.Errorf("mark outbox retry: %w", err)
+	}
+	return nil
+}
+
+// MarkDead records rows as dead-lettered.
+func (db *DB) MarkDead(ctx context.Context, seqs []int64, reason string) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE outbox SET dead_at = ?, last_error = ?, claimed_until = NULL WHERE seq IN (?)`,
+		time.Now().UTC(), reason, seqs)
+	if err != nil {
+		return err
+	}
+	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
+		return fmt.Errorf("mark outbox dead: %w", err)
+	}
+	return nil
+}
+
+// OutboxStats counts rows by state, per subscriber.
+type OutboxStats struct {
+	Subscriber          string `db:"subscriber"`
+	Pending, Sent, Dead int64
+}
+
+// OutboxCounts returns the pending, sent and dead rows per subscriber.
+func (db *DB) OutboxCounts(ctx context.Context) ([]OutboxStats, error) {
+	rows, err := db.x.QueryxContext(ctx, `SELECT subscriber,
+		SUM(CASE WHEN sent_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END),
+		SUM(CASE WHEN sent_at IS NOT NULL THEN 1 ELSE 0 END),
+		SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END) FROM outbox GROUP BY subscriber ORDER BY subscriber`)
+	if err != nil {
+		return nil, fmt.Errorf("outbox counts: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxStats
+	for rows.Next() {
+		var s OutboxStats
+		if err := rows.Scan(&s.Subscriber, &s.Pending, &s.Sent, &s.Dead); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// ReplayOutbox queues again, for a subscriber, every event created since t,
+// as new rows (the originals stay as they were). It returns how many.
+func (db *DB) ReplayOutbox(ctx context.Context, subscriber string, since time.Time) (int64, error) {
+	now := time.Now().UTC()
+	res, err := db.x.ExecContext(ctx, db.rebind(`INSERT INTO outbox (subscriber, topic, msg_key, headers, payload, event_type,
+		envelope_id, created_at, next_attempt_at)
+		SELECT subscriber, topic, msg_key, headers, payload, event_type, envelope_id, ?, ? FROM outbox
+		WHERE subscriber = ? AND created_at >= ? ORDER BY seq`), now, now, subscriber, since.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+)
+
+// Tx is one processing transaction: the record changes of one envelope,
+// its outbox rows and its status change commit together or not at all.
+type Tx struct {
+	tx  *sqlx.Tx
+	db  *DB
+	now time.Time
+}
+
+// InTx runs fn in one transaction.
+func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	return db.tx(ctx, func(tx *sqlx.Tx) error {
+		return fn(&Tx{tx: tx, db: db, now: time.Now().UTC()})
+	})
+}
+
+// Identifier is a patient identifier (FHIR Identifier.system and value).
+type Identifier struct {
+	System, Value string
+}
+
+// ResolvePatient returns the enterprise patient that owns any of ids
+// (following merges), creating one when none does, and links every id that
+// is not linked yet to it. created tells whether a new patient was made.
+func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier) (id string, created bool, err error) {
+	q := t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`)
+	for _, i := range ids {
+		var pid string
+		err := t.tx.GetContext(ctx, &pid, q, i.System, i.Value)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("look up identifier: %w", err)
+		}
+		id = pid
+		break
+	}
+	if id != "" {
+		if id, err = t.survivor(ctx, id); err != nil {
+			return "", false, err
+		}
+	} else {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return "", false, err
+		}
+		id, created = u.String(), true
+		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO patients (id, created_at, updated_at) VALUES (?, ?, ?)`),
+			id, t.now, t.now); err != nil {
+			return "", false, fmt.Errorf("create patient: %w", err)
+		}
+	}
+	ins := t.db.rebind(`INSERT INTO patient_identifiers (system, value, patient_id, sender, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (system, value) DO NOTHING`)
+	for _, i := range ids {
+		if _, err := t.tx.ExecContext(ctx, ins, i.System, i.Value, id, sender, t.now); err != nil {
+			return "", false, fmt.Errorf("link identifier: %w", err)
+		}
+	}
+	return id, created, nil
+}
+
+// survivor follows merged_into links to the surviving patient.
+func (t *Tx) survivor(ctx context.Context, id string) (string, error) {
+	q := t.db.rebind(`SELECT merged_into FROM patients WHERE id = ?`)
+	for range 32 {
+		var next string
+		if err := t.tx.GetContext(ctx, &next, q, id); err != nil {
+			return "", fmt.Errorf("follow patient merge: %w", notFound(err))
+		}
+		if next == "" {
+			return id, nil
+		}
+		id = next
+	}
+	return "", fmt.Errorf("follow patient merge: chain too long at %s", id)
+}
+
+// Resource is a FHIR resource to store.
+type Resource struct {
+	ID, Type, PatientID string
+	Body                []byte // JSON
+}
+
+// PutResource stores r as the new version of its id, keeping the earlier one
+// in the history. An identical body stores nothing and reports unchanged.
+func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resource) (version int, changed bool, err error) {
+	var cur struct {
+		Version int    `db:"version"`
+		Body    string `db:"body"`
+	}
+	err = t.tx.GetContext(ctx, &cur, t.db.rebind(`SELECT version, body FROM resources WHERE id = ?`), r.ID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
+			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?)`),
+			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now); err != nil {
+			return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
+		}
+		version = 1
+	case err != nil:
+		return 0, false, fmt.Errorf("read %s: %w", r.Type, err)
+	default:
+		if jsonEqual([]byte(cur.Body), r.Body) {
+			return cur.Version, false, nil
+		}
+		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
+			SELECT id, version, body, envelope_id, updated_at FROM resources WHERE id = ?`), r.ID); err != nil {
+			return 0, false, fmt.Errorf("keep %s history: %w", r.Type, err)
+		}
+		version = cur.Version + 1
+		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
+			envelope_id = ?, sender = ?, updated_at = ? WHERE id = ?`),
+			version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.ID); err != nil {
+			return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
+		}
+	}
+	return version, true, nil
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}
+
+// OutboxEntry is an event waiting to be published.
+type OutboxEntry struct {
+	Subscriber, Topic, Key, EventType, EnvelopeID string
+	Headers                                       map[string]string
+	Payload                                       []byte
+}
+
+// AddOutbox queues events for the relay.
+func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
+	q := t.db.rebind(`INSERT INTO outbox (subscriber, topic, msg_key, headers, payload, event_type, envelope_id,
+		created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	for _, e := range entries {
+		h, err := json.Marshal(e.Headers)
+		if err != nil {
+			return err
+		}
+		if _, err := t.tx.ExecContext(ctx, q, e.Subscriber, e.Topic, e.Key, string(h), e.Payload, e.EventType,
+			e.EnvelopeID, t.now, t.now); err != nil {
+			return fmt.Errorf("queue event: %w", err)
+		}
+	}
+	return nil
+}
+
+// FinishEnvelope marks an envelope processed.
+func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion string) error {
+	_, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE envelopes SET status = 'processed', error = '', patient_id = ?,
+		mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`), patientID, mappingVersion, t.now, id)
+	if err != nil {
+		return fmt.Errorf("mark envelope processed: %w", err)
+	}
+	return nil
+}
+
+// Audit appends to the audit log inside the transaction.
+func (t *Tx) Audit(ctx context.Context, e AuditEntry) error {
+	return addAudit(ctx, t.tx, t.db, t.now, e)
+}
+
+// AuditEntry is one audit log line: who did what to what, from where, with
+// what outcome. It never holds message bodies.
+type AuditEntry struct {
+	Seq     int64     `db:"seq" json:"seq"`
+	At      time.Time `db:"at" json:"at"`
+	Actor   string    `db:"actor" json:"actor"`
+	Action  string    `db:"action" json:"action"`
+	Target  string    `db:"target" json:"target"`
+	Outcome string    `db:"outcome" json:"outcome"`
+	Peer    string    `db:"peer" json:"peer"`
+	Detail  string    `db:"detail" json:"detail"`
+}
+
+func addAudit(ctx context.Context, x sqlx.ExecerContext, db *DB, now time.Time, e AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = now
+	}
+	_, err := x.ExecContext(ctx, db.rebind(`INSERT INTO audit_log (at, actor, action, target, outcome, peer, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), e.At.UTC(), e.Actor, e.Action, e.Target, e.Outcome, e.Peer, e.Detail)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// Audit appends to the audit log.
+func (db *DB) Audit(ctx context.Context, e AuditEntry) error {
+	return addAudit(ctx, db.x, db, time.Now().UTC(), e)
+}
+
+// AuditLog returns audit entries, newest first.
+func (db *DB) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	var out []AuditEntry
+	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT seq, at, actor, action, target, outcome, peer, detail
+		FROM audit_log ORDER BY seq DESC LIMIT ?`), limit)
+	return out, err
+}
+
+// StoredResource is a resource as stored.
+type StoredResource struct {
+	ID         string    `db:"id"`
+	Type       string    `db:"resource_type"`
+	PatientID  string    `db:"patient_id"`
+	Version    int       `db:"version"`
+	Body       string    `db:"body"`
+	EnvelopeID string    `db:"envelope_id"`
+	Sender     string    `db:"sender"`
+	UpdatedAt  time.Time `db:"updated_at"`
+}
+
+// PatientResources returns the resources of an enterprise patient (and of
+// the patients merged into it), ordered by type and id, paged.
+func (db *DB) PatientResources(ctx context.Context, patientID string, offset, limit int) ([]StoredResource, error) {
+	var out []StoredResource
+	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT id, resource_type, patient_id, version, body, envelope_id, sender, updated_at
+		FROM resources WHERE patient_id = ? OR patient_id IN (SELECT id FROM patients WHERE merged_into = ?)
+		ORDER BY resource_type, id LIMIT ? OFFSET ?`), patientID, patientID, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("patient resources: %w", err)
+	}
+	return out, nil
+}
+
+// GetResource returns one stored resource.
+func (db *DB) GetResource(ctx context.Context, id string) (*StoredResource, error) {
+	var r StoredResource
+	err := db.x.GetContext(ctx, &r, db.rebind(`SELECT id, resource_type, patient_id, version, body, envelope_id, sender, updated_at
+		FROM resources WHERE id = ?`), id)
+	if err != nil {
+		return nil, fmt.Errorf("get resource: %w", notFound(err))
+	}
+	return &r, nil
+}
+
+// PatientIdentifiers lists the identifiers linked to an enterprise patient.
+func (db *DB) PatientIdentifiers(ctx context.Context, patientID string) ([]Identifier, error) {
+	var out []Identifier
+	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT system, value FROM patient_identifiers WHERE patient_id = ? ORDER BY system, value`), patientID)
+	return out, err
+}
+
+// PatientByIdentifier returns the enterprise patient that owns an identifier.
+func (db *DB) PatientByIdentifier(ctx context.Context, system, value string) (string, error) {
+	var id string
+	err := db.x.GetContext(ctx, &id, db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`), system, value)
+	if err != nil {
+		return "", notFound(err)
+	}
+	return id, nil
+}

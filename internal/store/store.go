@@ -1,0 +1,185 @@
+// Package store is hiegw's database: versioned migrations and the queries of
+// every stage, on two backends behind sqlx: an embedded single-file SQLite
+// database (pure Go, the default) and PostgreSQL (production).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // PostgreSQL driver
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // embedded driver
+)
+
+// Backends.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Options says which database to open.
+type Options struct {
+	// Postgres DSN; empty means the embedded store in DataDir.
+	PostgresDSN string
+	// DataDir holds the embedded database file hiegw.db.
+	DataDir string
+	// Sync is the embedded store's durability: "full" (default) fsyncs every
+	// commit; "normal" survives a process crash but may lose the last commits
+	// on power loss.
+	Sync string
+	// MaxOpenConns for PostgreSQL (default 16).
+	MaxOpenConns int
+
+	skipMigrate bool
+}
+
+// DB is an open, migrated database.
+type DB struct {
+	x       *sqlx.DB
+	backend string
+}
+
+// Backend names the backend: SQLite or Postgres.
+func (db *DB) Backend() string { return db.backend }
+
+// SQL exposes the underlying handle, for tests and health checks.
+func (db *DB) SQL() *sqlx.DB { return db.x }
+
+// Open opens the database and applies pending migrations. It refuses a
+// database whose schema is newer than this binary knows.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	var (
+		x       *sqlx.DB
+		err     error
+		backend string
+		dialect goose.Dialect
+	)
+	if o.PostgresDSN != "" {
+		backend, dialect = Postgres, goose.DialectPostgres
+		x, err = sqlx.Open("postgres", o.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		n := o.MaxOpenConns
+		if n <= 0 {
+			n = 16
+		}
+		x.SetMaxOpenConns(n)
+		x.SetMaxIdleConns(n)
+	} else {
+		backend, dialect = SQLite, goose.DialectSQLite3
+		sync := strings.ToUpper(o.Sync)
+		if sync == "" {
+			sync = "FULL"
+		}
+		if sync != "FULL" && sync != "NORMAL" {
+			return nil, fmt.Errorf("open store: sync must be full or normal, not %q", o.Sync)
+		}
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		path := filepath.Join(o.DataDir, "hiegw.db")
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync +
+			")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+		x, err = sqlx.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		// SQLite has one writer; one connection keeps every write in order
+		// and makes transactions never wait on each other's locks.
+		x.SetMaxOpenConns(1)
+	}
+	db := &DB{x: x, backend: backend}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := x.PingContext(pctx); err != nil {
+		x.Close()
+		return nil, fmt.Errorf("connect %s store: %w", backend, err)
+	}
+	if o.skipMigrate {
+		return db, nil
+	}
+	if err := db.migrate(ctx, dialect); err != nil {
+		x.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context, dialect goose.Dialect) error {
+	sub, err := fs.Sub(migrations, "migrations/"+db.backend)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := goose.NewProvider(dialect, db.x.DB, sub)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	srcs := p.ListSources()
+	latest := srcs[len(srcs)-1].Version
+	if current > latest {
+		return fmt.Errorf("schema version %d is newer than this hiegw knows (%d): upgrade hiegw, do not run an older binary against this database", current, latest)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// SchemaVersion returns the applied migration version.
+func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := db.x.GetContext(ctx, &v, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`)
+	return v, err
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.x.Close() }
+
+// Ping checks the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.x.PingContext(ctx) }
+
+// tx runs fn in one transaction.
+func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+	tx, err := db.x.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) rebind(q string) string { return db.x.Rebind(q) }
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}

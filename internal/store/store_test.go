@@ -1,0 +1,216 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// backends runs the same test against the embedded store and, when
+// configured, PostgreSQL.
+func backends(t *testing.T, fn func(t *testing.T, db *DB)) {
+	t.Run("sqlite", func(t *testing.T) {
+		db, err := Open(context.Background(), Options{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		fn(t, db)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := TestPostgresDSN(t)
+		db, err := Open(context.Background(), Options{PostgresDSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		fn(t, db)
+	})
+}
+
+func env(id, sender, key string) *Envelope {
+	return &Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(), Kind: "hl7v2",
+		MessageType: "ADT^A01", ControlID: key, DedupKey: "msh10:" + key, SHA256: "x", Status: "received",
+		ACK: []byte("ACK-" + id), Raw: []byte("MSH|" + id)}
+}
+
+func TestEnvelopesAndDuplicates(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		res, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2"), env("e3", "B", "1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Duplicate {
+				t.Fatalf("row %d reported duplicate", i)
+			}
+		}
+		// Same sender and control id again, also twice inside one batch.
+		res, err = db.InsertEnvelopes(ctx, []*Envelope{env("e4", "A", "1"), env("e5", "C", "9"), env("e6", "C", "9")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res[0].Duplicate || res[0].ID != "e1" || string(res[0].ACK) != "ACK-e1" {
+			t.Fatalf("duplicate not recognised: %+v", res[0])
+		}
+		if res[1].Duplicate || !res[2].Duplicate || res[2].ID != "e5" {
+			t.Fatalf("in-batch duplicate: %+v %+v", res[1], res[2])
+		}
+		pend, err := db.PendingEnvelopes(ctx, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, p := range pend {
+			ids = append(ids, p.ID)
+		}
+		if fmt.Sprint(ids) != "[e1 e2 e3 e5]" {
+			t.Fatalf("pending order %v", ids)
+		}
+		if string(pend[0].Raw) != "MSH|e1" {
+			t.Fatalf("raw %q", pend[0].Raw)
+		}
+		counts, err := db.CountEnvelopes(ctx)
+		if err != nil || counts["received"] != 4 {
+			t.Fatalf("counts %v %v", counts, err)
+		}
+	})
+}
+
+func TestProcessingTransaction(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "B", "1")}); err != nil {
+			t.Fatal(err)
+		}
+		var p1, p2 string
+		err := db.InTx(ctx, func(tx *Tx) error {
+			var created bool
+			var err error
+			p1, created, err = tx.ResolvePatient(ctx, "A", []Identifier{{"urn:a", "1"}})
+			if err != nil || !created {
+				return fmt.Errorf("first resolve: created=%v err=%v", created, err)
+			}
+			v, changed, err := tx.PutResource(ctx, "e1", "A", Resource{ID: "r1", Type: "Patient", PatientID: p1, Body: []byte(`{"a":1,"b":2}`)})
+			if err != nil || v != 1 || !changed {
+				return fmt.Errorf("put: %d %v %v", v, changed, err)
+			}
+			if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "default", Topic: "t", Key: p1, EventType: "admit",
+				EnvelopeID: "e1", Headers: map[string]string{"h": "v"}, Payload: []byte("{}")}); err != nil {
+				return err
+			}
+			return tx.FinishEnvelope(ctx, "e1", p1, "v1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A second sender's record sharing one identifier joins the same patient.
+		err = db.InTx(ctx, func(tx *Tx) error {
+			var err error
+			p2, _, err = tx.ResolvePatient(ctx, "B", []Identifier{{"urn:b", "7"}, {"urn:a", "1"}})
+			if err != nil {
+				return err
+			}
+			v, changed, err := tx.PutResource(ctx, "e2", "B", Resource{ID: "r1", Type: "Patient", PatientID: p2, Body: []byte(`{"b":2, "a":1}`)})
+			if err != nil || changed || v != 1 {
+				return fmt.Errorf("identical body should not make a version: %d %v %v", v, changed, err)
+			}
+			v, changed, err = tx.PutResource(ctx, "e2", "B", Resource{ID: "r1", Type: "Patient", PatientID: p2, Body: []byte(`{"a":3}`)})
+			if err != nil || !changed || v != 2 {
+				return fmt.Errorf("changed body: %d %v %v", v, changed, err)
+			}
+			return tx.FinishEnvelope(ctx, "e2", p2, "v1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p1 != p2 {
+			t.Fatalf("shared identifier gave two patients %s %s", p1, p2)
+		}
+		ids, _ := db.PatientIdentifiers(ctx, p1)
+		if len(ids) != 2 {
+			t.Fatalf("identifiers %v", ids)
+		}
+		rs, err := db.PatientResources(ctx, p1, 0, 10)
+		if err != nil || len(rs) != 1 || rs[0].Version != 2 {
+			t.Fatalf("resources %+v %v", rs, err)
+		}
+		pend, _ := db.PendingEnvelopes(ctx, 0, 10)
+		if len(pend) != 0 {
+			t.Fatalf("still pending: %d", len(pend))
+		}
+		// A failing transaction leaves nothing behind.
+		err = db.InTx(ctx, func(tx *Tx) error {
+			if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "default", Topic: "t", Key: "k", Headers: map[string]string{}, Payload: []byte("x")}); err != nil {
+				return err
+			}
+			return fmt.Errorf("boom")
+		})
+		if err == nil {
+			t.Fatal("expected error")
+		}
+		rows, err := db.ClaimOutbox(ctx, "relay-1", 10, time.Minute)
+		if err != nil || len(rows) != 1 || rows[0].Headers()["h"] != "v" {
+			t.Fatalf("claim: %+v %v", rows, err)
+		}
+	})
+}
+
+func TestOutboxClaimRetryDead(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		err := db.InTx(ctx, func(tx *Tx) error {
+			for i := range 5 {
+				if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "s", Topic: "t", Key: fmt.Sprint(i), Headers: map[string]string{}, Payload: []byte("p")}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := db.ClaimOutbox(ctx, "r1", 3, time.Minute)
+		if err != nil || len(a) != 3 {
+			t.Fatalf("claim a: %d %v", len(a), err)
+		}
+		b, err := db.ClaimOutbox(ctx, "r2", 10, time.Minute)
+		if err != nil || len(b) != 2 || b[0].Seq <= a[2].Seq {
+			t.Fatalf("second relay must get the other rows: %d %v", len(b), err)
+		}
+		if err := db.MarkSent(ctx, []int64{a[0].Seq, a[1].Seq}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkRetry(ctx, []int64{a[2].Seq}, "broker down", time.Now().Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkDead(ctx, []int64{b[0].Seq}, "too big"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.ClaimOutbox(ctx, "r3", 10, time.Minute)
+		if err != nil || len(c) != 1 || c[0].Seq != a[2].Seq || c[0].Attempts != 1 || c[0].LastError != "broker down" {
+			t.Fatalf("retry claim: %+v %v", c, err)
+		}
+		counts, err := db.OutboxCounts(ctx)
+		if err != nil || len(counts) != 1 || counts[0].Sent != 2 || counts[0].Dead != 1 || counts[0].Pending != 2 {
+			t.Fatalf("counts %+v %v", counts, err)
+		}
+	})
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(context.Background(), Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.x.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (9999, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(context.Background(), Options{DataDir: dir}); err == nil {
+		t.Fatal("opening a newer schema must fail")
+	}
+}
