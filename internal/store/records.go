@@ -272,3 +272,41 @@ func (db *DB) PatientByIdentifier(ctx context.Context, system, value string) (st
 	}
 	return id, nil
 }
+
+// MergePatient merges the enterprise patient from into into: from's
+// identifiers and resources move to into, and from remembers where it went
+// so that anything still pointing at it resolves to the survivor.
+func (t *Tx) MergePatient(ctx context.Context, from, into string) error {
+	if from == into {
+		return nil
+	}
+	steps := []struct {
+		q    string
+		args []any
+	}{
+		{`UPDATE patients SET merged_into = ?, updated_at = ? WHERE id = ?`, []any{into, t.now, from}},
+		{`UPDATE patient_identifiers SET patient_id = ? WHERE patient_id = ?`, []any{into, from}},
+		{`UPDATE resources SET patient_id = ? WHERE patient_id = ?`, []any{into, from}},
+		{`UPDATE patients SET merged_into = ? WHERE merged_into = ?`, []any{into, from}},
+	}
+	for _, s := range steps {
+		if _, err := t.tx.ExecContext(ctx, t.db.rebind(s.q), s.args...); err != nil {
+			return fmt.Errorf("merge patient: %w", err)
+		}
+	}
+	return nil
+}
+
+// PatientOf returns the surviving enterprise patient that owns an
+// identifier, or "" when none does.
+func (t *Tx) PatientOf(ctx context.Context, id Identifier) (string, error) {
+	var pid string
+	err := t.tx.GetContext(ctx, &pid, t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`), id.System, id.Value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up identifier: %w", err)
+	}
+	return t.survivor(ctx, pid)
+}

@@ -1,0 +1,127 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// ackMode tells how a message asked to be acknowledged.
+func enhanced(h hl7.Header) bool { return h.AcceptAckType != "" }
+
+// ackCode maps the outcome to AA/AE/AR in original mode and CA/CE/CR in
+// enhanced mode.
+func ackCode(h hl7.Header, outcome byte) hl7.AckCode {
+	if enhanced(h) {
+		return hl7.AckCode("C" + string(outcome))
+	}
+	return hl7.AckCode("A" + string(outcome))
+}
+
+// Outcomes: Accept, Error (content), Reject.
+const (
+	accept = 'A'
+	errOut = 'E'
+	reject = 'R'
+)
+
+func (in *Intake) acceptMessage(ctx context.Context, env *Envelope) (Receipt, error) {
+	now := time.Now()
+	sum := digest(env.Raw)
+	h, d, herr := hl7.ParseHeader(env.Raw)
+	e := &store.Envelope{
+		ID: newID(), Channel: env.Channel, Sender: senderOf(env, h), Peer: env.Peer, ReceivedAt: env.ReceivedAt,
+		Kind: KindHL7, MessageType: messageType(h), ControlID: h.ControlID, SHA256: sum, Status: StatusReceived,
+		Raw: env.Raw,
+	}
+	if h.ControlID != "" {
+		e.DedupKey = "msh10:" + h.ControlID
+	} else {
+		e.DedupKey = "sha256:" + sum
+	}
+	outcome, details := in.judge(env, h, herr)
+	if outcome != accept {
+		e.Status = StatusRejected
+		e.Error = describe(details)
+	}
+	e.ACK = hl7.NewACK(h, d, ackCode(h, byte(outcome)), in.nextAckID(), now, details...)
+	ins, err := in.commit(ctx, e)
+	if err != nil {
+		in.log.Error("intake commit failed; answering AR so the sender retries", "sender", e.Sender, "control_id", h.ControlID, "err", err)
+		ack := hl7.NewACK(h, d, ackCode(h, reject), in.nextAckID(), now, hl7.ErrorDetail{
+			Code: "207", Severity: "E", Message: "message not stored: the gateway's store is unavailable; send it again later"})
+		return Receipt{Status: StatusRejected, Reason: "store unavailable", ACK: ack}, fmt.Errorf("store envelope: %w", err)
+	}
+	in.count(env.Channel, KindHL7, ins)
+	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error, ACK: ins.ACK}, nil
+}
+
+// judge decides how to answer: AR for an unreadable header or an unsupported
+// message, AE for a body that does not parse or fails the checker.
+func (in *Intake) judge(env *Envelope, h hl7.Header, herr error) (int, []hl7.ErrorDetail) {
+	if herr != nil {
+		return reject, []hl7.ErrorDetail{detailOf(herr, "MSH^1", "100")}
+	}
+	var missing []hl7.ErrorDetail
+	if h.ControlID == "" {
+		missing = append(missing, hl7.ErrorDetail{Location: "MSH^1^10", Code: "101", Severity: "E", Message: "MSH-10 message control id is required"})
+	}
+	if h.MessageCode == "" {
+		missing = append(missing, hl7.ErrorDetail{Location: "MSH^1^9", Code: "101", Severity: "E", Message: "MSH-9 message type is required"})
+	}
+	if h.Version == "" {
+		missing = append(missing, hl7.ErrorDetail{Location: "MSH^1^12", Code: "101", Severity: "E", Message: "MSH-12 version id is required"})
+	}
+	if len(missing) > 0 {
+		return reject, missing
+	}
+	if in.opt.Supported != nil && !in.opt.Supported(h.MessageCode, h.TriggerEvent) {
+		return reject, []hl7.ErrorDetail{{Location: "MSH^1^9", Code: "200", Severity: "E",
+			Message: fmt.Sprintf("message type %s is not accepted by this gateway", messageType(h))}}
+	}
+	m, err := hl7.Parse(env.Raw)
+	if err != nil {
+		return errOut, []hl7.ErrorDetail{detailOf(err, "", "100")}
+	}
+	if in.opt.Check != nil {
+		if problems := in.opt.Check.Check(senderOf(env, h), m); len(problems) > 0 {
+			return errOut, problems
+		}
+	}
+	return accept, nil
+}
+
+func detailOf(err error, defLoc, defCode string) hl7.ErrorDetail {
+	d := hl7.ErrorDetail{Location: defLoc, Code: defCode, Severity: "E", Message: err.Error()}
+	var pe *hl7.ParseError
+	if errors.As(err, &pe) {
+		if loc := pe.Location(); loc != "" {
+			d.Location = loc
+		}
+		switch {
+		case errors.Is(err, hl7.ErrRequired):
+			d.Code = "101"
+		case errors.Is(err, hl7.ErrCharset), errors.Is(err, hl7.ErrBadEscape):
+			d.Code = "102"
+		}
+	}
+	return d
+}
+
+func describe(ds []hl7.ErrorDetail) string {
+	s := ""
+	for i, d := range ds {
+		if i > 0 {
+			s += "; "
+		}
+		if d.Location != "" {
+			s += d.Location + ": "
+		}
+		s += d.Message
+	}
+	return s
+}

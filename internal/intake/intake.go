@@ -1,0 +1,343 @@
+// Package intake receives envelopes durably: it reads just enough of each to
+// decide the reply (the MSH of an HL7 v2 message, the kind of an uploaded
+// file), commits it to the store together with that reply, and only then
+// returns the reply. Concurrent envelopes share one transaction (group
+// commit), so many senders cost one fsync.
+package intake
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Store is what intake needs of the database.
+type Store interface {
+	InsertEnvelopes(ctx context.Context, envs []*store.Envelope) ([]store.Inserted, error)
+}
+
+var _ Store = (*store.DB)(nil)
+
+// Kinds of envelope content.
+const (
+	KindHL7      = "hl7v2"
+	KindHL7Batch = "hl7v2-batch"
+	KindCCDA     = "ccda"
+	KindUnknown  = "unknown"
+)
+
+// Checker looks deeper into a message whose header is readable and returns
+// the problems that make it unacceptable (for example a mapping that cannot
+// handle it). Intake answers AE with one ERR segment per problem.
+type Checker interface {
+	Check(sender string, m *hl7.Message) []hl7.ErrorDetail
+}
+
+// FileChecker validates an uploaded file of the given kind and returns why it
+// is refused, or "" when it is acceptable.
+type FileChecker func(kind string, data []byte) string
+
+// Options configure an Intake.
+type Options struct {
+	// Supported says whether a message code and trigger are accepted; nil
+	// accepts every type.
+	Supported func(code, trigger string) bool
+	// Check, when set, runs on every readable message before it is committed.
+	Check Checker
+	// CheckFile, when set, validates uploaded files.
+	CheckFile FileChecker
+	// DetectCCDA says whether a file is a C-CDA document.
+	DetectCCDA func([]byte) bool
+	// OnCommit is called (without blocking) after envelopes to process commit.
+	OnCommit func()
+	// MaxBatch bounds how many envelopes share one transaction (default 512).
+	MaxBatch   int
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// ApplicationName/FacilityName fill MSH-3/MSH-4 of ACKs when the
+	// received message did not name a receiving application/facility.
+	ApplicationName string
+}
+
+// Intake is the durable receipt stage.
+type Intake struct {
+	st   Store
+	opt  Options
+	reqs chan *request
+	done chan struct{}
+	log  *slog.Logger
+
+	received, duplicates, rejected *prometheus.CounterVec
+	batchSize                      prometheus.Histogram
+	commitSeconds                  prometheus.Histogram
+	ackSeq                         atomic.Uint64
+	closed                         atomic.Bool
+}
+
+type request struct {
+	env   *store.Envelope
+	reply chan result
+}
+
+type result struct {
+	ins store.Inserted
+	err error
+}
+
+// New starts an Intake writing to st. Close stops it.
+func New(st Store, opt Options) *Intake {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 512
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	in := &Intake{
+		st: st, opt: opt, log: opt.Logger,
+		reqs: make(chan *request, 4*opt.MaxBatch),
+		done: make(chan struct{}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_received_total",
+			Help: "Envelopes committed, by channel and kind."}, []string{"channel", "kind"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_duplicates_total",
+			Help: "Envelopes recognised as duplicates, by channel."}, []string{"channel"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_rejected_total",
+			Help: "Envelopes stored as rejected, by channel."}, []string{"channel"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_batch_size",
+			Help: "Envelopes per intake transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_seconds",
+			Help: "Time to commit one intake transaction.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
+	}
+	if opt.Registerer != nil {
+		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.batchSize, in.commitSeconds)
+	}
+	var seed [4]byte
+	_, _ = rand.Read(seed[:])
+	in.ackSeq.Store(uint64(seed[0])<<16 | uint64(seed[1])<<8 | uint64(seed[2]))
+	go in.commitLoop()
+	return in
+}
+
+// Close stops the commit loop after the envelopes already queued are
+// committed. Accept must not be called after Close.
+func (in *Intake) Close() {
+	if in.closed.Swap(true) {
+		return
+	}
+	close(in.reqs)
+	<-in.done
+}
+
+func (in *Intake) commitLoop() {
+	defer close(in.done)
+	batch := make([]*request, 0, in.opt.MaxBatch)
+	envs := make([]*store.Envelope, 0, in.opt.MaxBatch)
+	for first := range in.reqs {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < in.opt.MaxBatch {
+			select {
+			case r, ok := <-in.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		envs = envs[:0]
+		for _, r := range batch {
+			envs = append(envs, r.env)
+		}
+		start := time.Now()
+		res, err := in.st.InsertEnvelopes(context.Background(), envs)
+		in.commitSeconds.Observe(time.Since(start).Seconds())
+		in.batchSize.Observe(float64(len(batch)))
+		toProcess := false
+		for i, r := range batch {
+			if err != nil {
+				r.reply <- result{err: err}
+				continue
+			}
+			if !res[i].Duplicate && res[i].Status == StatusReceived {
+				toProcess = true
+			}
+			r.reply <- result{ins: res[i]}
+		}
+		if toProcess && in.opt.OnCommit != nil {
+			in.opt.OnCommit()
+		}
+	}
+}
+
+// commit queues e for the next transaction and waits until it is durable.
+func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted, error) {
+	if in.closed.Load() {
+		return store.Inserted{}, errors.New("intake closed")
+	}
+	r := &request{env: e, reply: make(chan result, 1)}
+	select {
+	case in.reqs <- r:
+	case <-ctx.Done():
+		return store.Inserted{}, ctx.Err()
+	}
+	// Once queued, the envelope will be committed or fail; wait for that
+	// answer even if ctx ends, so a reply never contradicts the store.
+	res := <-r.reply
+	return res.ins, res.err
+}
+
+func newID() string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return u.String()
+}
+
+func digest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// nextAckID returns a control id for an ACK's MSH-10: unique per process
+// run and at most 20 characters (the ST length in v2.5).
+func (in *Intake) nextAckID() string {
+	return fmt.Sprintf("HIEGW%015d", in.ackSeq.Add(1)%1e15)
+}
+
+// Accept stores env and returns the receipt (and, for MLLP, the ACK). It
+// returns an error only when the envelope could not be committed; the
+// caller must then not acknowledge it positively.
+func (in *Intake) Accept(ctx context.Context, env *Envelope) (Receipt, error) {
+	if env.Channel == ChannelMLLP {
+		return in.acceptMessage(ctx, env)
+	}
+	return in.acceptFile(ctx, env)
+}
+
+func (in *Intake) acceptFile(ctx context.Context, env *Envelope) (Receipt, error) {
+	kind := in.detect(env.Raw)
+	sum := digest(env.Raw)
+	e := &store.Envelope{
+		ID: newID(), Channel: env.Channel, Sender: env.Sender, Peer: env.Peer, ReceivedAt: env.ReceivedAt,
+		Filename: env.Filename, Kind: kind, DedupKey: "sha256:" + sum, SHA256: sum, Status: StatusReceived, Raw: env.Raw,
+	}
+	if e.Sender == "" {
+		e.Sender = "unknown"
+	}
+	switch {
+	case kind == KindUnknown:
+		e.Status, e.Error = StatusRejected, "not a C-CDA document or an HL7 v2 message or batch: the file starts with neither <ClinicalDocument nor MSH/FHS/BHS"
+	case in.opt.CheckFile != nil:
+		if reason := in.opt.CheckFile(kind, env.Raw); reason != "" {
+			e.Status, e.Error = StatusRejected, reason
+		}
+	}
+	if kind == KindHL7 {
+		if h, _, err := hl7.ParseHeader(env.Raw); err == nil {
+			e.MessageType = messageType(h)
+			e.ControlID = h.ControlID
+		}
+	}
+	ins, err := in.commit(ctx, e)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("store envelope: %w", err)
+	}
+	in.count(env.Channel, kind, ins)
+	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error}, nil
+}
+
+func (in *Intake) detect(data []byte) string {
+	trim := data
+	trim = trimBOM(trim)
+	for len(trim) > 0 && (trim[0] == ' ' || trim[0] == '\r' || trim[0] == '\n' || trim[0] == '\t') {
+		trim = trim[1:]
+	}
+	switch {
+	case hasPrefix(trim, "FHS") || hasPrefix(trim, "BHS"):
+		return KindHL7Batch
+	case hasPrefix(trim, "MSH"):
+		if countSegments(trim, "MSH") > 1 {
+			return KindHL7Batch
+		}
+		return KindHL7
+	case in.opt.DetectCCDA != nil && in.opt.DetectCCDA(data):
+		return KindCCDA
+	}
+	return KindUnknown
+}
+
+func (in *Intake) count(channel, kind string, ins store.Inserted) {
+	switch {
+	case ins.Duplicate:
+		in.duplicates.WithLabelValues(channel).Inc()
+	case ins.Status == StatusRejected:
+		in.rejected.WithLabelValues(channel).Inc()
+	default:
+		in.received.WithLabelValues(channel, kind).Inc()
+	}
+}
+
+func trimBOM(b []byte) []byte {
+	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
+		return b[3:]
+	}
+	return b
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+func countSegments(b []byte, name string) int {
+	n := 0
+	for i := 0; i+len(name) <= len(b); {
+		if (i == 0 || b[i-1] == '\r' || b[i-1] == '\n') && string(b[i:i+len(name)]) == name {
+			n++
+		}
+		j := i
+		for j < len(b) && b[j] != '\r' && b[j] != '\n' {
+			j++
+		}
+		for j < len(b) && (b[j] == '\r' || b[j] == '\n') {
+			j++
+		}
+		if j == i {
+			j++
+		}
+		i = j
+	}
+	return n
+}
+
+func messageType(h hl7.Header) string {
+	t := h.MessageCode
+	if h.TriggerEvent != "" {
+		t += "^" + h.TriggerEvent
+	}
+	return t
+}
+
+// senderOf names the sender of a message read from MLLP: the authenticated
+// name when the listener knows it, else the sending facility (MSH-4), else
+// the sending application (MSH-3).
+func senderOf(env *Envelope, h hl7.Header) string {
+	for _, s := range []string{env.Sender, h.SendingFacility.NamespaceID, h.SendingFacility.UniversalID,
+		h.SendingApplication.NamespaceID, h.SendingApplication.UniversalID} {
+		if s = strings.TrimSpace(s); s != "" {
+			return s
+		}
+	}
+	return "unknown"
+}

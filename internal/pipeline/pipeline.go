@@ -1,0 +1,439 @@
+// Package pipeline processes stored envelopes: parse, normalise to FHIR,
+// identify the patient, then write the record changes, their provenance and
+// the routed events in one transaction. Envelopes of one sender are processed
+// in the order they were received; different senders run in parallel.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/fhir"
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/intake"
+	"github.com/hiegw/hiegw/internal/route"
+	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Normalized is one source message turned into canonical resources.
+type Normalized struct {
+	Event     string          // route event type
+	Resources []fhir.Resource // the Patient first, when there is one
+}
+
+// Normalizer turns source content into canonical resources. Errors that are
+// the content's fault (a required field missing, a bad date) make the
+// envelope "failed"; it can be reprocessed after the mapping is fixed.
+type Normalizer interface {
+	NormalizeHL7(sender string, m *hl7.Message) (Normalized, error)
+	NormalizeCCDA(sender string, data []byte) (Normalized, error)
+	Version() string
+}
+
+// Store is what the pipeline needs of the database.
+type Store interface {
+	PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]store.Envelope, error)
+	InTx(ctx context.Context, fn func(*store.Tx) error) error
+	MarkFailed(ctx context.Context, id, reason string) error
+}
+
+var _ Store = (*store.DB)(nil)
+
+// Router queues events for subscribers.
+type Router interface {
+	Route(ev route.Event) ([]store.OutboxEntry, error)
+}
+
+// Options configure the pipeline.
+type Options struct {
+	Lanes      int           // parallel lanes (senders hash to a lane); default 4
+	Poll       time.Duration // look for work without a notification this often; default 1s
+	OnCommit   func()        // called after each committed envelope (wakes the relay)
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Pipeline is the processing stage.
+type Pipeline struct {
+	st   Store
+	norm Normalizer
+	rt   Router
+	o    Options
+	wake chan struct{}
+
+	processed, failed *prometheus.CounterVec
+	seconds           prometheus.Histogram
+	idle              sync.WaitGroup
+}
+
+// New makes a pipeline.
+func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
+	if o.Lanes <= 0 {
+		o.Lanes = 4
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1),
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_processed_total",
+			Help: "Envelopes processed into the record, by kind."}, []string{"kind"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_failed_total",
+			Help: "Envelopes whose processing failed, by kind."}, []string{"kind"}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_pipeline_envelope_seconds",
+			Help: "Time to process one envelope.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(p.processed, p.failed, p.seconds)
+	}
+	return p
+}
+
+// Notify wakes the pipeline: envelopes were committed.
+func (p *Pipeline) Notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run processes envelopes until ctx ends; envelopes already handed to a lane
+// are finished before it returns.
+func (p *Pipeline) Run(ctx context.Context) {
+	lanes := make([]chan store.Envelope, p.o.Lanes)
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan store.Envelope, 256)
+		wg.Add(1)
+		go func(ch chan store.Envelope) {
+			defer wg.Done()
+			for e := range ch {
+				p.processWithRetry(ctx, e)
+				p.idle.Done()
+			}
+		}(lanes[i])
+	}
+	defer func() {
+		for _, ch := range lanes {
+			close(ch)
+		}
+		wg.Wait()
+	}()
+	var cursor int64
+	t := time.NewTicker(p.o.Poll)
+	defer t.Stop()
+	for {
+		envs, err := p.st.PendingEnvelopes(ctx, cursor, 512)
+		if err != nil && ctx.Err() == nil {
+			p.o.Logger.Warn("pipeline: read pending envelopes", "err", err)
+		}
+		for _, e := range envs {
+			cursor = e.Seq
+			p.idle.Add(1)
+			select {
+			case lanes[laneOf(e.Sender, len(lanes))] <- e:
+			case <-ctx.Done():
+				p.idle.Done()
+				return
+			}
+		}
+		if len(envs) == 512 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Wait blocks until every envelope handed to a lane so far is done.
+func (p *Pipeline) Wait() { p.idle.Wait() }
+
+func laneOf(sender string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(sender))
+	return int(h.Sum32() % uint32(n))
+}
+
+// processWithRetry retries store failures (the database may be briefly
+// away) so that a sender's order is kept; content failures are final.
+func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.Process(ctx, e)
+		if err == nil {
+			return
+		}
+		var ce *ContentError
+		if errors.As(err, &ce) {
+			p.failed.WithLabelValues(e.Kind).Inc()
+			p.o.Logger.Info("envelope failed processing", "envelope", e.ID, "sender", e.Sender,
+				"control_id", e.ControlID, "reason", ce.Error())
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if merr := p.st.MarkFailed(mctx, e.ID, ce.Error()); merr != nil {
+				p.o.Logger.Error("mark envelope failed", "envelope", e.ID, "err", merr)
+			}
+			cancel()
+			return
+		}
+		if ctx.Err() != nil {
+			return // picked up again at the next start: it is still "received"
+		}
+		p.o.Logger.Warn("processing envelope; will retry", "envelope", e.ID, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// ContentError is a failure caused by the envelope's content.
+type ContentError struct{ Err error }
+
+func (e *ContentError) Error() string { return e.Err.Error() }
+func (e *ContentError) Unwrap() error { return e.Err }
+
+func contentErr(format string, args ...any) error {
+	return &ContentError{Err: fmt.Errorf(format, args...)}
+}
+
+// Process turns one envelope into record changes and events, in one
+// transaction.
+func (p *Pipeline) Process(ctx context.Context, e store.Envelope) error {
+	start := time.Now()
+	units, err := p.normalize(e)
+	if err != nil {
+		return err
+	}
+	version := p.norm.Version()
+	err = p.st.InTx(ctx, func(tx *store.Tx) error {
+		var patient string
+		for i, u := range units {
+			pid, err := p.commitUnit(ctx, tx, e, i, u)
+			if err != nil {
+				return err
+			}
+			if patient == "" {
+				patient = pid
+			}
+		}
+		return tx.FinishEnvelope(ctx, e.ID, patient, version)
+	})
+	if err != nil {
+		return err
+	}
+	p.processed.WithLabelValues(e.Kind).Inc()
+	p.seconds.Observe(time.Since(start).Seconds())
+	if p.o.OnCommit != nil {
+		p.o.OnCommit()
+	}
+	return nil
+}
+
+type unit struct {
+	Normalized
+	controlID, messageType string
+}
+
+func (p *Pipeline) normalize(e store.Envelope) ([]unit, error) {
+	switch e.Kind {
+	case intake.KindHL7:
+		u, err := p.normalizeHL7(e.Sender, e.Raw)
+		if err != nil {
+			return nil, err
+		}
+		return []unit{u}, nil
+	case intake.KindHL7Batch:
+		b, err := hl7.SplitBatch(e.Raw)
+		if err != nil {
+			return nil, contentErr("split batch: %w", err)
+		}
+		var out []unit
+		for i, raw := range b.Messages {
+			u, err := p.normalizeHL7(e.Sender, raw)
+			if err != nil {
+				return nil, contentErr("batch message %d: %w", i+1, err)
+			}
+			out = append(out, u)
+		}
+		return out, nil
+	case intake.KindCCDA:
+		n, err := p.norm.NormalizeCCDA(e.Sender, e.Raw)
+		if err != nil {
+			return nil, contentErr("%w", err)
+		}
+		return []unit{{Normalized: n, messageType: "C-CDA"}}, nil
+	}
+	return nil, contentErr("envelope kind %q cannot be processed", e.Kind)
+}
+
+func (p *Pipeline) normalizeHL7(sender string, raw []byte) (unit, error) {
+	m, err := hl7.Parse(raw)
+	if err != nil {
+		return unit{}, contentErr("parse: %w", err)
+	}
+	n, err := p.norm.NormalizeHL7(sender, m)
+	if err != nil {
+		return unit{}, contentErr("%w", err)
+	}
+	h := m.Header()
+	mt := h.MessageCode
+	if h.TriggerEvent != "" {
+		mt += "^" + h.TriggerEvent
+	}
+	return unit{Normalized: n, controlID: h.ControlID, messageType: mt}, nil
+}
+
+const enterpriseSystem = "urn:hiegw:enterprise-patient"
+
+func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelope, idx int, u unit) (string, error) {
+	var patientRes fhir.Resource
+	for _, r := range u.Resources {
+		if r.Type() == "Patient" {
+			patientRes = r
+			break
+		}
+	}
+	var patientID string
+	var localIDs []string
+	if patientRes != nil {
+		ids := identifiersOf(patientRes)
+		if len(ids) == 0 {
+			return "", contentErr("the Patient has no identifier to link it by (PID-3)")
+		}
+		var err error
+		if patientID, _, err = tx.ResolvePatient(ctx, e.Sender, ids); err != nil {
+			return "", err
+		}
+		// ADT^A40 and the like: the surviving record replaces prior ones.
+		for _, prior := range replacedIdentifiers(patientRes) {
+			from, err := tx.PatientOf(ctx, prior)
+			if err != nil {
+				return "", err
+			}
+			if from != "" && from != patientID {
+				if err := tx.MergePatient(ctx, from, patientID); err != nil {
+					return "", err
+				}
+				if err := tx.Audit(ctx, store.AuditEntry{Actor: "sender:" + e.Sender, Action: "patient.merge",
+					Target: patientID, Outcome: "ok", Detail: "merged " + from + " (envelope " + e.ID + ")"}); err != nil {
+					return "", err
+				}
+			}
+		}
+		for _, id := range ids {
+			localIDs = append(localIDs, id.System+"|"+id.Value)
+		}
+		addEnterpriseID(patientRes, patientID)
+	}
+	resources := append([]fhir.Resource{}, u.Resources...)
+	resources = append(resources, provenance(e, idx, u.Resources))
+	for _, r := range resources {
+		body, err := json.Marshal(r)
+		if err != nil {
+			return "", contentErr("encode %s: %w", r.Type(), err)
+		}
+		if _, _, err := tx.PutResource(ctx, e.ID, e.Sender, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body}); err != nil {
+			return "", err
+		}
+	}
+	if patientID == "" {
+		// Nothing to key an event by: the record keeps it, routing does not.
+		return "", nil
+	}
+	entries, err := p.rt.Route(route.Event{Type: u.Event, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
+		MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now()})
+	if err != nil {
+		return "", err
+	}
+	if err := tx.AddOutbox(ctx, entries...); err != nil {
+		return "", err
+	}
+	return patientID, nil
+}
+
+// identifiersOf returns a Patient's identifiers that can link it.
+func identifiersOf(p fhir.Resource) []store.Identifier {
+	var out []store.Identifier
+	list, _ := p["identifier"].([]any)
+	for _, it := range list {
+		m, _ := it.(map[string]any)
+		sys, _ := m["system"].(string)
+		val, _ := m["value"].(string)
+		if sys == "" || val == "" || sys == enterpriseSystem {
+			continue
+		}
+		out = append(out, store.Identifier{System: sys, Value: val})
+	}
+	return out
+}
+
+// replacedIdentifiers returns the identifiers named by Patient.link entries
+// of type "replaces" (a merge).
+func replacedIdentifiers(p fhir.Resource) []store.Identifier {
+	var out []store.Identifier
+	links, _ := p["link"].([]any)
+	for _, l := range links {
+		m, _ := l.(map[string]any)
+		if t, _ := m["type"].(string); t != "replaces" {
+			continue
+		}
+		other, _ := m["other"].(map[string]any)
+		id, _ := other["identifier"].(map[string]any)
+		sys, _ := id["system"].(string)
+		val, _ := id["value"].(string)
+		if sys != "" && val != "" {
+			out = append(out, store.Identifier{System: sys, Value: val})
+		}
+	}
+	return out
+}
+
+func addEnterpriseID(p fhir.Resource, id string) {
+	list, _ := p["identifier"].([]any)
+	for _, it := range list {
+		if m, _ := it.(map[string]any); m["system"] == enterpriseSystem {
+			m["value"] = id
+			return
+		}
+	}
+	p["identifier"] = append(list, map[string]any{"use": "secondary", "system": enterpriseSystem, "value": id})
+}
+
+// provenance records where the resources came from: the sender and the
+// stored envelope.
+func provenance(e store.Envelope, idx int, rs []fhir.Resource) fhir.Resource {
+	pr := fhir.New("Provenance", fhir.StableID(e.Sender, "Provenance", e.ID, fmt.Sprint(idx)))
+	var targets []any
+	for _, r := range rs {
+		targets = append(targets, map[string]any{"reference": r.Ref()})
+	}
+	pr["target"] = targets
+	pr["recorded"] = e.ReceivedAt.UTC().Format(time.RFC3339)
+	pr["activity"] = map[string]any{"coding": []any{map[string]any{
+		"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}}}
+	pr["agent"] = []any{map[string]any{
+		"type": map[string]any{"coding": []any{map[string]any{
+			"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}}},
+		"who": map[string]any{"display": e.Sender, "identifier": map[string]any{"system": "urn:hiegw:sender", "value": e.Sender}},
+	}}
+	what := map[string]any{"system": "urn:hiegw:envelope", "value": e.ID}
+	desc := strings.TrimSpace(e.Channel + " " + e.MessageType + " " + e.ControlID)
+	pr["entity"] = []any{map[string]any{"role": "source", "what": map[string]any{"identifier": what, "display": desc}}}
+	return pr
+}

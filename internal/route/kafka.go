@@ -1,0 +1,118 @@
+package route
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// Message is one event to publish.
+type Message struct {
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Headers map[string]string
+}
+
+// KafkaOptions configure the producer.
+type KafkaOptions struct {
+	Brokers []string
+	TLS     *tls.Config
+	// SASL SCRAM (SHA-512 when Mechanism is "SCRAM-SHA-512", else SHA-256).
+	SASLUser, SASLPassword, SASLMechanism string
+	// WriteTimeout bounds one publish.
+	WriteTimeout time.Duration
+}
+
+// Kafka publishes to Kafka brokers with acknowledgement from every in-sync
+// replica, keyed (hash partitioned) by the message key.
+type Kafka struct {
+	w *kafka.Writer
+}
+
+// NewKafka makes a producer.
+func NewKafka(o KafkaOptions) (*Kafka, error) {
+	if len(o.Brokers) == 0 {
+		return nil, errors.New("kafka: no brokers")
+	}
+	tr := &kafka.Transport{TLS: o.TLS, DialTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	if o.SASLUser != "" {
+		alg := scram.SHA256
+		if o.SASLMechanism == "SCRAM-SHA-512" {
+			alg = scram.SHA512
+		}
+		m, err := scram.Mechanism(alg, o.SASLUser, o.SASLPassword)
+		if err != nil {
+			return nil, fmt.Errorf("kafka sasl: %w", err)
+		}
+		tr.SASL = m
+	}
+	wt := o.WriteTimeout
+	if wt <= 0 {
+		wt = 10 * time.Second
+	}
+	return &Kafka{w: &kafka.Writer{
+		Addr:                   kafka.TCP(o.Brokers...),
+		Balancer:               &kafka.Hash{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchSize:              1000,
+		BatchBytes:             16 << 20,
+		BatchTimeout:           2 * time.Millisecond,
+		WriteTimeout:           wt,
+		ReadTimeout:            wt,
+		MaxAttempts:            1, // the relay retries with backoff itself
+		AllowAutoTopicCreation: true,
+		Transport:              tr,
+	}}, nil
+}
+
+// Publish writes msgs and returns once every one is acknowledged, or an
+// error when any was not (the relay then retries all of them).
+func (k *Kafka) Publish(ctx context.Context, msgs []Message) error {
+	km := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		km[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		for hk, hv := range m.Headers {
+			km[i].Headers = append(km[i].Headers, kafka.Header{Key: hk, Value: []byte(hv)})
+		}
+	}
+	if err := k.w.WriteMessages(ctx, km...); err != nil {
+		var we kafka.WriteErrors
+		if errors.As(err, &we) && len(we) == len(msgs) {
+			pe := &PartialError{Err: err}
+			for i, e := range we {
+				if e != nil {
+					pe.Failed = append(pe.Failed, i)
+					if pe.First == nil {
+						pe.First = e
+					}
+				}
+			}
+			return pe
+		}
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
+// PartialError says which messages of a Publish were not acknowledged; the
+// others were.
+type PartialError struct {
+	Failed []int // indexes into the published slice
+	First  error // the first failure's cause
+	Err    error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("kafka: %d messages not acknowledged: %v", len(e.Failed), e.First)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Close flushes and closes the producer.
+func (k *Kafka) Close() error { return k.w.Close() }

@@ -1,0 +1,248 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Publisher sends messages to the broker.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []Message) error
+}
+
+var _ Publisher = (*Kafka)(nil)
+
+// Outbox is what the relay needs of the store.
+type Outbox interface {
+	ClaimOutbox(ctx context.Context, owner string, limit int, lease time.Duration) ([]store.OutboxRow, error)
+	MarkSent(ctx context.Context, seqs []int64) error
+	MarkRetry(ctx context.Context, seqs []int64, reason string, next time.Time) error
+	MarkDead(ctx context.Context, seqs []int64, reason string) error
+}
+
+var _ Outbox = (*store.DB)(nil)
+
+// RelayOptions configure a Relay.
+type RelayOptions struct {
+	Owner        string        // this relay's name in claims
+	BatchSize    int           // rows per claim (default 500)
+	Lease        time.Duration // claim lease (default 30s)
+	PollInterval time.Duration // how often to look without a notification (default 1s)
+	MaxAttempts  int           // then dead-letter (default 10)
+	BackoffBase  time.Duration // first retry delay (default 500ms)
+	BackoffMax   time.Duration // largest retry delay (default 1m)
+	// DeadLetterSuffix is appended to a topic to name its dead-letter topic.
+	DeadLetterSuffix string
+	Registerer       prometheus.Registerer
+	Logger           *slog.Logger
+}
+
+// Relay moves committed outbox rows to the broker: at least once, in order
+// of commit, keyed by enterprise patient id.
+type Relay struct {
+	ob   Outbox
+	pub  Publisher
+	o    RelayOptions
+	wake chan struct{}
+
+	published, failed, dead *prometheus.CounterVec
+	mu                      sync.Mutex
+	lastErr                 error
+}
+
+// NewRelay makes a relay.
+func NewRelay(ob Outbox, pub Publisher, o RelayOptions) *Relay {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 500 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Minute
+	}
+	if o.DeadLetterSuffix == "" {
+		o.DeadLetterSuffix = ".dlq"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	r := &Relay{ob: ob, pub: pub, o: o, wake: make(chan struct{}, 1),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_published_total",
+			Help: "Events published, by subscriber."}, []string{"subscriber"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_publish_failures_total",
+			Help: "Event publish attempts that failed, by subscriber."}, []string{"subscriber"}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_dead_lettered_total",
+			Help: "Events moved to a dead-letter topic, by subscriber."}, []string{"subscriber"}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(r.published, r.failed, r.dead)
+	}
+	return r
+}
+
+// Notify wakes the relay: new rows were committed.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// LastError is the most recent publish error, nil after a success.
+func (r *Relay) LastError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Run publishes until ctx ends.
+func (r *Relay) Run(ctx context.Context) {
+	t := time.NewTicker(r.o.PollInterval)
+	defer t.Stop()
+	for {
+		n, err := r.Once(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.o.Logger.Warn("outbox relay", "err", err)
+		}
+		if n == r.o.BatchSize && err == nil {
+			continue // more may be waiting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Drain publishes until nothing is due or ctx ends (used at shutdown).
+func (r *Relay) Drain(ctx context.Context) error {
+	for {
+		n, err := r.Once(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// Once claims one batch and publishes it. It returns how many rows it
+// claimed.
+func (r *Relay) Once(ctx context.Context) (int, error) {
+	rows, err := r.ob.ClaimOutbox(ctx, r.o.Owner, r.o.BatchSize, r.o.Lease)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	msgs := make([]Message, len(rows))
+	for i, row := range rows {
+		msgs[i] = Message{Topic: row.Topic, Key: []byte(row.Key), Value: row.Payload, Headers: row.Headers()}
+	}
+	perr := r.pub.Publish(ctx, msgs)
+	failed := map[int]bool{}
+	if perr != nil {
+		var pe *PartialError
+		if errors.As(perr, &pe) {
+			for _, i := range pe.Failed {
+				failed[i] = true
+			}
+		} else {
+			for i := range rows {
+				failed[i] = true
+			}
+		}
+	}
+	r.mu.Lock()
+	r.lastErr = perr
+	r.mu.Unlock()
+	var sent []int64
+	var retry []store.OutboxRow
+	for i, row := range rows {
+		if failed[i] {
+			r.failed.WithLabelValues(row.Subscriber).Inc()
+			retry = append(retry, row)
+			continue
+		}
+		r.published.WithLabelValues(row.Subscriber).Inc()
+		sent = append(sent, row.Seq)
+	}
+	// Use a context that survives shutdown so that what was published is
+	// recorded as such.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.ob.MarkSent(mctx, sent); err != nil {
+		return len(rows), err
+	}
+	if len(retry) > 0 {
+		if err := r.retryOrDeadLetter(mctx, retry, perr); err != nil {
+			return len(rows), err
+		}
+		return len(rows), fmt.Errorf("publish: %w", perr)
+	}
+	return len(rows), nil
+}
+
+func (r *Relay) retryOrDeadLetter(ctx context.Context, rows []store.OutboxRow, cause error) error {
+	reason := cause.Error()
+	byAttempts := map[int][]int64{}
+	var dead []store.OutboxRow
+	for _, row := range rows {
+		if row.Attempts+1 >= r.o.MaxAttempts {
+			dead = append(dead, row)
+			continue
+		}
+		byAttempts[row.Attempts] = append(byAttempts[row.Attempts], row.Seq)
+	}
+	for attempts, seqs := range byAttempts {
+		d := time.Duration(float64(r.o.BackoffBase) * math.Pow(2, float64(attempts)))
+		if d > r.o.BackoffMax || d <= 0 {
+			d = r.o.BackoffMax
+		}
+		if err := r.ob.MarkRetry(ctx, seqs, reason, time.Now().Add(d)); err != nil {
+			return err
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	// Dead-letter: the event goes to the subscriber's dead-letter topic with
+	// the reason in its headers. If even that fails, it stays for a retry:
+	// nothing is dropped.
+	msgs := make([]Message, len(dead))
+	seqs := make([]int64, len(dead))
+	for i, row := range dead {
+		h := row.Headers()
+		h["hiegw-dead-letter-reason"] = reason
+		h["hiegw-attempts"] = fmt.Sprint(row.Attempts + 1)
+		h["hiegw-original-topic"] = row.Topic
+		msgs[i] = Message{Topic: row.Topic + r.o.DeadLetterSuffix, Key: []byte(row.Key), Value: row.Payload, Headers: h}
+		seqs[i] = row.Seq
+	}
+	if err := r.pub.Publish(ctx, msgs); err != nil {
+		return r.ob.MarkRetry(ctx, seqs, "dead-letter publish failed: "+err.Error(), time.Now().Add(r.o.BackoffMax))
+	}
+	for _, row := range dead {
+		r.dead.WithLabelValues(row.Subscriber).Inc()
+	}
+	return r.ob.MarkDead(ctx, seqs, reason)
+}
