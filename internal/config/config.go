@@ -1,0 +1,383 @@
+// Package config reads hiegw's configuration: defaults, then an optional
+// YAML file (unknown keys are errors), then HIEGW_* environment variables,
+// then command-line flags. Validate names the setting that is wrong.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration written as "30s", "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 30s or 5m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String formats the duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// TLS configures a TLS server or client.
+type TLS struct {
+	Cert string `yaml:"cert"` // PEM certificate file
+	Key  string `yaml:"key"`  // PEM private key file
+	// ClientCA, when set on a server, requires and verifies client
+	// certificates against it (mutual TLS).
+	ClientCA string `yaml:"client_ca"`
+	// CA verifies servers (clients only).
+	CA string `yaml:"ca"`
+}
+
+// Enabled tells whether any TLS setting is present.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.ClientCA != "" || t.CA != "" }
+
+// MLLPSender is a sender known to the MLLP listener.
+type MLLPSender struct {
+	Name string `yaml:"name"`
+	// CertCN identifies the sender by its client certificate's common name.
+	CertCN string `yaml:"cert_cn"`
+	// Facilities the sender may send as (MSH-4 namespace ids); empty allows any.
+	Facilities []string `yaml:"facilities"`
+}
+
+// Config is the whole configuration.
+type Config struct {
+	DataDir string `yaml:"data_dir"`
+	Log     struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error
+		Format string `yaml:"format"` // text, json
+		// LogMessageBodies logs message bodies at debug level. They hold
+		// protected health information: leave off in production.
+		LogMessageBodies bool `yaml:"log_message_bodies"`
+	} `yaml:"log"`
+	MLLP struct {
+		Addr            string       `yaml:"addr"`
+		TLS             TLS          `yaml:"tls"`
+		MaxMessageBytes int          `yaml:"max_message_bytes"`
+		IdleTimeout     Duration     `yaml:"idle_timeout"`
+		ReadTimeout     Duration     `yaml:"read_timeout"`
+		MaxConnections  int          `yaml:"max_connections"`
+		Allow           []string     `yaml:"allow"` // CIDRs or addresses; empty allows all
+		Senders         []MLLPSender `yaml:"senders"`
+	} `yaml:"mllp"`
+	HTTP struct {
+		Addr string `yaml:"addr"`
+		TLS  TLS    `yaml:"tls"`
+	} `yaml:"http"`
+	SFTP struct {
+		Addr               string        `yaml:"addr"` // empty disables the listener
+		HostKey            string        `yaml:"host_key"`
+		MaxFileBytes       int64         `yaml:"max_file_bytes"`
+		MaxFilesPerSession int           `yaml:"max_files_per_session"`
+		Accounts           []SFTPAccount `yaml:"accounts"`
+	} `yaml:"sftp"`
+	Broker struct {
+		Addr      string   `yaml:"addr"` // embedded broker; unused when kafka.brokers is set
+		Retention Duration `yaml:"retention"`
+	} `yaml:"broker"`
+	Kafka struct {
+		Brokers []string `yaml:"brokers"` // real Kafka; empty means the embedded broker
+		TLS     TLS      `yaml:"tls"`
+		SASL    struct {
+			Mechanism string `yaml:"mechanism"` // SCRAM-SHA-256 or SCRAM-SHA-512
+			User      string `yaml:"user"`
+			Password  string `yaml:"password"`
+		} `yaml:"sasl"`
+		DeadLetterSuffix string `yaml:"dead_letter_suffix"`
+		MaxAttempts      int    `yaml:"max_attempts"`
+	} `yaml:"kafka"`
+	Store struct {
+		PostgresDSN string `yaml:"postgres_dsn"` // empty means the embedded store in data_dir
+		Sync        string `yaml:"sync"`         // embedded store: full (default) or normal
+	} `yaml:"store"`
+	Mappings struct {
+		Dir            string   `yaml:"dir"`
+		ReloadInterval Duration `yaml:"reload_interval"`
+	} `yaml:"mappings"`
+	Subscriptions struct {
+		File string `yaml:"file"` // empty: one default subscription, every event to hie.events
+	} `yaml:"subscriptions"`
+	Pipeline struct {
+		Lanes int `yaml:"lanes"`
+	} `yaml:"pipeline"`
+}
+
+// SFTPAccount is an SFTP sender account.
+type SFTPAccount struct {
+	Name           string `yaml:"name"`
+	AuthorizedKeys string `yaml:"authorized_keys"` // authorized_keys file
+	PasswordHash   string `yaml:"password_hash"`   // bcrypt or argon2id; never plain text
+}
+
+// Default returns the built-in defaults: everything on 127.0.0.1, data in
+// ./data, the embedded store and broker.
+func Default() *Config {
+	c := &Config{DataDir: "data"}
+	c.Log.Level, c.Log.Format = "info", "text"
+	c.MLLP.Addr = "127.0.0.1:2575"
+	c.MLLP.MaxMessageBytes = 4 << 20
+	c.MLLP.IdleTimeout = Duration(5 * time.Minute)
+	c.MLLP.ReadTimeout = Duration(30 * time.Second)
+	c.MLLP.MaxConnections = 256
+	c.HTTP.Addr = "127.0.0.1:8080"
+	c.SFTP.Addr = "127.0.0.1:2222"
+	c.SFTP.MaxFileBytes = 32 << 20
+	c.SFTP.MaxFilesPerSession = 10000
+	c.Broker.Addr = "127.0.0.1:9092"
+	c.Broker.Retention = Duration(7 * 24 * time.Hour)
+	c.Kafka.DeadLetterSuffix = ".dlq"
+	c.Kafka.MaxAttempts = 10
+	c.Store.Sync = "full"
+	c.Mappings.Dir = "mappings"
+	c.Mappings.ReloadInterval = Duration(2 * time.Second)
+	c.Pipeline.Lanes = 4
+	return c
+}
+
+// flagDef binds one flag (and its HIEGW_ variable) to a setting.
+type flagDef struct {
+	name, usage string
+	set         func(c *Config, v string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+var flagDefs = []flagDef{
+	{"data-dir", "directory for the embedded store, broker data and SFTP folders", str(func(c *Config) *string { return &c.DataDir })},
+	{"mllp-addr", "MLLP listener address", str(func(c *Config) *string { return &c.MLLP.Addr })},
+	{"http-addr", "HTTP address (health, metrics, API)", str(func(c *Config) *string { return &c.HTTP.Addr })},
+	{"sftp-addr", "SFTP listener address (empty disables it)", str(func(c *Config) *string { return &c.SFTP.Addr })},
+	{"broker-addr", "embedded Kafka-protocol broker address", str(func(c *Config) *string { return &c.Broker.Addr })},
+	{"kafka-brokers", "comma-separated Kafka brokers; replaces the embedded broker", func(c *Config, v string) error {
+		c.Kafka.Brokers = nil
+		for _, b := range strings.Split(v, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				c.Kafka.Brokers = append(c.Kafka.Brokers, b)
+			}
+		}
+		return nil
+	}},
+	{"postgres-dsn", "PostgreSQL DSN; replaces the embedded store", str(func(c *Config) *string { return &c.Store.PostgresDSN })},
+	{"mappings-dir", "directory of mapping files", str(func(c *Config) *string { return &c.Mappings.Dir })},
+	{"subscriptions", "subscriptions file", str(func(c *Config) *string { return &c.Subscriptions.File })},
+	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
+	{"log-format", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flagName string) string {
+	return "HIEGW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Load builds the configuration from args (flags, including --config FILE)
+// and the environment, then validates it.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("hiegw serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", getenv("HIEGW_CONFIG"), "YAML configuration file (env HIEGW_CONFIG)")
+	vals := map[string]*string{}
+	for _, d := range flagDefs {
+		vals[d.name] = fs.String(d.name, "", d.usage+" (env "+EnvName(d.name)+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	c := Default()
+	if *file != "" {
+		if err := c.readFile(*file); err != nil {
+			return nil, err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, d := range flagDefs {
+		v, from := getenv(EnvName(d.name)), EnvName(d.name)
+		if set[d.name] {
+			v, from = *vals[d.name], "--"+d.name
+		} else if v == "" {
+			continue
+		}
+		if err := d.set(c, v); err != nil {
+			return nil, fmt.Errorf("%s: %w", from, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) readFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks every setting and reports all problems at once, each
+// named by its YAML path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	addr := func(path, v string, optional bool) {
+		if v == "" {
+			if !optional {
+				bad(path, "is required (host:port)")
+			}
+			return
+		}
+		if _, p, err := net.SplitHostPort(v); err != nil {
+			bad(path, "%q is not host:port", v)
+		} else if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+			bad(path, "%q has no valid port", v)
+		}
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "is required")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	addr("mllp.addr", c.MLLP.Addr, false)
+	addr("http.addr", c.HTTP.Addr, false)
+	addr("sftp.addr", c.SFTP.Addr, true)
+	if len(c.Kafka.Brokers) == 0 {
+		addr("broker.addr", c.Broker.Addr, false)
+	}
+	for i, b := range c.Kafka.Brokers {
+		addr(fmt.Sprintf("kafka.brokers[%d]", i), b, false)
+	}
+	if c.MLLP.MaxMessageBytes < 1024 {
+		bad("mllp.max_message_bytes", "must be at least 1024, is %d", c.MLLP.MaxMessageBytes)
+	}
+	if c.MLLP.IdleTimeout <= 0 || c.MLLP.ReadTimeout <= 0 {
+		bad("mllp.idle_timeout/read_timeout", "must be positive")
+	}
+	for i, a := range c.MLLP.Allow {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			if _, err := netip.ParseAddr(a); err != nil {
+				bad(fmt.Sprintf("mllp.allow[%d]", i), "%q is neither an address nor a CIDR", a)
+			}
+		}
+	}
+	tlsPair := func(path string, t TLS) {
+		if (t.Cert == "") != (t.Key == "") {
+			bad(path, "cert and key must be given together")
+		}
+		if t.ClientCA != "" && t.Cert == "" {
+			bad(path, "client_ca needs cert and key")
+		}
+		for _, f := range []struct{ k, v string }{{"cert", t.Cert}, {"key", t.Key}, {"client_ca", t.ClientCA}, {"ca", t.CA}} {
+			if f.v == "" {
+				continue
+			}
+			if _, err := os.Stat(f.v); err != nil {
+				bad(path+"."+f.k, "%v", err)
+			}
+		}
+	}
+	tlsPair("mllp.tls", c.MLLP.TLS)
+	tlsPair("http.tls", c.HTTP.TLS)
+	if m := c.Kafka.SASL.Mechanism; m != "" && m != "SCRAM-SHA-256" && m != "SCRAM-SHA-512" {
+		bad("kafka.sasl.mechanism", "%q is not SCRAM-SHA-256 or SCRAM-SHA-512", m)
+	}
+	if c.Kafka.SASL.User != "" && c.Kafka.SASL.Password == "" {
+		bad("kafka.sasl.password", "is required with kafka.sasl.user")
+	}
+	if s := strings.ToLower(c.Store.Sync); s != "full" && s != "normal" {
+		bad("store.sync", "%q is not full or normal", c.Store.Sync)
+	}
+	if c.Pipeline.Lanes < 1 || c.Pipeline.Lanes > 256 {
+		bad("pipeline.lanes", "must be 1 to 256, is %d", c.Pipeline.Lanes)
+	}
+	if c.Kafka.MaxAttempts < 1 {
+		bad("kafka.max_attempts", "must be at least 1")
+	}
+	for i, a := range c.SFTP.Accounts {
+		p := fmt.Sprintf("sftp.accounts[%d]", i)
+		if a.Name == "" {
+			bad(p+".name", "is required")
+		}
+		if a.AuthorizedKeys == "" && a.PasswordHash == "" {
+			bad(p, "needs authorized_keys or password_hash")
+		}
+		if h := a.PasswordHash; h != "" && !strings.HasPrefix(h, "$2") && !strings.HasPrefix(h, "$argon2id$") {
+			bad(p+".password_hash", "must be a bcrypt ($2…) or argon2id ($argon2id$…) hash, never a plain password")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns a copy safe to print: secrets replaced.
+func (c *Config) Redacted() Config {
+	r := *c
+	if r.Store.PostgresDSN != "" {
+		r.Store.PostgresDSN = redactDSN(r.Store.PostgresDSN)
+	}
+	if r.Kafka.SASL.Password != "" {
+		r.Kafka.SASL.Password = "REDACTED"
+	}
+	r.SFTP.Accounts = append([]SFTPAccount(nil), c.SFTP.Accounts...)
+	for i := range r.SFTP.Accounts {
+		if r.SFTP.Accounts[i].PasswordHash != "" {
+			r.SFTP.Accounts[i].PasswordHash = "REDACTED"
+		}
+	}
+	return r
+}
+
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.Index(dsn[i+3:], "@"); at >= 0 {
+			cred := dsn[i+3 : i+3+at]
+			if c := strings.Index(cred, ":"); c >= 0 {
+				return dsn[:i+3] + cred[:c] + ":REDACTED" + dsn[i+3+at:]
+			}
+		}
+		return dsn
+	}
+	var out []string
+	for _, kv := range strings.Fields(dsn) {
+		if strings.HasPrefix(kv, "password=") {
+			kv = "password=REDACTED"
+		}
+		out = append(out, kv)
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MLLP.Addr != "127.0.0.1:2575" || c.HTTP.Addr != "127.0.0.1:8080" || c.Broker.Addr != "127.0.0.1:9092" || c.DataDir != "data" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "hiegw.yaml")
+	os.WriteFile(f, []byte("mllp:\n  addr: 127.0.0.1:1001\nhttp:\n  addr: 127.0.0.1:1002\ndata_dir: /tmp/x\n"), 0o600)
+	c, err := Load([]string{"--config", f, "--http-addr", "127.0.0.1:3002"},
+		env(map[string]string{"HIEGW_MLLP_ADDR": "127.0.0.1:2001", "HIEGW_HTTP_ADDR": "127.0.0.1:2002"}), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MLLP.Addr != "127.0.0.1:2001" || c.HTTP.Addr != "127.0.0.1:3002" || c.DataDir != "/tmp/x" {
+		t.Fatalf("precedence: mllp %s http %s data %s", c.MLLP.Addr, c.HTTP.Addr, c.DataDir)
+	}
+}
+
+func TestUnknownKeyAndBadValues(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(f, []byte("mllp:\n  adr: x\n"), 0o600)
+	_, err := Load([]string{"--config", f}, env(nil), os.Stderr)
+	if err == nil || !strings.Contains(err.Error(), "adr") || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	_, err = Load([]string{"--mllp-addr", "nope", "--log-level", "loud"}, env(map[string]string{"HIEGW_KAFKA_BROKERS": "a:b"}), os.Stderr)
+	for _, want := range []string{"mllp.addr", "log.level", "kafka.brokers[0]"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("want %q in %v", want, err)
+		}
+	}
+}
+
+func TestTLSMustBeUsable(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tls.yaml")
+	os.WriteFile(f, []byte("mllp:\n  tls:\n    cert: /nonexistent/cert.pem\n"), 0o600)
+	_, err := Load([]string{"--config", f}, env(nil), os.Stderr)
+	if err == nil || !strings.Contains(err.Error(), "mllp.tls") {
+		t.Fatalf("tls: %v", err)
+	}
+}
+
+func TestPlainPasswordRefusedAndRedaction(t *testing.T) {
+	c := Default()
+	c.SFTP.Accounts = []SFTPAccount{{Name: "emr", PasswordHash: "secret"}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sftp.accounts[0].password_hash") {
+		t.Fatalf("plain password accepted: %v", err)
+	}
+	c.Store.PostgresDSN = "postgres://hie:s3cret@db:5432/hie"
+	c.Kafka.SASL.Password = "p"
+	r := c.Redacted()
+	if strings.Contains(r.Store.PostgresDSN, "s3cret") || r.Kafka.SASL.Password != "REDACTED" || r.SFTP.Accounts[0].PasswordHash != "REDACTED" {
+		t.Fatalf("not redacted: %+v", r)
+	}
+	if c.SFTP.Accounts[0].PasswordHash != "secret" {
+		t.Fatal("redaction changed the original")
+	}
+	if got := redactDSN("host=db password=x user=u"); got != "host=db password=REDACTED user=u" {
+		t.Fatal(got)
+	}
+}
