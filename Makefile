@@ -1,0 +1,40 @@
+# The targets CI runs are exactly these: .ci/run calls `make test` and `make interop`.
+GO      ?= go
+BIN     := bin/hiegw
+PG_DSN  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: run build test test-postgres interop fuzz bench vet fmt clean
+
+run: ## run the gateway on its embedded defaults (127.0.0.1; data in ./data)
+	$(GO) run ./cmd/hiegw serve
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hiegw
+
+vet:
+	$(GO) vet ./...
+
+test: vet ## every test that needs nothing installed (PostgreSQL tests too when HIEGW_TEST_POSTGRES_DSN is set)
+	$(GO) test ./...
+	$(GO) run ./cmd/hiegw mappings check mappings
+	$(GO) run ./cmd/hiegw mappings test --dir mappings mappings/default/tests
+
+test-postgres: ## the same tests with the local PostgreSQL
+	HIEGW_TEST_POSTGRES_DSN='$(PG_DSN)' $(GO) test ./...
+
+interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, OpenSSH sftp
+	bash .ci/interop $(BIN)
+
+fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
+	$(GO) test ./internal/mllp -run '^$$' -fuzz FuzzReadFrame -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/ccda -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin data
