@@ -132,7 +132,6 @@ func isASCII(b []byte) bool {
 	return true
 }
 
-
 // unescape appends b to dst with escape sequences decoded: \F\ \S\ \T\ \R\ \E\ (and \P\ when a truncation
 // character is declared) become the delimiters, \Xhh..\ the bytes it spells, \.br\ a newline; \H\ and \N\ are
 // dropped unless keepHighlight; anything else is kept literally. It reports the first malformed sequence.
@@ -252,7 +251,7 @@ func Unescape(value []byte, d Delimiters) []byte {
 }
 
 // Escape encodes text for use as a value with delimiters d: delimiters become \F\ \S\ \T\ \R\ \E\, newline
-// becomes \.br\ and other control characters \Xhh\. When d has no escape character, delimiters and control
+// becomes \.br\ and other control characters \Xhh\ (newline too when the escape character is '.'). When d has no escape character, delimiters and control
 // characters are replaced by spaces, since they cannot be written safely.
 func Escape(text string, d Delimiters) string {
 	return string(AppendEscaped(nil, text, d))
@@ -278,7 +277,7 @@ func AppendEscaped(dst []byte, text string, d Delimiters) []byte {
 			code = 'E'
 		case c == d.Truncation && c != 0:
 			code = 'P'
-		case c == '\n':
+		case c == '\n' && esc != '.': // with '.' as escape character \.br\ cannot be written; use hex
 			code = '.'
 		case c < ' ' || c == 0x7f:
 			code = 'X'
@@ -315,6 +314,9 @@ var segmentNames = func() map[[3]byte]string {
 }()
 
 func segmentName(m *Message, start int32) string {
+	if m.strOK {
+		return m.str[start : start+3]
+	}
 	r := m.raw[start : start+3]
 	if n, ok := segmentNames[[3]byte{r[0], r[1], r[2]}]; ok {
 		return n

@@ -48,6 +48,14 @@ func Parse(raw []byte) (*Message, error) {
 // ParseWith is Parse with options; the options stay with the Message for later Resets.
 func ParseWith(raw []byte, opts Options) (*Message, error) {
 	m := &Message{opts: opts}
+	// Size the index up front (counting is vectorised and cheap) so a one-off parse allocates little.
+	if opts.MaxBytes <= 0 || len(raw) <= opts.MaxBytes {
+		lines := bytes.Count(raw, []byte{'\r'}) + bytes.Count(raw, []byte{'\n'}) + 1
+		m.segs = make([]segment, 0, lines)
+		if i := bytes.Index(raw, []byte("MSH")); i >= 0 && i+3 < len(raw) {
+			m.bounds = make([]int32, 0, bytes.Count(raw, raw[i+3:i+4])+2*lines)
+		}
+	}
 	if err := m.Reset(raw); err != nil {
 		return nil, err
 	}
@@ -288,18 +296,16 @@ func (m *Message) header(line []byte, n int) error {
 func (m *Message) addSegment(s, e, n int) {
 	seg := segment{start: int32(s), end: int32(e), b0: int32(len(m.bounds)), line: int32(n)}
 	if e-s > 3 {
+		// Fields are mostly short (many are empty), so a plain loop beats bytes.IndexByte's call overhead.
 		fs := m.d.Field
-		q := s + 3
-		m.bounds = append(m.bounds, int32(q))
-		for {
-			i := bytes.IndexByte(m.raw[q+1:e], fs)
-			if i < 0 {
-				break
+		line := m.raw[s+3 : e]
+		bounds := append(m.bounds, int32(s+3))
+		for i := 1; i < len(line); i++ {
+			if line[i] == fs {
+				bounds = append(bounds, int32(s+3+i))
 			}
-			q += 1 + i
-			m.bounds = append(m.bounds, int32(q))
 		}
-		m.bounds = append(m.bounds, int32(e))
+		m.bounds = append(bounds, int32(e))
 		seg.nf = int32(len(m.bounds)) - seg.b0 - 1
 	}
 	m.segs = append(m.segs, seg)

@@ -2,6 +2,7 @@ package hl7
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -327,9 +328,9 @@ func TestPHINotInErrors(t *testing.T) {
 	const secret = "SECRETNAME"
 	inputs := []string{
 		"MSH|^~\\&|A\rPID|1||" + secret + "\r" + secret + "|x\r",
-		"MSH|^~\\&|A|||||ADT^A01|1|P|2.5\rPID|1||" + secret + "\\Zbad\r",
-		"MSH|^~\\&|A|||||ADT^A01|1|P|2.5\rPID|1||" + secret + "\xff\xfe\r",
-		"MSH|^~\\&|A|||||ADT^A01|1|P|" + secret + "\r",
+		"MSH|^~\\&|A||||||ADT^A01|1|P|2.5\rPID|1||" + secret + "\\Zbad\r",
+		"MSH|^~\\&|A||||||ADT^A01|1|P|2.5\rPID|1||" + secret + "\xff\xfe\r",
+		"MSH|^~\\&|A||||||ADT^A01|1|P|" + secret + "\r",
 		secret + "\r",
 		"MSH" + secret,
 	}
@@ -384,7 +385,7 @@ func TestResetReusesMemory(t *testing.T) {
 }
 
 func TestStrictOption(t *testing.T) {
-	in := "MSH|^~\\&|A|||||ADT^A01|1|P|2.5\rPID|1||bad\\Xzz\\\r"
+	in := "MSH|^~\\&|A||||||ADT^A01|1|P|2.5\rPID|1||bad\\Xzz\\\r"
 	if _, err := Parse([]byte(in)); err != nil {
 		t.Fatalf("lenient Parse failed: %v", err)
 	}
@@ -405,5 +406,43 @@ func TestSegmentsLookup(t *testing.T) {
 	}
 	if _, ok := m.First("PV1"); ok {
 		t.Errorf("First(PV1) found")
+	}
+}
+
+func TestIterators(t *testing.T) {
+	m := mustParse(t, sampleADT)
+	pid := m.Segment(2)
+	var got []string
+	for i, r := range pid.Field(3).Reps() {
+		for j, c := range r.Components() {
+			for k, s := range c.Subs() {
+				if s != "" {
+					got = append(got, fmt.Sprintf("%d.%d.%d=%s", i, j, k, s))
+				}
+			}
+		}
+	}
+	if want := "1.1.1=111 1.4.1=HOSP 1.5.1=MR 2.1.1=222 2.4.1=SSA 2.5.1=SS"; strings.Join(got, " ") != want {
+		t.Errorf("iterators: %s", strings.Join(got, " "))
+	}
+	for range pid.Field(99).Reps() {
+		t.Error("absent field yields a repetition")
+	}
+	// early break
+	n := 0
+	for range pid.Field(3).Reps() {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("break: %d", n)
+	}
+	// Validate stays linear on a field with very many repetitions.
+	big := "MSH|^~\\&|A||||||ADT^A01|1|P|2.5\rPID|1||" + strings.Repeat("a\\F\\b~", 200000) + "\\Xz\\\r"
+	m = mustParse(t, big)
+	err := m.Validate()
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.Rep != 200001 {
+		t.Errorf("Validate on many repetitions: %v", err)
 	}
 }

@@ -54,25 +54,27 @@ func (m *Message) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkField walks a field down to its subcomponents and reports the first one that does not decode.
+// checkField walks a field down to its subcomponents, in one pass, and reports the first one that does not
+// decode.
 func (m *Message) checkField(f Field) *ParseError {
-	for r := 1; r <= max(f.RepCount(), 1); r++ {
-		rep := f.Rep(r)
-		for c := 1; c <= max(rep.ComponentCount(), 1); c++ {
-			comp := rep.Component(c)
-			for k := 1; k <= max(comp.SubCount(), 1); k++ {
-				p, _ := comp.part(m.d.Subcomponent, k)
-				if err, detail := m.checkValue(p.raw()); err != nil {
-					pe := &ParseError{Rep: r, Component: c, Err: err, Detail: detail}
-					if comp.SubCount() > 1 {
+	var pe *ParseError
+	f.pieces(m.d.Repetition, func(r int, rep span) bool {
+		rep.pieces(m.d.Component, func(c int, comp span) bool {
+			multi := m.d.Subcomponent != 0 && bytes.IndexByte(comp.raw(), m.d.Subcomponent) >= 0
+			comp.pieces(m.d.Subcomponent, func(k int, sub span) bool {
+				if err, detail := m.checkValue(sub.raw()); err != nil {
+					pe = &ParseError{Rep: r, Component: c, Err: err, Detail: detail}
+					if multi {
 						pe.Sub = k
 					}
-					return pe
 				}
-			}
-		}
-	}
-	return nil
+				return pe == nil
+			})
+			return pe == nil
+		})
+		return pe == nil
+	})
+	return pe
 }
 
 func (m *Message) checkValue(b []byte) (error, string) {

@@ -1,6 +1,9 @@
 package hl7
 
-import "bytes"
+import (
+	"bytes"
+	"iter"
+)
 
 // Segment is one segment of a Message: a small value that refers to the message's index.
 type Segment struct {
@@ -253,4 +256,51 @@ func (c Component) AppendText(dst []byte) []byte {
 		return append(dst, c.raw()...)
 	}
 	return c.m.appendDecoded(dst, c.s, c.e)
+}
+
+// pieces yields the pieces of p split at sep, in order, in one pass.
+func (p span) pieces(sep byte, yield func(int, span) bool) {
+	if p.m == nil || p.s == p.e {
+		return
+	}
+	if p.lit || sep == 0 {
+		yield(1, p)
+		return
+	}
+	b := p.m.raw
+	s, i := p.s, 1
+	for {
+		j := bytes.IndexByte(b[s:p.e], sep)
+		if j < 0 {
+			yield(i, span{m: p.m, s: s, e: p.e})
+			return
+		}
+		if !yield(i, span{m: p.m, s: s, e: s + int32(j)}) {
+			return
+		}
+		s += int32(j) + 1
+		i++
+	}
+}
+
+// Reps iterates over the repetitions in one pass (Rep(i) in a loop rescans from the start): for i, r := range
+// f.Reps().
+func (f Field) Reps() iter.Seq2[int, Rep] {
+	return func(yield func(int, Rep) bool) {
+		f.pieces(f.delims().Repetition, func(i int, p span) bool { return yield(i, Rep{p}) })
+	}
+}
+
+// Components iterates over the components in one pass.
+func (r Rep) Components() iter.Seq2[int, Component] {
+	return func(yield func(int, Component) bool) {
+		r.pieces(r.delims().Component, func(i int, p span) bool { return yield(i, Component{p}) })
+	}
+}
+
+// Subs iterates over the decoded subcomponents in one pass.
+func (c Component) Subs() iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		c.pieces(c.delims().Subcomponent, func(i int, p span) bool { return yield(i, p.text()) })
+	}
 }
