@@ -1,3 +1,88 @@
+// Command hiegw is the health information exchange gateway.
+//
+//	hiegw serve            run the gateway (embedded defaults on 127.0.0.1)
+//	hiegw send FILE...     send HL7 v2 messages over MLLP and print each ACK
+//	hiegw mappings check   validate mapping files
+//	hiegw mappings test    dry-run a message through the mappings
+//	hiegw mpi eval FILE... measure patient matching on a linkage data set
+//	hiegw replay           re-publish a subscriber's events since a time
+//	hiegw version
 package main
 
-func main() {}
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			os.Exit(int(ec))
+		}
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "hiegw:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// exitCode ends the program with a status and no further message (the
+// command already printed what went wrong).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `usage: hiegw <command> [flags]
+
+commands:
+  serve                 run the gateway (MLLP, SFTP, HTTP, embedded store and broker by default)
+  send FILE...          send HL7 v2 messages over MLLP; one line per ACK; load test with --repeat/--connections
+  mappings check [DIR]  check mapping files; every error with file, line and column
+  mappings test FILE    print the FHIR Bundle a message or document would produce (writes nothing)
+  mpi eval FILE...      measure patient matching (precision, recall, F1) on a linkage data set
+  replay                re-publish a subscriber's events since a time
+  version               print the version
+
+Run "hiegw <command> -h" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "send":
+		return runSend(ctx, args[1:], stdout, stderr)
+	case "mappings":
+		return runMappings(ctx, args[1:], stdout, stderr)
+	case "mpi":
+		return runMPI(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "hiegw %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "hiegw: unknown command %q\n\n%s", args[0], usage)
+	return exitCode(2)
+}

@@ -125,3 +125,22 @@ func describe(ds []hl7.ErrorDetail) string {
 	}
 	return s
 }
+
+// RefuseOversize stores what was kept of a message that exceeded the size
+// limit, as rejected, and returns an AR naming the limit.
+func (in *Intake) RefuseOversize(ctx context.Context, env *Envelope, cause error) []byte {
+	h, d, _ := hl7.ParseHeader(env.Raw)
+	sum := digest(env.Raw)
+	detail := hl7.ErrorDetail{Location: "MSH^1", Code: "207", Severity: "E", Message: "message refused: " + cause.Error()}
+	e := &store.Envelope{
+		ID: newID(), Channel: env.Channel, Sender: senderOf(env, h), Peer: env.Peer, ReceivedAt: env.ReceivedAt,
+		Kind: KindHL7, MessageType: messageType(h), ControlID: h.ControlID, DedupKey: "oversize:" + newID(), SHA256: sum,
+		Status: StatusRejected, Error: detail.Message, Raw: env.Raw,
+	}
+	e.ACK = hl7.NewACK(h, d, ackCode(h, reject), in.nextAckID(), time.Now(), detail)
+	if _, err := in.commit(ctx, e); err != nil {
+		in.log.Error("store oversize message", "err", err)
+	}
+	in.rejected.WithLabelValues(env.Channel).Inc()
+	return e.ACK
+}

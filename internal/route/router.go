@@ -44,6 +44,9 @@ type Event struct {
 	LocalIDs    []string // the patient's identifiers as "system|value"
 	Resources   []fhir.Resource
 	At          time.Time
+	// Raw is the source message (HL7 v2) or document, for subscribers that
+	// receive the original format.
+	Raw []byte
 }
 
 // Subscription says who receives what, and where.

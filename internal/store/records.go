@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +38,9 @@ type Identifier struct {
 // (following merges), creating one when none does, and links every id that
 // is not linked yet to it. created tells whether a new patient was made.
 func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier) (id string, created bool, err error) {
+	if err := t.lockIdentifiers(ctx, ids); err != nil {
+		return "", false, err
+	}
 	q := t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`)
 	for _, i := range ids {
 		var pid string
@@ -73,6 +77,29 @@ func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier
 		}
 	}
 	return id, created, nil
+}
+
+// lockIdentifiers serialises transactions that resolve the same
+// identifiers, so that two senders' first messages about one patient,
+// processed at once, cannot create two patients. PostgreSQL takes
+// transaction-scoped advisory locks in a fixed order (no deadlock); the
+// embedded store has a single writer and needs none.
+func (t *Tx) lockIdentifiers(ctx context.Context, ids []Identifier) error {
+	if t.db.backend != Postgres {
+		return nil
+	}
+	keys := make([]string, 0, len(ids))
+	for _, i := range ids {
+		keys = append(keys, i.System+"|"+i.Value)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	for _, k := range keys {
+		if _, err := t.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, k); err != nil {
+			return fmt.Errorf("lock identifier: %w", err)
+		}
+	}
+	return nil
 }
 
 // survivor follows merged_into links to the surviving patient.
@@ -310,3 +337,11 @@ func (t *Tx) PatientOf(ctx context.Context, id Identifier) (string, error) {
 	}
 	return t.survivor(ctx, pid)
 }
+
+// SQL exposes the transaction to repositories of other packages that keep
+// their tables in this schema (the MPI's), so their changes commit with the
+// record's.
+func (t *Tx) SQL() *sqlx.Tx { return t.tx }
+
+// Backend names the database backend (SQLite or Postgres).
+func (t *Tx) Backend() string { return t.db.backend }

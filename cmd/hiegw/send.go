@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/mllp"
+)
+
+func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hiegw send", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:2575", "MLLP address of the receiver")
+	repeat := fs.Int("repeat", 1, "send every message this many times, each copy with a fresh MSH-10 (load test)")
+	conns := fs.Int("connections", 1, "parallel connections; each waits for its ACK before sending the next message")
+	timeout := fs.Duration("timeout", 30*time.Second, "time to wait for each ACK")
+	caFile := fs.String("tls-ca", "", "use TLS, verifying the server with this CA file")
+	certFile := fs.String("tls-cert", "", "client certificate for mutual TLS")
+	keyFile := fs.String("tls-key", "", "client key for mutual TLS")
+	quiet := fs.Bool("quiet", false, "print only the summary and the messages that were not accepted")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: hiegw send [flags] FILE...\n\nSends each HL7 v2 message (a file may hold several: separated by blank lines, one after another, or as an FHS/BHS batch) and prints one line per ACK: control id, ACK code, error text. Exits 1 if any message was not accepted (AA/CA).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitCode(2)
+	}
+	var msgs [][]byte
+	for _, f := range fs.Args() {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		b, err := hl7.SplitBatch(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		for _, m := range b.Messages {
+			msgs = append(msgs, toCR(m))
+		}
+	}
+	if len(msgs) == 0 {
+		return fmt.Errorf("no HL7 v2 message found in %s", strings.Join(fs.Args(), ", "))
+	}
+	var tlsConf *tls.Config
+	if *caFile != "" || *certFile != "" {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("%s: no PEM certificate", *caFile)
+			}
+			tlsConf.RootCAs = pool
+		}
+		if *certFile != "" {
+			cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				return err
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
+		}
+	}
+	load := *repeat > 1 || *conns > 1
+	total := len(msgs) * *repeat
+	jobs := make(chan []byte, *conns*2)
+	var (
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, total)
+		failures  atomic.Int64
+		errs      []error
+		seq       atomic.Int64
+		wg        sync.WaitGroup
+	)
+	runID := time.Now().Format("150405")
+	start := time.Now()
+	for c := 0; c < *conns; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := mllp.Dial(ctx, *addr, tlsConf)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				for range jobs {
+					failures.Add(1)
+				}
+				return
+			}
+			defer cl.Close()
+			cl.Timeout = *timeout
+			for m := range jobs {
+				if *repeat > 1 {
+					m = setControlID(m, fmt.Sprintf("L%s%d", runID, seq.Add(1)))
+				}
+				t0 := time.Now()
+				reply, err := cl.Send(ctx, m)
+				lat := time.Since(t0)
+				line, ok := describeACK(m, reply, err)
+				if !ok {
+					failures.Add(1)
+				}
+				mu.Lock()
+				latencies = append(latencies, lat)
+				if !*quiet && !load || !ok {
+					fmt.Fprintln(stdout, line)
+				}
+				mu.Unlock()
+				if err != nil {
+					for range jobs {
+						failures.Add(1)
+					}
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for r := 0; r < *repeat; r++ {
+		for _, m := range msgs {
+			select {
+			case jobs <- m:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range errs {
+		fmt.Fprintln(stderr, "hiegw send:", err)
+	}
+	if load {
+		slices.Sort(latencies)
+		fmt.Fprintf(stdout, "sent %d messages over %d connections in %s: %.0f messages/s; ACK latency p50 %s p99 %s max %s; not accepted %d\n",
+			len(latencies), *conns, elapsed.Round(time.Millisecond), float64(len(latencies))/elapsed.Seconds(),
+			pct(latencies, 0.50), pct(latencies, 0.99), pct(latencies, 1), failures.Load())
+	}
+	if failures.Load() > 0 || len(errs) > 0 {
+		return exitCode(1)
+	}
+	return nil
+}
+
+func pct(s []time.Duration, p float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(float64(len(s)-1) * p)
+	return s[i].Round(time.Microsecond)
+}
+
+// toCR turns LF and CRLF segment ends into the CR that MLLP peers expect.
+func toCR(m []byte) []byte {
+	m = bytes.ReplaceAll(m, []byte("\r\n"), []byte("\r"))
+	m = bytes.ReplaceAll(m, []byte("\n"), []byte("\r"))
+	return bytes.TrimRight(m, "\r")
+}
+
+// setControlID returns a copy of m with MSH-10 replaced.
+func setControlID(m []byte, id string) []byte {
+	if len(m) < 4 || string(m[:3]) != "MSH" {
+		return m
+	}
+	fsep := m[3]
+	end := bytes.IndexByte(m, '\r')
+	if end < 0 {
+		end = len(m)
+	}
+	fields := bytes.Split(m[:end], []byte{fsep})
+	// fields[0] is "MSH", fields[i] is MSH-(i+1) for i >= 1.
+	for len(fields) < 10 {
+		fields = append(fields, nil)
+	}
+	fields[9] = []byte(id)
+	out := bytes.Join(fields, []byte{fsep})
+	return append(out, m[end:]...)
+}
+
+// describeACK prints "CONTROLID CODE text" for one exchange.
+func describeACK(msg, reply []byte, err error) (string, bool) {
+	h, _, _ := hl7.ParseHeader(msg)
+	id := h.ControlID
+	if id == "" {
+		id = "-"
+	}
+	if err != nil {
+		return fmt.Sprintf("%s ERROR %v", id, err), false
+	}
+	ack, perr := hl7.Parse(reply)
+	if perr != nil {
+		return fmt.Sprintf("%s ERROR unreadable ACK: %v", id, perr), false
+	}
+	code := ack.Get("MSA-1")
+	var texts []string
+	if t := ack.Get("MSA-3"); t != "" {
+		texts = append(texts, t)
+	}
+	if errs, _ := ack.Query("ERR[*]-8"); len(errs) > 0 {
+		for _, e := range errs {
+			if e != "" {
+				texts = append(texts, e)
+			}
+		}
+	}
+	line := id + " " + code
+	if len(texts) > 0 {
+		line += " " + strings.Join(texts, "; ")
+	}
+	return line, code == "AA" || code == "CA"
+}

@@ -1,0 +1,474 @@
+// Package gateway builds every part of hiegw from the configuration, runs
+// them, and shuts them down in order: listeners stop accepting and finish
+// what they hold, intake commits what it queued, the pipeline finishes its
+// envelopes, the relay flushes the outbox, and the store closes last.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/api"
+	"github.com/hiegw/hiegw/internal/broker"
+	"github.com/hiegw/hiegw/internal/ccda"
+	"github.com/hiegw/hiegw/internal/config"
+	"github.com/hiegw/hiegw/internal/intake"
+	"github.com/hiegw/hiegw/internal/mapping"
+	"github.com/hiegw/hiegw/internal/mllp"
+	"github.com/hiegw/hiegw/internal/pipeline"
+	"github.com/hiegw/hiegw/internal/route"
+	"github.com/hiegw/hiegw/internal/sftpd"
+	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/crypto/ssh"
+)
+
+// Gateway is a running hiegw.
+type Gateway struct {
+	cfg *config.Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	db       *store.DB
+	brk      *broker.Broker
+	producer *route.Kafka
+	maps     *mapping.Holder
+	router   *route.Router
+	in       *intake.Intake
+	pipe     *pipeline.Pipeline
+	relay    *route.Relay
+	mllpSrv  *mllp.Server
+	sftpSrv  *sftpd.Server
+	httpSrv  *http.Server
+
+	mllpLn, httpLn net.Listener
+	brokerAddr     string
+}
+
+// New builds the gateway and binds its listeners; Run serves.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	if err := g.build(ctx); err != nil {
+		g.closeAll()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *Gateway) build(ctx context.Context) (err error) {
+	cfg, log := g.cfg, g.log
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync}); err != nil {
+		return err
+	}
+	if err := g.startBroker(); err != nil {
+		return err
+	}
+	set, err := mapping.Load(cfg.Mappings.Dir)
+	if err != nil {
+		return fmt.Errorf("mappings in %s:\n%w", cfg.Mappings.Dir, err)
+	}
+	g.maps = mapping.NewHolder(set)
+	subs := []route.Subscription{route.DefaultSubscription}
+	if cfg.Subscriptions.File != "" {
+		if subs, err = route.LoadSubscriptions(cfg.Subscriptions.File); err != nil {
+			return err
+		}
+	}
+	g.router = route.NewRouter(subs, g.reg)
+	g.relay = route.NewRelay(g.db, g.producer, route.RelayOptions{Owner: relayOwner(), MaxAttempts: cfg.Kafka.MaxAttempts,
+		DeadLetterSuffix: cfg.Kafka.DeadLetterSuffix, Registerer: g.reg, Logger: log})
+	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
+		OnCommit: g.relay.Notify, Registerer: g.reg, Logger: log})
+	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
+		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
+	if err := g.startMLLP(); err != nil {
+		return err
+	}
+	if err := g.startSFTP(); err != nil {
+		return err
+	}
+	if err := g.startHTTP(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func relayOwner() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", h, os.Getpid())
+}
+
+func (g *Gateway) startBroker() error {
+	brokers := g.cfg.Kafka.Brokers
+	if len(brokers) == 0 {
+		b, err := broker.Start(broker.Options{Addr: g.cfg.Broker.Addr, DataDir: filepath.Join(g.cfg.DataDir, "broker"),
+			Retention: time.Duration(g.cfg.Broker.Retention), Topics: []string{route.DefaultSubscription.Topic}})
+		if err != nil {
+			return err
+		}
+		g.brk = b
+		g.brokerAddr = b.Addr()
+		brokers = []string{b.Addr()}
+		g.log.Info("embedded broker listening", "addr", b.Addr())
+	}
+	ko := route.KafkaOptions{Brokers: brokers, SASLUser: g.cfg.Kafka.SASL.User, SASLPassword: g.cfg.Kafka.SASL.Password,
+		SASLMechanism: g.cfg.Kafka.SASL.Mechanism}
+	if g.cfg.Kafka.TLS.Enabled() {
+		tc, err := clientTLS(g.cfg.Kafka.TLS)
+		if err != nil {
+			return fmt.Errorf("kafka.tls: %w", err)
+		}
+		ko.TLS = tc
+	}
+	p, err := route.NewKafka(ko)
+	if err != nil {
+		return err
+	}
+	g.producer = p
+	return nil
+}
+
+func (g *Gateway) startMLLP() error {
+	c := g.cfg.MLLP
+	s := &mllp.Server{
+		Handler:      mllp.HandlerFunc(g.serveMLLP),
+		IdleTimeout:  time.Duration(c.IdleTimeout),
+		ReadTimeout:  time.Duration(c.ReadTimeout),
+		WriteTimeout: 30 * time.Second,
+		MaxFrameSize: c.MaxMessageBytes,
+		MaxConns:     c.MaxConnections,
+		Logger:       g.log,
+	}
+	if len(c.Allow) > 0 {
+		allow, err := allowList(c.Allow)
+		if err != nil {
+			return err
+		}
+		s.Allow = allow
+	}
+	if c.TLS.Enabled() {
+		tc, err := serverTLS(c.TLS)
+		if err != nil {
+			return fmt.Errorf("mllp.tls: %w (TLS was asked for; hiegw does not fall back to plain TCP)", err)
+		}
+		s.TLSConfig = tc
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("mllp listen: %w", err)
+	}
+	g.mllpSrv, g.mllpLn = s, ln
+	g.log.Info("mllp listening", "addr", ln.Addr().String(), "tls", s.TLSConfig != nil)
+	return nil
+}
+
+func (g *Gateway) serveMLLP(ctx context.Context, ci mllp.ConnInfo, frame []byte, frameErr error) []byte {
+	env := &intake.Envelope{Channel: intake.ChannelMLLP, Peer: ci.Remote.String(), ReceivedAt: time.Now(),
+		Raw: append([]byte(nil), frame...)}
+	if frameErr != nil {
+		return g.in.RefuseOversize(ctx, env, frameErr)
+	}
+	rec, err := g.in.Accept(ctx, env)
+	if err != nil {
+		g.log.Error("mllp message not stored", "peer", env.Peer, "err", err)
+	}
+	if g.cfg.Log.LogMessageBodies {
+		g.log.Debug("mllp message", "peer", env.Peer, "body", string(frame), "ack", string(rec.ACK))
+	}
+	return rec.ACK
+}
+
+func (g *Gateway) startSFTP() error {
+	c := g.cfg.SFTP
+	if c.Addr == "" {
+		return nil
+	}
+	var accounts []sftpd.Account
+	for _, a := range c.Accounts {
+		acc := sftpd.Account{Name: a.Name, PasswordHash: a.PasswordHash}
+		if a.AuthorizedKeys != "" {
+			keys, err := readAuthorizedKeys(a.AuthorizedKeys)
+			if err != nil {
+				return fmt.Errorf("sftp.accounts %s: %w", a.Name, err)
+			}
+			acc.AuthorizedKeys = keys
+		}
+		accounts = append(accounts, acc)
+	}
+	hostKey := c.HostKey
+	if hostKey == "" {
+		hostKey = filepath.Join(g.cfg.DataDir, "sftp_host_ed25519_key")
+	}
+	s, err := sftpd.New(sftpd.Config{Addr: c.Addr, HostKeyPath: hostKey, Root: filepath.Join(g.cfg.DataDir, "sftp"),
+		Accounts: accounts, MaxFileSize: c.MaxFileBytes, MaxFilesPerSession: c.MaxFilesPerSession, Logger: g.log}, g.in)
+	if err != nil {
+		return fmt.Errorf("sftp: %w", err)
+	}
+	g.sftpSrv = s
+	return nil
+}
+
+func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []ssh.PublicKey
+	for len(data) > 0 {
+		k, _, _, rest, err := ssh.ParseAuthorizedKey(data)
+		if err != nil {
+			break
+		}
+		keys = append(keys, k)
+		data = rest
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no public key", path)
+	}
+	return keys, nil
+}
+
+func (g *Gateway) startHTTP() error {
+	checks := []api.Check{
+		{Name: "broker", Fn: func(context.Context) error {
+			if err := g.relay.LastError(); err != nil {
+				return fmt.Errorf("last publish failed: %w", err)
+			}
+			return nil
+		}},
+	}
+	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Notify, Logger: g.log})
+	ln, err := net.Listen("tcp", g.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	g.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if g.cfg.HTTP.TLS.Enabled() {
+		tc, err := serverTLS(g.cfg.HTTP.TLS)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http.tls: %w", err)
+		}
+		g.httpSrv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+	}
+	g.httpLn = ln
+	g.log.Info("http listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// MLLPAddr, HTTPAddr, BrokerAddr and SFTPAddr are the bound addresses.
+func (g *Gateway) MLLPAddr() string { return g.mllpLn.Addr().String() }
+func (g *Gateway) HTTPAddr() string { return g.httpLn.Addr().String() }
+
+// BrokerAddr is the embedded broker's address ("" with real Kafka).
+func (g *Gateway) BrokerAddr() string { return g.brokerAddr }
+
+// SFTPAddr is the SFTP listener's address ("" when disabled).
+func (g *Gateway) SFTPAddr() string {
+	if g.sftpSrv == nil || g.sftpSrv.Addr() == nil {
+		return ""
+	}
+	return g.sftpSrv.Addr().String()
+}
+
+// DB exposes the store (tests, commands).
+func (g *Gateway) DB() *store.DB { return g.db }
+
+// Reload compiles the mapping set again and swaps it in; a set with errors
+// is refused and the running one stays.
+func (g *Gateway) Reload() error {
+	err := g.maps.Reload(g.cfg.Mappings.Dir)
+	outcome := "ok"
+	if err != nil {
+		outcome = "refused"
+		g.log.Error("mapping reload refused; the previous set keeps serving", "err", err)
+	} else {
+		g.log.Info("mappings reloaded", "version", g.maps.Current().Version())
+	}
+	_ = g.db.Audit(context.Background(), store.AuditEntry{Actor: "system", Action: "mappings.reload", Target: g.cfg.Mappings.Dir, Outcome: outcome})
+	if g.cfg.Subscriptions.File != "" {
+		subs, serr := route.LoadSubscriptions(g.cfg.Subscriptions.File)
+		if serr != nil {
+			g.log.Error("subscriptions reload refused; the previous set keeps serving", "err", serr)
+			return errors.Join(err, serr)
+		}
+		g.router.Swap(subs)
+		g.log.Info("subscriptions reloaded", "count", len(subs))
+	}
+	return err
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (g *Gateway) Run(ctx context.Context) error {
+	errc := make(chan error, 4)
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var work sync.WaitGroup
+	work.Add(2)
+	go func() { defer work.Done(); g.pipe.Run(workCtx) }()
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { defer work.Done(); g.relay.Run(relayCtx) }()
+	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(version string, err error) {
+		if err != nil {
+			g.log.Error("mapping reload refused; the previous set keeps serving", "err", err)
+			return
+		}
+		g.log.Info("mappings reloaded", "version", version)
+	})
+	go func() {
+		if err := g.mllpSrv.Serve(g.mllpLn); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
+			errc <- fmt.Errorf("mllp: %w", err)
+		}
+	}()
+	if g.sftpSrv != nil {
+		go func() {
+			if err := g.sftpSrv.ListenAndServe(); err != nil && !errors.Is(err, sftpd.ErrServerClosed) {
+				errc <- fmt.Errorf("sftp: %w", err)
+			}
+		}()
+	}
+	go func() {
+		if err := g.httpSrv.Serve(g.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		g.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	g.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.mllpSrv.Shutdown(sctx); err != nil {
+		g.log.Warn("mllp shutdown", "err", err)
+	}
+	if g.sftpSrv != nil {
+		if err := g.sftpSrv.Shutdown(sctx); err != nil {
+			g.log.Warn("sftp shutdown", "err", err)
+		}
+	}
+	g.in.Close()
+	stopWork()
+	stopRelay()
+	work.Wait()
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := g.relay.Drain(dctx); err != nil {
+		g.log.Warn("outbox not fully flushed; the rest is published at next start", "err", err)
+	}
+	dcancel()
+	_ = g.httpSrv.Shutdown(sctx)
+	g.closeAll()
+	g.log.Info("stopped")
+	return runErr
+}
+
+func (g *Gateway) closeAll() {
+	if g.producer != nil {
+		_ = g.producer.Close()
+	}
+	if g.brk != nil {
+		g.brk.Close()
+	}
+	if g.httpLn != nil {
+		g.httpLn.Close()
+	}
+	if g.mllpLn != nil {
+		g.mllpLn.Close()
+	}
+	if g.db != nil {
+		_ = g.db.Close()
+	}
+}
+
+func allowList(entries []string) (func(net.Addr) bool, error) {
+	var prefixes []netip.Prefix
+	for _, e := range entries {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			prefixes = append(prefixes, p)
+			continue
+		}
+		a, err := netip.ParseAddr(e)
+		if err != nil {
+			return nil, fmt.Errorf("mllp.allow: %q is neither an address nor a CIDR", e)
+		}
+		prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return func(addr net.Addr) bool {
+		ap, err := netip.ParseAddrPort(addr.String())
+		if err != nil {
+			return false
+		}
+		ip := ap.Addr().Unmap()
+		for _, p := range prefixes {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+func serverTLS(t config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		pool, err := loadPool(t.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+func clientTLS(t config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pool, err := loadPool(t.CA)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = pool
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}

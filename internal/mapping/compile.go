@@ -1,0 +1,329 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+	"go.yaml.in/yaml/v3"
+)
+
+// Expressions are github.com/expr-lang/expr programs, compiled once and
+// type-checked against exprEnv and the functions in funcs.go. They cannot
+// reach files, the network or the environment: the only functions are the
+// pure ones registered here and expr's own string/list builtins (now() and
+// the date builtins are removed, so a mapping gives the same output for the
+// same input).
+
+// ctxName is the hidden variable through which functions reach the message.
+const ctxName = "__ctx"
+
+// exprEnv is the environment every expression is checked and run against.
+type exprEnv struct {
+	Ctx context.Context `expr:"__ctx"`
+}
+
+// Limits on expressions: a compile-time node budget and a run-time memory
+// budget (expr counts allocations of lists, maps and strings it builds).
+const (
+	maxNodes     = 400
+	memoryBudget = 20000
+)
+
+type exprKind int
+
+const (
+	kindAny exprKind = iota
+	kindBool
+)
+
+// program is one compiled expression.
+type program struct {
+	prog *vm.Program
+	src  string
+	pos  string // file:line
+	path *hpath // the first HL7 path it reads, for error locations
+}
+
+type compiler struct {
+	set     *Set
+	errs    *errorList
+	opts    []expr.Option
+	msgRefs []msgRef
+	pconf   *conf.Config
+}
+
+func newCompiler(s *Set, errs *errorList) *compiler {
+	c := &compiler{set: s, errs: errs}
+	c.opts = []expr.Option{
+		expr.Env(exprEnv{}),
+		expr.WithContext(ctxName),
+		expr.MaxNodes(maxNodes),
+		expr.DisableBuiltin("now"),
+		expr.DisableBuiltin("date"),
+		expr.DisableBuiltin("duration"),
+		expr.DisableBuiltin("timezone"),
+	}
+	for _, f := range funcs {
+		f := f
+		c.opts = append(c.opts, expr.Function(f.name, func(params ...any) (any, error) {
+			st, ok := params[0].(*state)
+			if !ok {
+				return nil, errors.New("internal: missing evaluation state")
+			}
+			return f.impl(st, params[1:])
+		}, f.types...))
+	}
+	return c
+}
+
+// compile compiles the expression in scalar node n.
+func (c *compiler) compile(f *srcFile, n *yaml.Node, kind exprKind, names map[string]bool) *program {
+	if n.Kind != yaml.ScalarNode {
+		c.errs.add(f.errAt(n, "expected an expression"))
+		return nil
+	}
+	src := n.Value
+	if strings.TrimSpace(src) == "" {
+		c.errs.add(f.errAt(n, "empty expression"))
+		return nil
+	}
+	pm := newPosMap(f, n)
+	opts := c.opts
+	if kind == kindBool {
+		opts = append(opts[:len(opts):len(opts)], expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		var fe *file.Error
+		msg := err.Error()
+		off := 0
+		if errors.As(err, &fe) {
+			msg = fe.Message
+			off = offsetOf(src, fe.Line, fe.Column)
+		}
+		c.errs.add(pm.errAt(off, "expression: "+msg))
+		return nil
+	}
+	p := &program{prog: prog, src: src, pos: f.pos(n)}
+	c.checkCalls(src, pm, p, names)
+	return p
+}
+
+// offsetOf turns expr's (1-based line, 0-based column) into a byte offset.
+func offsetOf(src string, line, col int) int {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := strings.IndexByte(src[off:], '\n')
+		if i < 0 {
+			break
+		}
+		off += i + 1
+	}
+	// col counts runes
+	for n := 0; n < col && off < len(src); n++ {
+		_, size := decodeRune(src[off:])
+		off += size
+	}
+	return off
+}
+
+func decodeRune(s string) (rune, int) {
+	for i, r := range s {
+		if i == 0 {
+			return r, len(string(r))
+		}
+	}
+	return 0, 1
+}
+
+// parseConfig is the configuration the expressions are compiled with, for
+// parsing them again to check arguments (so our functions parse as calls,
+// not as the builtins they replace).
+func (c *compiler) parseConfig() *conf.Config {
+	if c.pconf == nil {
+		cfg := conf.CreateNew()
+		for _, op := range c.opts {
+			op(cfg)
+		}
+		for name := range cfg.Disabled {
+			delete(cfg.Builtins, name)
+		}
+		c.pconf = cfg
+	}
+	return c.pconf
+}
+
+// checkCalls walks the expression and checks the constant arguments of our
+// functions: HL7 paths, code table names and resource rule names.
+func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[string]bool) {
+	tree, err := parser.ParseWithConfig(src, c.parseConfig())
+	if err != nil {
+		return
+	}
+	v := &callChecker{c: c, pm: pm, p: p, names: names, src: src}
+	ast.Walk(&tree.Node, v)
+}
+
+type callChecker struct {
+	c     *compiler
+	pm    *posMap
+	p     *program
+	names map[string]bool
+	src   string
+}
+
+func (v *callChecker) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if n.Value == ctxName {
+			v.c.errs.add(v.pm.errAt(runeOffset(v.src, n.Location().From), "expression: "+ctxName+" is reserved"))
+		}
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok {
+			return
+		}
+		spec := funcByName[id.Value]
+		if spec == nil {
+			return
+		}
+		for i, a := range n.Arguments {
+			s, ok := a.(*ast.StringNode)
+			if !ok {
+				continue
+			}
+			at := runeOffset(v.src, a.Location().From) + 1 // inside the quote
+			switch spec.argKind(i) {
+			case argPath:
+				hp, off, err := parsePath(s.Value)
+				if err != nil {
+					v.c.errs.add(v.pm.errAt(at+off, fmt.Sprintf("%s: %v", id.Value, err)))
+					continue
+				}
+				if hp.repAll && !spec.lists {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s reads one value: [*] is for each: and the datatype functions", id.Value)))
+					continue
+				}
+				if hp.field == 0 && !spec.segments {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s needs a field, such as %s-3", id.Value, hp.seg)))
+					continue
+				}
+				v.c.set.paths[s.Value] = hp
+				if v.p.path == nil {
+					v.p.path = hp
+				}
+			case argTable:
+				if v.c.set.tables[s.Value] == nil {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("no code table %q (expected a CSV under codes/: %s)", s.Value, strings.Join(tableNames(v.c.set), ", "))))
+				}
+			case argRule:
+				if !v.names[s.Value] {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("no resource rule %q", s.Value)))
+				}
+			case argType:
+				if !primitives[s.Value] && fhirTypes[s.Value] == nil {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("unknown FHIR type %q", s.Value)))
+				}
+			}
+		}
+	}
+}
+
+// runeOffset converts expr's rune offset into a byte offset.
+func runeOffset(s string, runes int) int {
+	n := 0
+	for i := range s {
+		if n == runes {
+			return i
+		}
+		n++
+	}
+	return len(s)
+}
+
+func tableNames(s *Set) []string {
+	out := make([]string, 0, len(s.tables))
+	for k := range s.tables {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
+}
+
+// posMap maps byte offsets inside a scalar's value back to file positions.
+type posMap struct {
+	f    *srcFile
+	node *yaml.Node
+	segs []posSeg
+}
+
+type posSeg struct {
+	off, n    int // offset in the value and length
+	line, col int // file position of off (1-based)
+}
+
+func newPosMap(f *srcFile, n *yaml.Node) *posMap {
+	pm := &posMap{f: f, node: n}
+	v := n.Value
+	switch {
+	case n.Style&yaml.LiteralStyle != 0:
+		// content starts on the next line; lines keep what is indented
+		// beyond the block's indentation (that of its first line)
+		first := f.line(n.Line + 1)
+		indent := len(first) - len(strings.TrimLeft(first, " "))
+		off := 0
+		for i, l := range strings.Split(v, "\n") {
+			pm.segs = append(pm.segs, posSeg{off: off, n: len(l), line: n.Line + 1 + i, col: indent + 1})
+			off += len(l) + 1
+		}
+	case n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+		pm.segs = append(pm.segs, posSeg{off: 0, n: len(v), line: n.Line, col: n.Column + 1})
+	default:
+		// plain or folded: lines joined by single spaces
+		line, col := n.Line, n.Column
+		if n.Style&yaml.FoldedStyle != 0 {
+			line++
+			src := f.line(line)
+			col = len(src) - len(strings.TrimLeft(src, " ")) + 1
+		}
+		off := 0
+		for off < len(v) {
+			src := f.line(line)
+			if col-1 > len(src) {
+				break
+			}
+			part := strings.TrimRight(src[col-1:], " ")
+			if k := strings.Index(part, " #"); k >= 0 {
+				part = part[:k]
+			}
+			pm.segs = append(pm.segs, posSeg{off: off, n: len(part), line: line, col: col})
+			off += len(part) + 1
+			line++
+			next := f.line(line)
+			col = len(next) - len(strings.TrimLeft(next, " ")) + 1
+			if line > len(f.lines) {
+				break
+			}
+		}
+	}
+	return pm
+}
+
+func (pm *posMap) errAt(off int, msg string) *Error {
+	line, col := pm.node.Line, pm.node.Column
+	for _, s := range pm.segs {
+		if off >= s.off && off <= s.off+s.n {
+			line, col = s.line, s.col+off-s.off
+			break
+		}
+	}
+	return &Error{File: pm.f.name, Line: line, Column: col, Msg: msg, Source: pm.f.line(line)}
+}

@@ -1,0 +1,765 @@
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/hiegw/hiegw/internal/fhir"
+	"github.com/hiegw/hiegw/internal/hl7"
+)
+
+// Result is what one message maps to.
+type Result struct {
+	Event     string          // admit, discharge, transfer, register, update, merge, result, medication, immunisation, other
+	Resources []fhir.Resource // Patient first
+	Unmapped  []Unmapped      // codes not found in a code table, kept as sent
+	Warnings  []string        // values left out (named by location and rule, never by value)
+}
+
+// Unmapped is a code that no code table mapped. The code is kept in the output
+// as it was sent, with its original system.
+type Unmapped struct {
+	Table  string
+	System string // the source coding system as sent (e.g. "L", "99LAB"), may be empty
+	Code   string
+	Where  string // HL7 location (ERR-2 style) or FHIR element and rule
+}
+
+// choiceValue is a value for a choice element (value[x]) that carries its type.
+type choiceValue struct {
+	typ string
+	val any
+}
+
+type produced struct {
+	rule string
+	seg  int
+	res  fhir.Resource
+	rr   *resRule
+}
+
+// state is the evaluation state of one message. Expression functions receive
+// it as their context.
+type state struct {
+	set    *Set
+	p      *profile
+	sender string
+	m      *hl7.Message
+	names  []string
+	firsts []int // firsts[i]: index of the first segment named like segment i
+
+	seg               int // current segment, -1 for none
+	fseg, field, rep  int // current repetition being iterated, rep 0 for none
+	where             string
+	produced          []produced
+	unmapped          []Unmapped
+	warnings          []string
+	vmEnv             exprEnv
+	tableTargetsCache map[string]map[string]bool
+	machine           vm.VM
+}
+
+// context.Context, so that expr passes the state to our functions.
+func (st *state) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (st *state) Done() <-chan struct{}       { return nil }
+func (st *state) Err() error                  { return nil }
+func (st *state) Value(any) any               { return nil }
+
+var statePool = sync.Pool{New: func() any { return &state{} }}
+
+func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
+	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], seg: -1,
+		machine: st.machine}
+	n := m.SegmentCount()
+	for i := 0; i < n; i++ {
+		name := m.Segment(i).Name()
+		st.names = append(st.names, name)
+		f := i
+		for j := 0; j < i; j++ {
+			if st.names[j] == name {
+				f = st.firsts[j]
+				break
+			}
+		}
+		st.firsts = append(st.firsts, f)
+	}
+	st.vmEnv = exprEnv{Ctx: st}
+}
+
+// profileFor returns the sender's profile, or the default.
+func (s *Set) profileFor(sender string) *profile {
+	if p := s.senders[strings.ToLower(sender)]; p != nil {
+		return p
+	}
+	return s.def
+}
+
+func (p *profile) match(code, trigger string) *msgEntry {
+	exact, wild := code+"^"+trigger, code+"^*"
+	// entries are ordered sender first; inside each layer the most specific wins
+	var layers [][]*msgEntry
+	cut := 0
+	for i, e := range p.messages {
+		if i > 0 && e.layer() != p.messages[i-1].layer() {
+			layers = append(layers, p.messages[cut:i])
+			cut = i
+		}
+	}
+	layers = append(layers, p.messages[cut:])
+	for _, l := range layers {
+		for _, want := range []string{exact, wild, "*"} {
+			for _, e := range l {
+				for _, pat := range e.patterns {
+					if pat == want {
+						return e
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *msgEntry) layer() string {
+	f, _, _ := strings.Cut(e.rule, "/")
+	if f == "default" {
+		return f
+	}
+	r := e.rule
+	if i := strings.LastIndexByte(r, ':'); i >= 0 {
+		r = r[:i]
+	}
+	return r
+}
+
+// MapHL7 maps a parsed HL7 v2 message from sender with the sender's mappings
+// (or the default ones). Every resource is validated before it is returned;
+// a message that cannot be mapped gives a *MapError.
+func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
+	if m == nil || m.SegmentCount() == 0 {
+		return nil, &MapError{Msg: "empty message", Code: CodeSegmentSequence}
+	}
+	p := s.profileFor(sender)
+	st := statePool.Get().(*state)
+	defer statePool.Put(st)
+	st.reset(s, p, sender, m)
+	h := m.Header()
+	entry := p.match(h.MessageCode, h.TriggerEvent)
+	if entry == nil {
+		return nil, &MapError{Location: "MSH^1^9", Msg: "no mapping for this message type", Code: CodeUnsupportedType}
+	}
+	res := &Result{Event: entry.event}
+	for _, name := range entry.resources {
+		rr := p.resources[name]
+		if rr == nil {
+			continue
+		}
+		if err := st.produce(rr); err != nil {
+			return nil, err
+		}
+	}
+	// ids must be unique inside one result
+	seen := map[string]int{}
+	for i := range st.produced {
+		pr := &st.produced[i]
+		k := pr.res.Type() + "/" + pr.res.ID()
+		if n, dup := seen[k]; dup {
+			seen[k] = n + 1
+			pr.res["id"] = fhir.StableID(sender, pr.res.Type(), pr.res.ID(), strconv.Itoa(n+1))
+			st.warnings = append(st.warnings, fmt.Sprintf("%s from %s has the same source keys as an earlier one (rule %s); its id was made unique by position",
+				pr.res.Type(), st.segLoc(pr.seg), pr.rr.pos))
+			continue
+		}
+		seen[k] = 1
+	}
+	for _, pr := range st.produced {
+		if probs := Validate(pr.res); len(probs) > 0 {
+			return nil, st.invalid(pr, probs)
+		}
+	}
+	res.Resources = make([]fhir.Resource, 0, len(st.produced))
+	for _, pr := range st.produced {
+		if pr.res.Type() == "Patient" {
+			res.Resources = append(res.Resources, pr.res)
+		}
+	}
+	for _, pr := range st.produced {
+		if pr.res.Type() != "Patient" {
+			res.Resources = append(res.Resources, pr.res)
+		}
+	}
+	res.Unmapped = st.unmapped
+	res.Warnings = st.warnings
+	return res, nil
+}
+
+// invalid turns validation problems into a MapError naming the rule.
+func (st *state) invalid(pr produced, probs []string) error {
+	first := probs[0]
+	path, msg, _ := strings.Cut(first, ": ")
+	rule := pr.rr.pos
+	elem := strings.TrimPrefix(path, pr.res.Type()+".")
+	for _, er := range pr.rr.elems {
+		top := strings.SplitN(er.path, ".", 2)[0]
+		if strings.HasPrefix(elem, strings.TrimSuffix(top, "[x]")) {
+			rule = er.pos
+			break
+		}
+	}
+	if len(probs) > 1 {
+		msg += fmt.Sprintf(" (and %d more problems)", len(probs)-1)
+	}
+	return &MapError{Location: st.segLoc(pr.seg), Field: path, Rule: rule, Msg: "invalid FHIR output: " + msg, Code: CodeApplication}
+}
+
+// segLoc is the ERR-2 style location of a segment: "OBX^3".
+func (st *state) segLoc(seg int) string {
+	if seg < 0 || seg >= len(st.names) {
+		return ""
+	}
+	return st.names[seg] + "^" + strconv.Itoa(st.occurrence(seg))
+}
+
+func (st *state) occurrence(seg int) int {
+	n := 0
+	for i := 0; i <= seg; i++ {
+		if st.names[i] == st.names[seg] {
+			n++
+		}
+	}
+	return n
+}
+
+// produce runs one resource rule.
+func (st *state) produce(rr *resRule) error {
+	segs := []int{-1}
+	if rr.each != nil {
+		segs = segs[:0]
+		for i, n := range st.names {
+			if n == rr.each.seg {
+				segs = append(segs, i)
+			}
+		}
+	}
+	for _, seg := range segs {
+		st.seg, st.fseg, st.field, st.rep = seg, -1, 0, 0
+		st.where = rr.typ
+		if rr.when != nil {
+			ok, err := st.evalBool(rr.when)
+			if err != nil {
+				return st.mapErr(err, rr.typ, rr.when.pos, rr.when.path)
+			}
+			if !ok {
+				continue
+			}
+		}
+		keys := make([]string, len(rr.id))
+		haveKey := false
+		for i, p := range rr.id {
+			v, err := st.run(p)
+			if err != nil {
+				return st.mapErr(err, rr.typ+".id", p.pos, p.path)
+			}
+			keys[i] = stringOf(v)
+			if keys[i] != "" {
+				haveKey = true
+			}
+		}
+		if !haveKey {
+			loc := st.segLoc(seg)
+			if len(rr.id) > 0 && rr.id[0].path != nil {
+				loc = st.pathLoc(rr.id[0].path)
+			}
+			return &MapError{Location: loc, Field: rr.typ + ".id", Rule: rr.pos, Code: CodeRequiredMissing,
+				Msg: "no source key to identify the resource (required field missing)"}
+		}
+		res := fhir.New(rr.typ, fhir.StableID(st.sender, rr.typ, keys...))
+		for _, er := range rr.elems {
+			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
+				return err
+			}
+		}
+		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr})
+	}
+	return nil
+}
+
+// run evaluates a program.
+func (st *state) run(p *program) (any, error) {
+	return runProgram(p, st)
+}
+
+func (st *state) evalBool(p *program) (bool, error) {
+	v, err := st.run(p)
+	if err != nil {
+		return false, err
+	}
+	b, _ := v.(bool)
+	return b, nil
+}
+
+// mapErr turns an evaluation error into a MapError.
+func (st *state) mapErr(err error, field, rule string, path *hpath) error {
+	var me *MapError
+	if errors.As(err, &me) {
+		return me
+	}
+	var ve *valueError
+	if errors.As(err, &ve) {
+		return &MapError{Location: ve.loc, Field: field, Rule: rule, Msg: ve.msg, Code: ve.code}
+	}
+	loc := ""
+	if path != nil {
+		loc = st.pathLoc(path)
+	}
+	return &MapError{Location: loc, Field: field, Rule: rule, Msg: "expression failed: " + scrub(err.Error()), Code: CodeApplication}
+}
+
+// scrub keeps the first line of an expr run-time error: its message names
+// types and operations, not values of the message.
+func scrub(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// fill evaluates an element rule into obj. Under a repeating element every
+// alternative whose condition holds adds its values; under a single element
+// the alternatives are fallbacks and the first that yields a value wins.
+func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
+	field := typ + "." + er.path
+	saved := st.where
+	st.where = field + " (" + er.pos + ")"
+	defer func() { st.where = saved }()
+	many := er.steps[len(er.steps)-1].def.many
+	var lastErr *MapError
+	required, got := false, false
+	for i, a := range er.alts {
+		required = required || a.required
+		v, err := st.evalAlt(a, er, field)
+		if err != nil {
+			me, ok := err.(*MapError)
+			if !ok {
+				return err
+			}
+			if me.Code == CodeDataType && !a.strict && !(a.required && i == len(er.alts)-1) {
+				st.warnings = append(st.warnings, fmt.Sprintf("%s: a value was left out: %s at %s (rule %s)", field, me.Msg, me.Location, a.pos))
+				lastErr = me
+				continue
+			}
+			return me
+		}
+		if isEmpty(v) {
+			continue
+		}
+		if err := st.store(obj, er, a, v, field); err != nil {
+			return err
+		}
+		got = true
+		if !many {
+			return nil
+		}
+	}
+	if required && !got {
+		if lastErr != nil {
+			return lastErr
+		}
+		loc := ""
+		for _, a := range er.alts {
+			if a.value != nil && a.value.path != nil {
+				loc = st.pathLoc(a.value.path)
+				break
+			}
+		}
+		return &MapError{Location: loc, Field: field, Rule: er.pos, Msg: "required value missing", Code: CodeRequiredMissing}
+	}
+	return nil
+}
+
+// evalAlt evaluates one alternative; nil when its condition fails or it
+// yields nothing.
+func (st *state) evalAlt(a *alt, er *elemRule, field string) (any, error) {
+	if a.each != nil {
+		return st.iterate(a, er, field)
+	}
+	return st.evalOne(a, er, field)
+}
+
+func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
+	if a.when != nil {
+		ok, err := st.evalBool(a.when)
+		if err != nil {
+			return nil, st.mapErr(err, field, a.when.pos, a.when.path)
+		}
+		if !ok {
+			return nil, nil
+		}
+	}
+	var v any
+	switch {
+	case a.value != nil:
+		x, err := st.run(a.value)
+		if err != nil {
+			return nil, st.mapErr(err, field, a.value.pos, a.value.path)
+		}
+		v = prune(x)
+	case a.hasConst:
+		v = deepCopy(a.constant)
+	case a.elems != nil:
+		obj := map[string]any{}
+		t := er.steps[len(er.steps)-1].typ
+		if a.typ != "" {
+			t = a.typ
+		}
+		for _, sub := range a.elems {
+			if err := st.fill(obj, sub, t); err != nil {
+				return nil, err
+			}
+		}
+		if len(obj) > 0 {
+			v = obj
+		}
+	}
+	if isEmpty(v) && a.deflt != nil {
+		v = deepCopy(a.deflt)
+	}
+	return v, nil
+}
+
+// iterate evaluates an alternative once per segment or repetition of each:.
+func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
+	seg, fseg, fld, rep := st.seg, st.fseg, st.field, st.rep
+	defer func() { st.seg, st.fseg, st.field, st.rep = seg, fseg, fld, rep }()
+	var out []any
+	add := func() error {
+		v, err := st.evalOne(a, er, field)
+		if err != nil {
+			return err
+		}
+		switch x := v.(type) {
+		case nil:
+		case []any:
+			out = append(out, x...)
+		default:
+			out = append(out, x)
+		}
+		return nil
+	}
+	if a.each.field == 0 {
+		from, to := 0, len(st.names)
+		if seg >= 0 {
+			from, to = seg+1, st.scopeEnd(seg)
+		}
+		for i := from; i < to; i++ {
+			if st.names[i] != a.each.seg {
+				continue
+			}
+			st.seg, st.fseg, st.field, st.rep = i, -1, 0, 0
+			if err := add(); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		s := st.segIndex(a.each)
+		if s < 0 {
+			return nil, nil
+		}
+		n := st.m.Segment(s).Field(a.each.field).RepCount()
+		for r := 1; r <= n; r++ {
+			st.seg, st.fseg, st.field, st.rep = s, s, a.each.field, r
+			if err := add(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// store stores v at the element path of er inside obj.
+func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field string) error {
+	for _, s := range er.steps[:len(er.steps)-1] {
+		next, ok := obj[s.name].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			obj[s.name] = next
+		}
+		obj = next
+	}
+	last := er.steps[len(er.steps)-1]
+	name := last.name
+	if last.def.choice && last.typ == "" {
+		t := a.typ
+		if cv, ok := v.(*choiceValue); ok {
+			t, v = cv.typ, cv.val
+		}
+		if t == "" {
+			return &MapError{Field: field, Rule: a.pos, Code: CodeApplication,
+				Msg: "a choice element needs type: or a value made with choice(type, value)"}
+		}
+		if !contains(last.def.types, t) {
+			return &MapError{Field: field, Rule: a.pos, Code: CodeApplication,
+				Msg: fmt.Sprintf("type %s is not allowed for %s (expected one of: %s)", t, name, strings.Join(last.def.types, ", "))}
+		}
+		name = last.def.concrete(t)
+		if isEmpty(v) {
+			return nil
+		}
+	} else if cv, ok := v.(*choiceValue); ok {
+		v = cv.val
+	}
+	if last.def.many {
+		cur, _ := obj[name].([]any)
+		if list, ok := v.([]any); ok {
+			cur = append(cur, list...)
+		} else {
+			cur = append(cur, v)
+		}
+		obj[name] = cur
+		return nil
+	}
+	if list, ok := v.([]any); ok {
+		if len(list) > 1 {
+			st.warnings = append(st.warnings, fmt.Sprintf("%s holds one value: kept the first of %d (rule %s)", field, len(list), a.pos))
+		}
+		v = list[0]
+	}
+	obj[name] = v
+	return nil
+}
+
+// scopeEnd returns the end (exclusive) of the group that segment i opens: up
+// to the next segment of the same name, or of a name that first appears
+// before segment i's name does (a parent or an earlier sibling group).
+func (st *state) scopeEnd(i int) int {
+	fi := st.firsts[i]
+	for j := i + 1; j < len(st.names); j++ {
+		if st.names[j] == st.names[i] || st.firsts[j] < fi && !floating[st.names[j]] {
+			return j
+		}
+	}
+	return len(st.names)
+}
+
+// floating segments may follow any segment (notes, participations): they
+// never end a group.
+var floating = map[string]bool{"NTE": true, "PRT": true, "ROL": true, "CTI": true}
+
+// segIndex resolves the segment a path refers to, from the current one: the
+// current segment itself, else the first one of that name inside its group,
+// else the nearest one before it; with no current segment, the first in the
+// message. SEG[n] is the n-th in the message.
+func (st *state) segIndex(p *hpath) int {
+	if p.occ > 0 {
+		n := 0
+		for i, nm := range st.names {
+			if nm == p.seg {
+				n++
+				if n == p.occ {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	if st.seg >= 0 {
+		if st.names[st.seg] == p.seg {
+			return st.seg
+		}
+		end := st.scopeEnd(st.seg)
+		for i := st.seg + 1; i < end; i++ {
+			if st.names[i] == p.seg {
+				return i
+			}
+		}
+		for i := st.seg - 1; i >= 0; i-- {
+			if st.names[i] == p.seg {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, nm := range st.names {
+		if nm == p.seg {
+			return i
+		}
+	}
+	return -1
+}
+
+// repIndex resolves the repetition of a field path; 0 when none matches.
+func (st *state) repIndex(seg int, p *hpath) int {
+	switch {
+	case p.rep > 0:
+		return p.rep
+	case p.selC > 0:
+		s := st.m.Segment(seg)
+		n := s.Field(p.field).RepCount()
+		for r := 1; r <= n; r++ {
+			if s.Value(p.field, r, p.selC, 0) == p.selV {
+				return r
+			}
+		}
+		return 0
+	case st.rep > 0 && st.fseg == seg && st.field == p.field:
+		return st.rep
+	}
+	return 1
+}
+
+// pathLoc is the ERR-2 style location of a path in the current context.
+func (st *state) pathLoc(p *hpath) string {
+	seg := st.segIndex(p)
+	if seg < 0 {
+		return p.seg
+	}
+	loc := st.segLoc(seg)
+	if p.field > 0 {
+		loc += "^" + strconv.Itoa(p.field)
+		if p.comp > 0 {
+			r := st.repIndex(seg, p)
+			loc += "^" + strconv.Itoa(max(r, 1)) + "^" + strconv.Itoa(p.comp)
+			if p.sub > 0 {
+				loc += "^" + strconv.Itoa(p.sub)
+			}
+		}
+	}
+	return loc
+}
+
+// isEmpty reports values that produce no output.
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case []any:
+		return len(x) == 0
+	case map[string]any:
+		return len(x) == 0
+	case *choiceValue:
+		return x == nil || isEmpty(x.val)
+	}
+	return false
+}
+
+// prune turns expression results into JSON-shaped values and removes empty
+// strings, empty objects and empty lists at every depth.
+func prune(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		x = strings.TrimSpace(x)
+		if x == "" {
+			return nil
+		}
+		return x
+	case map[string]any:
+		for k, e := range x {
+			p := prune(e)
+			if isEmpty(p) {
+				delete(x, k)
+			} else {
+				x[k] = p
+			}
+		}
+		if len(x) == 0 {
+			return nil
+		}
+		return x
+	case fhir.Resource:
+		return prune(map[string]any(x))
+	case []any:
+		out := x[:0]
+		for _, e := range x {
+			if p := prune(e); !isEmpty(p) {
+				out = append(out, p)
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []string:
+		out := make([]any, 0, len(x))
+		for _, e := range x {
+			if e = strings.TrimSpace(e); e != "" {
+				out = append(out, e)
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	case []map[string]any:
+		out := make([]any, 0, len(x))
+		for _, e := range x {
+			if p := prune(e); !isEmpty(p) {
+				out = append(out, p)
+			}
+		}
+		return prune(out)
+	case *choiceValue:
+		if x == nil {
+			return nil
+		}
+		x.val = prune(x.val)
+		if isEmpty(x.val) {
+			return nil
+		}
+		return x
+	case int:
+		return x
+	case float64, bool, json.Number, int64:
+		return x
+	}
+	return v
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = deepCopy(e)
+		}
+		return l
+	}
+	return v
+}
+
+func stringOf(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case json.Number:
+		return string(x)
+	case map[string]any:
+		if r, ok := x["reference"].(string); ok {
+			return r
+		}
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+	return fmt.Sprint(v)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

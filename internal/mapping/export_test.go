@@ -1,0 +1,5 @@
+package mapping
+
+import "github.com/hiegw/hiegw/internal/fhir"
+
+var fhirStableID = fhir.StableID

@@ -1,0 +1,246 @@
+package mapping
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// A small, hand-written subset of the FHIR R4 structure definitions: the
+// resource types hiegw produces and the data types they use. It serves twice:
+// at load time to refuse element paths that do not exist (a typo in a mapping
+// file is a located error), and at run time to validate every produced
+// resource (cardinality, required elements, primitive formats, required
+// value-set bindings).
+//
+// Each line: "Type: element..." where an element is name[*][!]:type[|type...]
+// ("*" repeats, "!" is required, "name[x]" is a choice, "{a,b}" a required
+// binding). Backbone elements name their own type, e.g. "Patient.link".
+const fhirDefs = `
+Element: extension*:Extension
+Extension: url!:uri value[x]:string|code|boolean|integer|decimal|dateTime|date|uri|Coding|CodeableConcept|Quantity|Reference|Identifier|Period|Attachment
+Identifier: use:code{usual,official,temp,secondary,old} type:CodeableConcept system:uri value:string period:Period assigner:Reference
+HumanName: use:code{usual,official,temp,nickname,anonymous,old,maiden} text:string family:string given*:string prefix*:string suffix*:string period:Period
+Address: use:code{home,work,temp,old,billing} type:code{postal,physical,both} text:string line*:string city:string district:string state:string postalCode:string country:string period:Period
+ContactPoint: system:code{phone,fax,email,pager,url,sms,other} value:string use:code{home,work,temp,old,mobile} rank:positiveInt period:Period
+CodeableConcept: coding*:Coding text:string
+Coding: system:uri version:string code:code display:string userSelected:boolean
+Reference: reference:string type:uri identifier:Identifier display:string
+Period: start:dateTime end:dateTime
+Quantity: value:decimal comparator:code{<,<=,>=,>} unit:string system:uri code:code
+Range: low:Quantity high:Quantity
+Ratio: numerator:Quantity denominator:Quantity
+Attachment: contentType:code language:code data:base64Binary url:url size:unsignedInt hash:base64Binary title:string creation:dateTime
+Annotation: author[x]:Reference|string time:dateTime text!:markdown
+Timing: event*:dateTime code:CodeableConcept
+Dosage: sequence:integer text:string timing:Timing asNeeded[x]:boolean|CodeableConcept site:CodeableConcept route:CodeableConcept method:CodeableConcept doseAndRate*:Dosage.doseAndRate
+Dosage.doseAndRate: type:CodeableConcept dose[x]:Range|Quantity rate[x]:Ratio|Range|Quantity
+Meta: versionId:id lastUpdated:instant source:uri profile*:canonical tag*:Coding
+
+Patient: identifier*:Identifier active:boolean name*:HumanName telecom*:ContactPoint gender:code{male,female,other,unknown} birthDate:date deceased[x]:boolean|dateTime address*:Address maritalStatus:CodeableConcept multipleBirth[x]:boolean|integer contact*:Patient.contact communication*:Patient.communication generalPractitioner*:Reference managingOrganization:Reference link*:Patient.link
+Patient.contact: relationship*:CodeableConcept name:HumanName telecom*:ContactPoint address:Address gender:code{male,female,other,unknown} organization:Reference period:Period
+Patient.communication: language!:CodeableConcept preferred:boolean
+Patient.link: other!:Reference type!:code{replaced-by,replaces,refer,seealso}
+
+Encounter: identifier*:Identifier status!:code{planned,arrived,triaged,in-progress,onleave,finished,cancelled,entered-in-error,unknown} class!:Coding type*:CodeableConcept serviceType:CodeableConcept priority:CodeableConcept subject:Reference participant*:Encounter.participant period:Period reasonCode*:CodeableConcept hospitalization:Encounter.hospitalization location*:Encounter.location serviceProvider:Reference
+Encounter.participant: type*:CodeableConcept period:Period individual:Reference
+Encounter.hospitalization: preAdmissionIdentifier:Identifier admitSource:CodeableConcept reAdmission:CodeableConcept dischargeDisposition:CodeableConcept
+Encounter.location: location!:Reference status:code{planned,active,reserved,completed} period:Period
+
+Observation: identifier*:Identifier basedOn*:Reference status!:code{registered,preliminary,final,amended,corrected,cancelled,entered-in-error,unknown} category*:CodeableConcept code!:CodeableConcept subject:Reference encounter:Reference effective[x]:dateTime|Period|instant issued:instant performer*:Reference value[x]:Quantity|CodeableConcept|string|boolean|integer|Range|Ratio|time|dateTime|Period dataAbsentReason:CodeableConcept interpretation*:CodeableConcept note*:Annotation bodySite:CodeableConcept method:CodeableConcept specimen:Reference device:Reference referenceRange*:Observation.referenceRange hasMember*:Reference derivedFrom*:Reference component*:Observation.component
+Observation.referenceRange: low:Quantity high:Quantity type:CodeableConcept appliesTo*:CodeableConcept age:Range text:string
+Observation.component: code!:CodeableConcept value[x]:Quantity|CodeableConcept|string|boolean|integer|Range|Ratio|time|dateTime|Period interpretation*:CodeableConcept referenceRange*:Observation.referenceRange
+
+DiagnosticReport: identifier*:Identifier basedOn*:Reference status!:code{registered,partial,preliminary,final,amended,corrected,appended,cancelled,entered-in-error,unknown} category*:CodeableConcept code!:CodeableConcept subject:Reference encounter:Reference effective[x]:dateTime|Period issued:instant performer*:Reference resultsInterpreter*:Reference specimen*:Reference result*:Reference conclusion:string conclusionCode*:CodeableConcept presentedForm*:Attachment
+
+MedicationRequest: identifier*:Identifier status!:code{active,on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown} statusReason:CodeableConcept intent!:code{proposal,plan,order,original-order,reflex-order,filler-order,instance-order,option} category*:CodeableConcept priority:code{routine,urgent,asap,stat} medication[x]!:CodeableConcept|Reference subject!:Reference encounter:Reference authoredOn:dateTime requester:Reference reasonCode*:CodeableConcept note*:Annotation dosageInstruction*:Dosage dispenseRequest:MedicationRequest.dispenseRequest substitution:MedicationRequest.substitution
+MedicationRequest.dispenseRequest: validityPeriod:Period numberOfRepeatsAllowed:unsignedInt quantity:Quantity expectedSupplyDuration:Quantity
+MedicationRequest.substitution: allowed[x]!:boolean|CodeableConcept reason:CodeableConcept
+
+MedicationDispense: identifier*:Identifier partOf*:Reference status!:code{preparation,in-progress,cancelled,on-hold,completed,entered-in-error,stopped,declined,unknown} category:CodeableConcept medication[x]!:CodeableConcept|Reference subject:Reference context:Reference performer*:MedicationDispense.performer location:Reference authorizingPrescription*:Reference type:CodeableConcept quantity:Quantity daysSupply:Quantity whenPrepared:dateTime whenHandedOver:dateTime note*:Annotation dosageInstruction*:Dosage
+MedicationDispense.performer: function:CodeableConcept actor!:Reference
+
+MedicationStatement: identifier*:Identifier basedOn*:Reference status!:code{active,completed,entered-in-error,intended,stopped,on-hold,unknown,not-taken} category:CodeableConcept medication[x]!:CodeableConcept|Reference subject!:Reference context:Reference effective[x]:dateTime|Period dateAsserted:dateTime informationSource:Reference reasonCode*:CodeableConcept note*:Annotation dosage*:Dosage
+
+Immunization: identifier*:Identifier status!:code{completed,entered-in-error,not-done} statusReason:CodeableConcept vaccineCode!:CodeableConcept patient!:Reference encounter:Reference occurrence[x]!:dateTime|string recorded:dateTime primarySource:boolean reportOrigin:CodeableConcept location:Reference manufacturer:Reference lotNumber:string expirationDate:date site:CodeableConcept route:CodeableConcept doseQuantity:Quantity performer*:Immunization.performer note*:Annotation reasonCode*:CodeableConcept isSubpotent:boolean programEligibility*:CodeableConcept fundingSource:CodeableConcept
+Immunization.performer: function:CodeableConcept actor!:Reference
+`
+
+// Resource types with a definition above.
+var resourceTypes = []string{"Patient", "Encounter", "Observation", "DiagnosticReport",
+	"MedicationRequest", "MedicationDispense", "MedicationStatement", "Immunization"}
+
+// primitives are the FHIR primitive types used above.
+var primitives = map[string]bool{
+	"boolean": true, "integer": true, "positiveInt": true, "unsignedInt": true, "decimal": true,
+	"string": true, "markdown": true, "code": true, "id": true, "uri": true, "url": true, "canonical": true,
+	"date": true, "dateTime": true, "instant": true, "time": true, "base64Binary": true,
+}
+
+type typeDef struct {
+	name  string
+	elems map[string]*elemDef // by JSON name, choices under every concrete name (valueQuantity)
+}
+
+type elemDef struct {
+	name     string   // as written: "value[x]" or "gender"
+	many     bool     // max cardinality *
+	required bool     // min cardinality 1
+	types    []string // one, or the choices of a [x] element
+	choice   bool
+	binding  map[string]bool
+}
+
+// concrete returns the JSON name of a choice element for type t.
+func (e *elemDef) concrete(t string) string {
+	base := strings.TrimSuffix(e.name, "[x]")
+	return base + strings.ToUpper(t[:1]) + t[1:]
+}
+
+var fhirTypes = mustParseDefs(fhirDefs)
+
+func mustParseDefs(src string) map[string]*typeDef {
+	defs := map[string]*typeDef{}
+	for _, line := range strings.Split(src, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			panic("fhirdef: bad line " + line)
+		}
+		td := &typeDef{name: name, elems: map[string]*elemDef{}}
+		for _, f := range strings.Fields(rest) {
+			en, et, ok := strings.Cut(f, ":")
+			if !ok {
+				panic("fhirdef: bad element " + f)
+			}
+			ed := &elemDef{}
+			if i := strings.IndexByte(et, '{'); i >= 0 {
+				ed.binding = map[string]bool{}
+				for _, c := range strings.Split(strings.TrimSuffix(et[i+1:], "}"), ",") {
+					ed.binding[c] = true
+				}
+				et = et[:i]
+			}
+			for strings.HasSuffix(en, "*") || strings.HasSuffix(en, "!") {
+				if strings.HasSuffix(en, "*") {
+					ed.many = true
+				} else {
+					ed.required = true
+				}
+				en = en[:len(en)-1]
+			}
+			ed.name = en
+			ed.types = strings.Split(et, "|")
+			if strings.HasSuffix(en, "[x]") {
+				ed.choice = true
+				for _, t := range ed.types {
+					td.elems[ed.concrete(t)] = ed
+				}
+			} else {
+				td.elems[en] = ed
+			}
+		}
+		defs[name] = td
+	}
+	// every complex type and resource also has extension; resources have meta
+	for n, td := range defs {
+		if n != "Extension" {
+			td.elems["extension"] = &elemDef{name: "extension", many: true, types: []string{"Extension"}}
+		}
+		if isResourceType(n) {
+			td.elems["meta"] = &elemDef{name: "meta", types: []string{"Meta"}}
+		}
+	}
+	for _, td := range defs {
+		for _, ed := range td.elems {
+			for _, t := range ed.types {
+				if !primitives[t] && defs[t] == nil {
+					panic("fhirdef: unknown type " + t)
+				}
+			}
+		}
+	}
+	return defs
+}
+
+func isResourceType(t string) bool {
+	for _, r := range resourceTypes {
+		if r == t {
+			return true
+		}
+	}
+	return false
+}
+
+// pathStep is one resolved step of an element path.
+type pathStep struct {
+	name string   // JSON name
+	def  *elemDef // definition
+	typ  string   // the type at this step ("" for a choice not yet fixed)
+}
+
+// resolveElementPath checks a dotted element path such as "valueQuantity.unit",
+// "value[x]" or "hospitalization.admitSource" against the type typ. It returns
+// the steps, or the index (in the dotted path) of the first wrong part and
+// what was expected.
+func resolveElementPath(typ, path string) ([]pathStep, int, error) {
+	td := fhirTypes[typ]
+	if td == nil {
+		return nil, 0, fmt.Errorf("unknown type %s", typ)
+	}
+	parts := strings.Split(path, ".")
+	steps := make([]pathStep, 0, len(parts))
+	off := 0
+	for i, p := range parts {
+		if td == nil {
+			return nil, off, fmt.Errorf("%s is a primitive value and has no elements", steps[len(steps)-1].name)
+		}
+		ed := td.elems[p]
+		if ed == nil && strings.HasSuffix(p, "[x]") {
+			for _, e := range td.elems {
+				if e.name == p {
+					ed = e
+					break
+				}
+			}
+			if ed != nil {
+				if i != len(parts)-1 {
+					return nil, off, fmt.Errorf("%s is a choice: name the type (such as %s) to set its parts", p, ed.concrete(ed.types[0]))
+				}
+				steps = append(steps, pathStep{name: p, def: ed})
+				return steps, 0, nil
+			}
+		}
+		if ed == nil {
+			return nil, off, fmt.Errorf("%s has no element %q (expected one of: %s)", td.name, p, elementNames(td))
+		}
+		t := ed.types[0]
+		if ed.choice {
+			for _, c := range ed.types {
+				if ed.concrete(c) == p {
+					t = c
+				}
+			}
+		}
+		steps = append(steps, pathStep{name: p, def: ed, typ: t})
+		td = fhirTypes[t]
+		off += len(p) + 1
+	}
+	return steps, 0, nil
+}
+
+func elementNames(td *typeDef) string {
+	seen := map[string]bool{}
+	var names []string
+	for _, e := range td.elems {
+		if !seen[e.name] {
+			seen[e.name] = true
+			names = append(names, e.name)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,1254 @@
+package mapping
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// The functions mapping expressions may call. Each receives the evaluation
+// state (hidden; expr passes it as a context.Context) and is pure: it reads
+// the message and the code tables, and never does I/O.
+
+type argKind int
+
+const (
+	argOther argKind = iota
+	argPath
+	argTable
+	argRule
+	argType
+)
+
+type fnSpec struct {
+	name     string
+	args     []argKind
+	types    []any
+	lists    bool // paths may use [*]: the function then returns a list
+	segments bool // paths may name a bare segment
+	impl     func(st *state, a []any) (any, error)
+}
+
+func (f *fnSpec) argKind(i int) argKind {
+	if i < len(f.args) {
+		return f.args[i]
+	}
+	return argOther
+}
+
+type (
+	fnPath      = func(context.Context, string) any
+	fnPathStr   = func(context.Context, string, string) any
+	fnPathStr2  = func(context.Context, string, string, string) any
+	fnStrPath   = func(context.Context, string) string
+	fnTable     = func(context.Context, string, string) string
+	fnTableSys  = func(context.Context, string, string, string) string
+	fnVariadicS = func(context.Context, ...string) string
+)
+
+var funcs = []*fnSpec{
+	{name: "v", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV},
+	{name: "exists", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) bool)}, impl: fnExists},
+	{name: "count", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) int)}, impl: fnCount},
+	{name: "all", args: []argKind{argPath}, lists: true, types: []any{new(func(context.Context, string) []any)}, impl: fnAll},
+	{name: "text", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnText},
+	{name: "first", types: []any{new(fnVariadicS)}, impl: fnFirst},
+	{name: "list", types: []any{new(func(context.Context, ...any) []any)}, impl: fnList},
+	{name: "sender", types: []any{new(func(context.Context) string)}, impl: func(st *state, _ []any) (any, error) { return st.sender, nil }},
+
+	{name: "datetime", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
+	{name: "date", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
+	{name: "instant", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
+	{name: "integer", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
+	{name: "decimal", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
+
+	{name: "cx", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
+	{name: "key", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey},
+	{name: "ei", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
+	{name: "hd", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD},
+	{name: "xpn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
+	{name: "xad", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
+	{name: "xtn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
+	{name: "xcn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xcn)},
+	{name: "xon", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xon)},
+	{name: "pl", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(pl)},
+	{name: "cwe", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
+	{name: "coding", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
+	{name: "quantity", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnQuantity},
+	{name: "sn", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnSN},
+	{name: "ed", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: cellFn(ed)},
+	{name: "refrange", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnRefRange},
+
+	{name: "lookup", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupEmpty)},
+	{name: "code", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupKeep)},
+	{name: "has", args: []argKind{argTable}, types: []any{new(func(context.Context, string, string) bool), new(func(context.Context, string, string, string) bool)}, impl: fnHas},
+	{name: "refid", args: []argKind{argRule}, types: []any{new(func(context.Context, string) string)}, impl: fnRefID},
+	{name: "display", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupDisplay)},
+
+	{name: "ref", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: fnRef},
+	{name: "refs", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: fnRefs},
+	{name: "choice", args: []argKind{argType}, types: []any{new(func(context.Context, string, any) any)}, impl: fnChoice},
+}
+
+var funcByName = func() map[string]*fnSpec {
+	m := map[string]*fnSpec{}
+	for _, f := range funcs {
+		m[f.name] = f
+	}
+	return m
+}()
+
+// runProgram runs p with the state's VM and a memory budget.
+func runProgram(p *program, st *state) (any, error) {
+	st.machine.MemoryBudget = memoryBudget
+	return st.machine.Run(p.prog, st.vmEnv)
+}
+
+// --- paths and cells -------------------------------------------------------
+
+// path returns the parsed path of a string argument (parsed at load time
+// for constants, here for computed ones).
+func (st *state) path(a any) (*hpath, error) {
+	s, _ := a.(string)
+	if p := st.set.paths[s]; p != nil {
+		return p, nil
+	}
+	p, _, err := parsePath(s)
+	if err != nil {
+		return nil, &valueError{msg: "computed path: " + err.Error(), code: CodeApplication}
+	}
+	return p, nil
+}
+
+// cell is one repetition of a field (or one component of it) to read a
+// datatype from. With comp set, the datatype's parts are subcomponents.
+type cell struct {
+	st                   *state
+	seg, field, rep      int
+	comp, sub            int
+	segName              string
+	occ                  int
+	fieldPath, fieldComp int
+}
+
+// part returns component i (subcomponent j) of the datatype in the cell.
+func (c cell) part(i, j int) string {
+	s := c.st.m.Segment(c.seg)
+	var v string
+	switch {
+	case c.comp == 0:
+		v = s.Value(c.field, c.rep, i, j)
+	case c.sub == 0:
+		if j > 1 {
+			return ""
+		}
+		v = s.Value(c.field, c.rep, c.comp, i)
+	default:
+		if i > 1 || j > 1 {
+			return ""
+		}
+		v = s.Value(c.field, c.rep, c.comp, c.sub)
+	}
+	if v == `""` {
+		return ""
+	}
+	return strings.TrimSpace(v)
+}
+
+func (c cell) p(i int) string { return c.part(i, 0) }
+
+// loc is the ERR-2 style location of the cell: SEG^seq^field^rep[^comp].
+func (c cell) loc() string {
+	l := c.segName + "^" + strconv.Itoa(c.occ) + "^" + strconv.Itoa(c.field) + "^" + strconv.Itoa(c.rep)
+	if c.comp > 0 {
+		l += "^" + strconv.Itoa(c.comp)
+	}
+	return l
+}
+
+func (c cell) locPart(i int) string {
+	if c.comp > 0 {
+		return c.loc() + "^" + strconv.Itoa(i)
+	}
+	return c.loc() + "^" + strconv.Itoa(i)
+}
+
+// cells resolves a path to the cells it designates: one, or with [*] every
+// repetition. ok is false when the segment or repetition is absent.
+func (st *state) cells(p *hpath) []cell {
+	seg := st.segIndex(p)
+	if seg < 0 || p.field == 0 {
+		return nil
+	}
+	base := cell{st: st, seg: seg, field: p.field, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}
+	if p.repAll {
+		n := st.m.Segment(seg).Field(p.field).RepCount()
+		out := make([]cell, 0, n)
+		for r := 1; r <= n; r++ {
+			c := base
+			c.rep = r
+			out = append(out, c)
+		}
+		return out
+	}
+	r := st.repIndex(seg, p)
+	if r == 0 {
+		return nil
+	}
+	base.rep = r
+	return []cell{base}
+}
+
+func (st *state) cell(p *hpath) (cell, bool) {
+	cs := st.cells(p)
+	if len(cs) == 0 {
+		return cell{}, false
+	}
+	return cs[0], true
+}
+
+// value reads a path as a string: the first component unless one is named.
+func (st *state) value(p *hpath) string {
+	c, ok := st.cell(p)
+	if !ok {
+		return ""
+	}
+	if c.comp == 0 {
+		return c.part(1, 0)
+	}
+	return c.part(1, 0)
+}
+
+// cellFn adapts a datatype builder to a function of one path argument,
+// returning a list for [*] paths.
+func cellFn(build func(c cell) (any, error)) func(st *state, a []any) (any, error) {
+	return func(st *state, a []any) (any, error) {
+		p, err := st.path(a[0])
+		if err != nil {
+			return nil, err
+		}
+		return st.each(p, build)
+	}
+}
+
+func (st *state) each(p *hpath, build func(c cell) (any, error)) (any, error) {
+	cs := st.cells(p)
+	if !p.repAll {
+		if len(cs) == 0 {
+			return nil, nil
+		}
+		return build(cs[0])
+	}
+	var out []any
+	for _, c := range cs {
+		v, err := build(c)
+		if err != nil {
+			return nil, err
+		}
+		if v = prune(v); !isEmpty(v) {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// --- basic access ----------------------------------------------------------
+
+func fnV(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	return st.value(p), nil
+}
+
+func fnExists(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	if p.field == 0 {
+		return st.segIndex(p) >= 0, nil
+	}
+	c, ok := st.cell(p)
+	if !ok {
+		return false, nil
+	}
+	if c.comp == 0 {
+		v := st.m.Segment(c.seg).Value(c.field, c.rep, 0, 0)
+		return v != "" && v != `""` && strings.Trim(v, "^&~ ") != "", nil
+	}
+	return c.part(1, 0) != "", nil
+}
+
+func fnCount(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	if p.field == 0 {
+		n := 0
+		for _, nm := range st.names {
+			if nm == p.seg {
+				n++
+			}
+		}
+		return n, nil
+	}
+	seg := st.segIndex(p)
+	if seg < 0 {
+		return 0, nil
+	}
+	return st.m.Segment(seg).Field(p.field).RepCount(), nil
+}
+
+func fnAll(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	q := *p
+	q.repAll = true
+	out := []any{}
+	for _, c := range st.cells(&q) {
+		if v := c.part(1, 0); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func fnText(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	q := *p
+	q.repAll = true
+	var parts []string
+	for _, c := range st.cells(&q) {
+		var v string
+		if c.comp == 0 {
+			v = st.m.Segment(c.seg).Value(c.field, c.rep, 0, 0)
+		} else {
+			v = c.part(1, 0)
+		}
+		if v != "" && v != `""` {
+			parts = append(parts, v)
+		}
+	}
+	return strings.TrimSpace(strings.Join(parts, "\n")), nil
+}
+
+func fnFirst(_ *state, a []any) (any, error) {
+	for _, x := range a {
+		if s, _ := x.(string); strings.TrimSpace(s) != "" {
+			return s, nil
+		}
+	}
+	return "", nil
+}
+
+func fnList(_ *state, a []any) (any, error) {
+	out := []any{}
+	for _, x := range a {
+		switch v := prune(x).(type) {
+		case nil:
+		case []any:
+			out = append(out, v...)
+		default:
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// --- dates and numbers -----------------------------------------------------
+
+type timeKind int
+
+const (
+	kindDateTime timeKind = iota
+	kindDate
+	kindInstant
+)
+
+func timeFn(k timeKind) func(st *state, a []any) (any, error) {
+	return func(st *state, a []any) (any, error) {
+		p, err := st.path(a[0])
+		if err != nil {
+			return nil, err
+		}
+		return st.each(p, func(c cell) (any, error) {
+			v := c.p(1)
+			if v == "" {
+				return nil, nil
+			}
+			var out string
+			var err error
+			switch k {
+			case kindDate:
+				out, err = fhirDate(v)
+			default:
+				out, err = fhirDateTime(v, st.p.loc)
+				if err == nil && k == kindInstant && !strings.Contains(out, "T") {
+					err = fmt.Errorf("not precise to the second, as an instant must be")
+				}
+			}
+			if err != nil {
+				return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
+			}
+			return out, nil
+		})
+	}
+}
+
+func fnInteger(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok || c.p(1) == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(c.p(1), "+"), 10, 64)
+	if err != nil {
+		return nil, &valueError{loc: c.loc(), msg: "not an integer", code: CodeDataType}
+	}
+	return json.Number(strconv.FormatInt(n, 10)), nil
+}
+
+func fnDecimal(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok || c.p(1) == "" {
+		return nil, nil
+	}
+	d, err := fhirDecimal(c.p(1))
+	if err != nil {
+		return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
+	}
+	return d, nil
+}
+
+// --- identifiers -----------------------------------------------------------
+
+const (
+	sysV20203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	sysUCUM   = "http://unitsofmeasure.org"
+)
+
+// hdSystem turns an HD (namespace id, universal id, universal id type) into
+// a system URI: urn:oid: for ISO OIDs, urn:uuid: for UUIDs, the id itself for
+// URIs, a mapping from the assigning-authority table, else
+// urn:hiegw:aa:<namespace> (or <universal id>), percent-encoded.
+func (st *state) hdSystem(ns, uid, typ string) string {
+	switch strings.ToUpper(typ) {
+	case "ISO":
+		if uid != "" {
+			return "urn:oid:" + uid
+		}
+	case "UUID", "GUID":
+		if uid != "" {
+			return "urn:uuid:" + strings.ToLower(uid)
+		}
+	case "URI", "URL":
+		if uid != "" {
+			return uid
+		}
+	}
+	if t := st.p.tables["assigning-authority"]; t != nil {
+		for _, k := range []string{ns, uid} {
+			if k == "" {
+				continue
+			}
+			if e, ok := t.lookup("", k); ok {
+				return e.Code
+			}
+		}
+	}
+	switch {
+	case ns != "":
+		return "urn:hiegw:aa:" + url.PathEscape(ns)
+	case uid != "":
+		return "urn:hiegw:aa:" + url.PathEscape(uid)
+	}
+	return ""
+}
+
+func v2Concept(system, code string) map[string]any {
+	if code == "" {
+		return nil
+	}
+	return map[string]any{"coding": []any{map[string]any{"system": system, "code": code}}}
+}
+
+func obj(kv ...any) map[string]any {
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if !isEmpty(kv[i+1]) {
+			m[kv[i].(string)] = kv[i+1]
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func strs(ss ...string) []any {
+	var out []any
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// cx: CX → Identifier.
+func cx(c cell) (any, error) {
+	value := c.p(1)
+	if value == "" {
+		return nil, nil
+	}
+	return obj("value", value, "system", c.st.hdSystem(c.part(4, 1), c.part(4, 2), c.part(4, 3)),
+		"type", v2Concept(sysV20203, c.p(5))), nil
+}
+
+// key(path): "system|value" of a CX, for resource ids; with [*], of the
+// first repetition that has a value.
+func fnKey(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range st.cells(p) {
+		if c.p(1) != "" {
+			return st.hdSystem(c.part(4, 1), c.part(4, 2), c.part(4, 3)) + "|" + c.p(1), nil
+		}
+	}
+	return "", nil
+}
+
+// EI → Identifier, with an optional v2-0203 type code (PLAC, FILL, ...).
+func fnEI(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	typ := ""
+	if len(a) > 1 {
+		typ, _ = a[1].(string)
+	}
+	return st.each(p, func(c cell) (any, error) {
+		if c.p(1) == "" {
+			return nil, nil
+		}
+		return obj("value", c.p(1), "system", st.hdSystem(c.p(2), c.p(3), c.p(4)), "type", v2Concept(sysV20203, typ)), nil
+	})
+}
+
+func fnHD(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok {
+		return "", nil
+	}
+	return st.hdSystem(c.p(1), c.p(2), c.p(3)), nil
+}
+
+// --- names, addresses, telecoms ----------------------------------------------
+
+func xpn(c cell) (any, error) {
+	family := c.part(1, 1)
+	if family == "" && c.comp == 0 {
+		family = c.p(1)
+	}
+	use := c.st.mapped("name-use", "", c.p(7), c.locPart(7))
+	return obj("family", family, "given", strs(c.p(2), c.p(3)), "suffix", strs(c.p(4), c.p(6)),
+		"prefix", strs(c.p(5)), "use", use), nil
+}
+
+func xad(c cell) (any, error) {
+	street := strings.TrimSpace(strings.Join(nonEmpty(c.part(1, 1), c.part(1, 2), c.part(1, 3)), " "))
+	use := c.st.mapped("address-use", "", c.p(7), c.locPart(7))
+	return obj("line", strs(street, c.p(2)), "city", c.p(3), "state", c.p(4), "postalCode", c.p(5),
+		"country", c.p(6), "district", c.p(9), "use", use), nil
+}
+
+func nonEmpty(ss ...string) []string {
+	out := ss[:0:0]
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func fnXTN(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	defUse := ""
+	if len(a) > 1 {
+		defUse, _ = a[1].(string)
+	}
+	return st.each(p, func(c cell) (any, error) { return xtn(c, defUse), nil })
+}
+
+func xtn(c cell, defUse string) any {
+	equip := strings.ToUpper(c.p(3))
+	email := c.p(4)
+	var value, system string
+	switch {
+	case email != "" || equip == "INTERNET" || equip == "X.400" || strings.ToUpper(c.p(2)) == "NET":
+		value, system = email, "email"
+		if value == "" {
+			value = c.p(1)
+		}
+	default:
+		local := c.p(7)
+		if local != "" {
+			value = local
+			if area := c.p(6); area != "" {
+				value = "(" + area + ")" + local
+			}
+			if cc := c.p(5); cc != "" {
+				value = "+" + strings.TrimPrefix(cc, "+") + " " + value
+			}
+			if ext := c.p(8); ext != "" {
+				value += " ext. " + ext
+			}
+		} else {
+			value = c.p(1)
+		}
+		switch equip {
+		case "FX":
+			system = "fax"
+		case "BP":
+			system = "pager"
+		default:
+			system = "phone"
+		}
+	}
+	if value == "" {
+		return nil
+	}
+	use := ""
+	if system != "email" {
+		use = c.st.mapped("telecom-use", "", c.p(2), c.locPart(2))
+	}
+	if equip == "CP" {
+		use = "mobile"
+	}
+	if use == "" {
+		use = defUse
+	}
+	return obj("system", system, "value", value, "use", use)
+}
+
+// xcn: XCN → Reference to a Practitioner (display and identifier).
+func xcn(c cell) (any, error) {
+	display := strings.Join(nonEmpty(c.p(6), c.p(3), c.p(4), c.part(2, 1), c.p(5), c.p(7)), " ")
+	id := obj("value", c.p(1), "system", c.st.hdSystem(c.part(9, 1), c.part(9, 2), c.part(9, 3)), "type", v2Concept(sysV20203, c.p(13)))
+	if c.p(1) == "" {
+		id = nil
+	}
+	if display == "" && id == nil {
+		return nil, nil
+	}
+	return obj("type", "Practitioner", "display", display, "identifier", id), nil
+}
+
+// xon: XON → Reference to an Organization.
+func xon(c cell) (any, error) {
+	idv := c.p(10)
+	if idv == "" {
+		idv = c.p(3)
+	}
+	var id map[string]any
+	if idv != "" {
+		id = obj("value", idv, "system", c.st.hdSystem(c.part(6, 1), c.part(6, 2), c.part(6, 3)))
+	}
+	if c.p(1) == "" && id == nil {
+		return nil, nil
+	}
+	return obj("type", "Organization", "display", c.p(1), "identifier", id), nil
+}
+
+// pl: PL → Reference to a Location, by display.
+func pl(c cell) (any, error) {
+	unit := strings.Join(nonEmpty(c.part(1, 1), c.part(2, 1), c.part(3, 1)), " ")
+	fac := c.part(4, 1)
+	display := unit
+	if fac != "" {
+		if display != "" {
+			display += ", "
+		}
+		display += fac
+	}
+	if display == "" {
+		display = c.p(9)
+	}
+	if display == "" {
+		return nil, nil
+	}
+	return obj("type", "Location", "display", display), nil
+}
+
+// --- coded values ----------------------------------------------------------
+
+// codingSystem turns an HL7 coding system name (LN, SCT, HL70001, 99LAB)
+// into a URI: the coding-system table, else the v2 table URI for HL7nnnn,
+// else urn:hiegw:cs:<name>.
+func (st *state) codingSystem(name string) string {
+	if name == "" {
+		return ""
+	}
+	if t := st.p.tables["coding-system"]; t != nil {
+		if e, ok := t.lookup("", name); ok {
+			return e.Code
+		}
+		if e, ok := t.lookup("", strings.ToUpper(name)); ok {
+			return e.Code
+		}
+	}
+	up := strings.ToUpper(name)
+	if strings.HasPrefix(up, "HL7") && len(up) == 7 {
+		if _, err := strconv.Atoi(up[3:]); err == nil {
+			return "http://terminology.hl7.org/CodeSystem/v2-" + up[3:]
+		}
+	}
+	if reURIish.MatchString(name) {
+		return name
+	}
+	return "urn:hiegw:cs:" + url.PathEscape(name)
+}
+
+var reURIish = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]+$`)
+
+// targets returns the target systems of a table chain.
+func (st *state) targets(table string) map[string]bool {
+	if st.tableTargetsCache == nil {
+		st.tableTargetsCache = map[string]map[string]bool{}
+	}
+	if m, ok := st.tableTargetsCache[table]; ok {
+		return m
+	}
+	m := map[string]bool{}
+	for _, t := range st.p.tables[table] {
+		for _, e := range t.rows {
+			m[e.System] = true
+		}
+	}
+	st.tableTargetsCache[table] = m
+	return m
+}
+
+func (st *state) report(table, system, code, where string) {
+	u := Unmapped{Table: table, System: system, Code: code, Where: where}
+	for _, x := range st.unmapped {
+		if x == u {
+			return
+		}
+	}
+	st.unmapped = append(st.unmapped, u)
+}
+
+// mapped looks a code up and returns the target code, "" (reported) if the
+// table has no row for it.
+func (st *state) mapped(table, system, code, where string) string {
+	if code == "" {
+		return ""
+	}
+	t := st.p.tables[table]
+	if t == nil {
+		return ""
+	}
+	if e, ok := t.lookup(system, code); ok {
+		return e.Code
+	}
+	st.report(table, system, code, where)
+	return ""
+}
+
+func fnCWE(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	table := ""
+	if len(a) > 1 {
+		table, _ = a[1].(string)
+	}
+	return st.each(p, func(c cell) (any, error) { return st.cwe(c, table), nil })
+}
+
+func (st *state) cwe(c cell, table string) any {
+	var codings []any
+	var tried [][2]string
+	for _, base := range []int{1, 4} {
+		code, disp, sys := c.p(base), c.p(base+1), c.p(base+2)
+		if code == "" {
+			continue
+		}
+		codings = append(codings, obj("system", st.codingSystem(sys), "code", code, "display", disp))
+		tried = append(tried, [2]string{sys, code})
+	}
+	text := c.p(9)
+	if text == "" {
+		text = c.p(2)
+	}
+	if table != "" && len(tried) > 0 {
+		var hit *codeEntry
+		for _, k := range tried {
+			if e, ok := st.p.tables[table].lookup(k[0], k[1]); ok {
+				hit = &e
+				break
+			}
+		}
+		switch {
+		case hit != nil:
+			// the mapped coding first; the codings as sent stay, except a
+			// system-less one that the mapped coding merely qualifies
+			m := obj("system", hit.System, "code", hit.Code, "display", hit.Display)
+			kept := []any{m}
+			for _, x := range codings {
+				xm := x.(map[string]any)
+				if xm["system"] == m["system"] && xm["code"] == m["code"] || xm["system"] == nil && xm["code"] == m["code"] {
+					continue
+				}
+				kept = append(kept, x)
+			}
+			codings = kept
+		default:
+			targets := st.targets(table)
+			covered := false
+			// a code already in the table's target system, or in any known
+			// (non-local) system, needs no mapping
+			for _, x := range codings {
+				s, _ := x.(map[string]any)["system"].(string)
+				if targets[s] || s != "" && !strings.HasPrefix(s, "urn:hiegw:cs:") {
+					covered = true
+				}
+			}
+			if !covered {
+				st.report(table, tried[0][0], tried[0][1], c.loc())
+			}
+		}
+	}
+	if len(codings) == 0 && text == "" {
+		return nil
+	}
+	return obj("coding", codings, "text", text)
+}
+
+// coding(path[, table[, system]]) → Coding: the mapped code when the table
+// has one, else the code as sent with its own system (or the given default
+// system), reported as unmapped.
+func fnCoding(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	table, defSys := "", ""
+	if len(a) > 1 {
+		table, _ = a[1].(string)
+	}
+	if len(a) > 2 {
+		defSys, _ = a[2].(string)
+	}
+	return st.each(p, func(c cell) (any, error) {
+		code, disp, sys := c.p(1), c.p(2), c.p(3)
+		if code == "" {
+			return nil, nil
+		}
+		if table != "" {
+			if e, ok := st.p.tables[table].lookup(sys, code); ok {
+				return obj("system", e.System, "code", e.Code, "display", e.Display), nil
+			}
+			st.report(table, sys, code, c.loc())
+		}
+		system := st.codingSystem(sys)
+		if system == "" {
+			system = defSys
+		}
+		return obj("system", system, "code", code, "display", disp), nil
+	})
+}
+
+type lookupMode int
+
+const (
+	lookupEmpty lookupMode = iota
+	lookupKeep
+	lookupDisplay
+)
+
+// lookup(table, code[, system]): the target code or "" (reported);
+// code(...): the target code or the code as sent (reported);
+// display(...): the target display or "".
+func lookupFn(mode lookupMode) func(st *state, a []any) (any, error) {
+	return func(st *state, a []any) (any, error) {
+		table, _ := a[0].(string)
+		code, _ := a[1].(string)
+		code = strings.TrimSpace(code)
+		sys := ""
+		if len(a) > 2 {
+			sys, _ = a[2].(string)
+		}
+		if code == "" || code == `""` {
+			return "", nil
+		}
+		t := st.p.tables[table]
+		if e, ok := t.lookup(sys, code); ok {
+			if mode == lookupDisplay {
+				return e.Display, nil
+			}
+			return e.Code, nil
+		}
+		if mode != lookupDisplay {
+			st.report(table, sys, code, st.where)
+		}
+		if mode == lookupKeep {
+			return code, nil
+		}
+		return "", nil
+	}
+}
+
+// --- quantities --------------------------------------------------------------
+
+// unit reads a CWE unit (OBX-6, RXA-7) into Quantity parts.
+func (st *state) unit(unitPath any) map[string]any {
+	if unitPath == nil {
+		return nil
+	}
+	p, err := st.path(unitPath)
+	if err != nil {
+		return nil
+	}
+	c, ok := st.cell(p)
+	if !ok {
+		return nil
+	}
+	id, text, sys := c.p(1), c.p(2), c.p(3)
+	if id == "" && text == "" {
+		return nil
+	}
+	u := map[string]any{}
+	if text != "" {
+		u["unit"] = text
+	} else {
+		u["unit"] = id
+	}
+	up := strings.ToUpper(sys)
+	switch {
+	case id != "" && (up == "UCUM" || up == "ANS+" || up == "UCUM_1"):
+		u["system"], u["code"] = sysUCUM, id
+	case id != "":
+		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
+			u["system"], u["code"] = e.System, e.Code
+			if text == "" && e.Display != "" {
+				u["unit"] = e.Display
+			}
+		} else {
+			st.report("units", sys, id, c.loc())
+		}
+	}
+	return u
+}
+
+func (st *state) quantity(value string, loc string, unitPath any) (map[string]any, error) {
+	d, err := fhirDecimal(value)
+	if err != nil {
+		return nil, &valueError{loc: loc, msg: err.Error(), code: CodeDataType}
+	}
+	q := map[string]any{"value": d}
+	for k, v := range st.unit(unitPath) {
+		q[k] = v
+	}
+	return q, nil
+}
+
+func fnQuantity(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok || c.p(1) == "" {
+		return nil, nil
+	}
+	var up any
+	if len(a) > 1 {
+		up = a[1]
+	}
+	q, err := st.quantity(c.p(1), c.loc(), up)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// sn: SN (comparator^num1^separator^num2) → a Quantity (with comparator),
+// Range (num1-num2) or Ratio (num1:num2 or num1/num2), as a choice value.
+func fnSN(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok {
+		return nil, nil
+	}
+	var up any
+	if len(a) > 1 {
+		up = a[1]
+	}
+	cmp, n1, sep, n2 := c.p(1), c.p(2), c.p(3), c.p(4)
+	if n1 == "" && n2 == "" {
+		return nil, nil
+	}
+	switch {
+	case sep == "" && n2 == "":
+		q, err := st.quantity(n1, c.loc(), up)
+		if err != nil {
+			return nil, err
+		}
+		switch cmp {
+		case "", "=":
+		case "<", "<=", ">", ">=":
+			q["comparator"] = cmp
+		default:
+			return nil, &valueError{loc: c.locPart(1), msg: "SN comparator not one of <, <=, >, >=, =", code: CodeDataType}
+		}
+		return &choiceValue{typ: "Quantity", val: q}, nil
+	case sep == "-" || sep == "":
+		lo, err := st.quantity(n1, c.locPart(2), up)
+		if err != nil {
+			return nil, err
+		}
+		hi, err := st.quantity(n2, c.locPart(4), up)
+		if err != nil {
+			return nil, err
+		}
+		return &choiceValue{typ: "Range", val: map[string]any{"low": lo, "high": hi}}, nil
+	case sep == ":" || sep == "/":
+		num, err := st.quantity(n1, c.locPart(2), nil)
+		if err != nil {
+			return nil, err
+		}
+		den, err := st.quantity(n2, c.locPart(4), nil)
+		if err != nil {
+			return nil, err
+		}
+		return &choiceValue{typ: "Ratio", val: map[string]any{"numerator": num, "denominator": den}}, nil
+	case sep == "+" && n2 == "":
+		return &choiceValue{typ: "string", val: cmp + n1 + "+"}, nil
+	}
+	return nil, &valueError{loc: c.locPart(3), msg: "SN separator not one of -, :, /, +", code: CodeDataType}
+}
+
+// refrange: OBX-7 ("3.5-5.0", "3.5 to 5.0", "<5", ">=10", or text) →
+// Observation.referenceRange, with OBX-6 units on low/high.
+func fnRefRange(st *state, a []any) (any, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return nil, err
+	}
+	c, ok := st.cell(p)
+	if !ok || c.p(1) == "" {
+		return nil, nil
+	}
+	var up any
+	if len(a) > 1 {
+		up = a[1]
+	}
+	text := c.p(1)
+	r := map[string]any{"text": text}
+	q := func(s string) map[string]any {
+		qq, err := st.quantity(strings.TrimSpace(s), c.loc(), up)
+		if err != nil {
+			return nil
+		}
+		return qq
+	}
+	s := strings.TrimSpace(text)
+	switch {
+	case strings.HasPrefix(s, "<="), strings.HasPrefix(s, "<"):
+		if h := q(strings.TrimLeft(s, "<=")); h != nil {
+			r["high"] = h
+		}
+	case strings.HasPrefix(s, ">="), strings.HasPrefix(s, ">"):
+		if l := q(strings.TrimLeft(s, ">=")); l != nil {
+			r["low"] = l
+		}
+	default:
+		lo, hi, found := strings.Cut(s, " to ")
+		if !found {
+			lo, hi, found = cutRange(s)
+		}
+		if found {
+			l, h := q(lo), q(hi)
+			if l != nil && h != nil {
+				r["low"], r["high"] = l, h
+			}
+		}
+	}
+	return r, nil
+}
+
+// cutRange splits "a-b" where a may itself be negative.
+func cutRange(s string) (string, string, bool) {
+	i := strings.Index(s[min(1, len(s)):], "-")
+	if i < 0 {
+		return "", "", false
+	}
+	i++
+	return s[:i], s[i+1:], true
+}
+
+// --- attachments -------------------------------------------------------------
+
+var edTypes = map[string]string{"PDF": "application/pdf", "RTF": "application/rtf", "HTML": "text/html",
+	"XML": "text/xml", "JPEG": "image/jpeg", "JPG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff",
+	"GIF": "image/gif", "PLAIN": "text/plain", "TEXT": "text/plain", "OCTET-STREAM": "application/octet-stream"}
+
+// ed: ED (source^type^subtype^encoding^data) → Attachment.
+func ed(c cell) (any, error) {
+	typ, sub, enc, data := c.p(2), c.p(3), strings.ToUpper(c.p(4)), c.p(5)
+	if data == "" {
+		return nil, nil
+	}
+	ct := ""
+	switch {
+	case strings.Contains(sub, "/"):
+		ct = sub
+	case edTypes[strings.ToUpper(sub)] != "":
+		ct = edTypes[strings.ToUpper(sub)]
+	case strings.EqualFold(typ, "TEXT") || strings.EqualFold(typ, "TX"):
+		ct = "text/plain"
+	default:
+		ct = "application/octet-stream"
+	}
+	switch enc {
+	case "BASE64":
+		data = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+				return -1
+			}
+			return r
+		}, data)
+		if _, err := base64.StdEncoding.DecodeString(data); err != nil {
+			return nil, &valueError{loc: c.locPart(5), msg: "ED data is not valid Base64", code: CodeDataType}
+		}
+	case "A", "":
+		data = base64.StdEncoding.EncodeToString([]byte(data))
+	case "HEX":
+		return nil, &valueError{loc: c.locPart(4), msg: "ED encoding Hex is not supported", code: CodeDataType}
+	default:
+		return nil, &valueError{loc: c.locPart(4), msg: "ED encoding not one of Base64, A, Hex", code: CodeDataType}
+	}
+	return map[string]any{"contentType": ct, "data": data}, nil
+}
+
+// --- references and choices --------------------------------------------------
+
+// ref(rule): a Reference to the resource that rule made for the current
+// context: the nearest one at or before the current segment, else the first.
+func fnRef(st *state, a []any) (any, error) {
+	rule, _ := a[0].(string)
+	var best *produced
+	for i := range st.produced {
+		pr := &st.produced[i]
+		if pr.rule != rule {
+			continue
+		}
+		if best == nil {
+			best = pr
+			continue
+		}
+		if st.seg >= 0 && pr.seg <= st.seg && pr.seg > best.seg {
+			best = pr
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return map[string]any{"reference": best.res.Ref()}, nil
+}
+
+// refs(rule): References to every resource the rule made inside the current
+// segment's group (all of them with no current segment).
+func fnRefs(st *state, a []any) (any, error) {
+	rule, _ := a[0].(string)
+	from, to := -1, len(st.names)
+	if st.seg >= 0 {
+		from, to = st.seg, st.scopeEnd(st.seg)
+	}
+	var out []any
+	for _, pr := range st.produced {
+		if pr.rule == rule && (from < 0 || pr.seg >= from && pr.seg < to) {
+			out = append(out, map[string]any{"reference": pr.res.Ref()})
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// choice(type, value): a value for a choice element such as value[x].
+func fnChoice(_ *state, a []any) (any, error) {
+	t, _ := a[0].(string)
+	v := prune(a[1])
+	if isEmpty(v) {
+		return nil, nil
+	}
+	return &choiceValue{typ: t, val: v}, nil
+}
+
+// has(table, code[, system]) reports whether the table maps the code; it
+// reports nothing as unmapped.
+func fnHas(st *state, a []any) (any, error) {
+	table, _ := a[0].(string)
+	code, _ := a[1].(string)
+	sys := ""
+	if len(a) > 2 {
+		sys, _ = a[2].(string)
+	}
+	if strings.TrimSpace(code) == "" {
+		return false, nil
+	}
+	_, ok := st.p.tables[table].lookup(sys, strings.TrimSpace(code))
+	return ok, nil
+}
+
+// refid(rule) is ref(rule) as the string "Type/id" ("" when none), for ids
+// and conditions.
+func fnRefID(st *state, a []any) (any, error) {
+	r, err := fnRef(st, a)
+	if err != nil || r == nil {
+		return "", err
+	}
+	return r.(map[string]any)["reference"], nil
+}
