@@ -54,7 +54,7 @@ func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted
 	out := make([]Inserted, len(envs))
 	ins := db.rebind(insertEnvelope)
 	dup := db.rebind(`SELECT id, status, error, ack FROM envelopes WHERE sender = ? AND dedup_key = ?`)
-	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+	err := db.durableTx(ctx, func(tx *sqlx.Tx) error {
 		stmt, err := tx.PreparexContext(ctx, ins)
 		if err != nil {
 			return fmt.Errorf("prepare envelope insert: %w", err)

@@ -50,6 +50,10 @@ type Options struct {
 type DB struct {
 	x       *sqlx.DB
 	backend string
+	// durableSync: the embedded store fsyncs the commits that must survive
+	// power loss (envelopes, audit); the others (processing, outbox
+	// bookkeeping) are replayed from those if lost, so they skip the fsync.
+	durableSync bool
 }
 
 // Backend names the backend: SQLite or Postgres.
@@ -92,8 +96,11 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 		path := filepath.Join(o.DataDir, "hiegw.db")
-		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync +
-			")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+		// The connection rests at NORMAL (WAL: durable against a process
+		// crash); durable transactions switch to FULL for their commit, whose
+		// fsync also covers every earlier frame of the log.
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+			"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate&_time_format=sqlite"
 		x, err = sqlx.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)
@@ -102,7 +109,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		// and makes transactions never wait on each other's locks.
 		x.SetMaxOpenConns(1)
 	}
-	db := &DB{x: x, backend: backend}
+	db := &DB{x: x, backend: backend, durableSync: backend == SQLite && !strings.EqualFold(o.Sync, "normal")}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := x.PingContext(pctx); err != nil {
@@ -159,6 +166,37 @@ func (db *DB) Ping(ctx context.Context) error { return db.x.PingContext(ctx) }
 // tx runs fn in one transaction.
 func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	tx, err := db.x.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// durableTx runs fn in one transaction whose commit is fsynced on the
+// embedded store (PostgreSQL commits are always durable).
+func (db *DB) durableTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+	if !db.durableSync {
+		return db.tx(ctx, fn)
+	}
+	conn, err := db.x.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=FULL`); err != nil {
+		return fmt.Errorf("sync mode: %w", err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=NORMAL`)
+	}()
+	tx, err := conn.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

@@ -81,7 +81,7 @@ CREATE TABLE outbox (
     dead_at         TIMESTAMP,
     last_error      TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX outbox_pending ON outbox (next_attempt_at, seq) WHERE sent_at IS NULL AND dead_at IS NULL;
+CREATE INDEX outbox_pending ON outbox (seq) WHERE sent_at IS NULL AND dead_at IS NULL;
 
 CREATE TABLE audit_log (
     seq     INTEGER PRIMARY KEY,
