@@ -50,6 +50,11 @@ type program struct {
 	src  string
 	pos  string // file:line
 	path *hpath // the first HL7 path it reads, for error locations
+
+	// A program that is one call of our functions with constant arguments,
+	// the commonest form, is run directly without the VM.
+	direct *fnSpec
+	args   []any
 }
 
 type compiler struct {
@@ -170,6 +175,19 @@ func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[stri
 	}
 	v := &callChecker{c: c, pm: pm, p: p, names: names, src: src}
 	ast.Walk(&tree.Node, v)
+	if call, ok := tree.Node.(*ast.CallNode); ok {
+		if id, ok := call.Callee.(*ast.IdentifierNode); ok && funcByName[id.Value] != nil {
+			args := make([]any, 0, len(call.Arguments))
+			for _, a := range call.Arguments {
+				s, ok := a.(*ast.StringNode)
+				if !ok {
+					return
+				}
+				args = append(args, s.Value)
+			}
+			p.direct, p.args = funcByName[id.Value], args
+		}
+	}
 }
 
 type callChecker struct {

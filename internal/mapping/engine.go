@@ -55,9 +55,9 @@ type state struct {
 	names  []string
 	firsts []int // firsts[i]: index of the first segment named like segment i
 
-	seg               int // current segment, -1 for none
-	fseg, field, rep  int // current repetition being iterated, rep 0 for none
-	where             string
+	seg               int       // current segment, -1 for none
+	fseg, field, rep  int       // current repetition being iterated, rep 0 for none
+	where             *elemRule // the element being filled, for reports
 	produced          []produced
 	unmapped          []Unmapped
 	warnings          []string
@@ -250,7 +250,7 @@ func (st *state) produce(rr *resRule) error {
 	}
 	for _, seg := range segs {
 		st.seg, st.fseg, st.field, st.rep = seg, -1, 0, 0
-		st.where = rr.typ
+		st.where = nil
 		if rr.when != nil {
 			ok, err := st.evalBool(rr.when)
 			if err != nil {
@@ -333,9 +333,9 @@ func scrub(s string) string {
 // alternative whose condition holds adds its values; under a single element
 // the alternatives are fallbacks and the first that yields a value wins.
 func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
-	field := typ + "." + er.path
+	field := er.field
 	saved := st.where
-	st.where = field + " (" + er.pos + ")"
+	st.where = er
 	defer func() { st.where = saved }()
 	many := er.steps[len(er.steps)-1].def.many
 	var lastErr *MapError

@@ -327,3 +327,22 @@ func TestMapErrors(t *testing.T) {
 		t.Error("warning holds the value")
 	}
 }
+
+// TestCheck prints ok for the shipped set and every located problem otherwise.
+func TestCheck(t *testing.T) {
+	var out strings.Builder
+	if err := Check(&out, mappingsDir); err != nil || !strings.HasPrefix(out.String(), "ok: ") {
+		t.Fatalf("shipped set: %v\n%s", err, out.String())
+	}
+	dir := setDir(t)
+	writeFile(t, dir, "senders/acme.yaml", "resources:\n  patient:\n    elements:\n      brithDate: date(\"PID-7\")\n      gender: lookup(\"sex\", v(\"PID-8\"))\n")
+	out.Reset()
+	if err := Check(&out, dir); err == nil {
+		t.Fatal("broken set passed Check")
+	}
+	for _, want := range []string{"senders/acme.yaml:4:7:", "senders/acme.yaml:5:23:", "2 problem(s)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
+	}
+}

@@ -78,8 +78,9 @@ var primitives = map[string]bool{
 }
 
 type typeDef struct {
-	name  string
-	elems map[string]*elemDef // by JSON name, choices under every concrete name (valueQuantity)
+	name     string
+	elems    map[string]*elemDef // by JSON name, choices under every concrete name (valueQuantity)
+	required []*elemDef
 }
 
 type elemDef struct {
@@ -88,6 +89,7 @@ type elemDef struct {
 	required bool     // min cardinality 1
 	types    []string // one, or the choices of a [x] element
 	choice   bool
+	typeOf   map[string]string // concrete JSON name → type, for choices
 	binding  map[string]bool
 }
 
@@ -136,8 +138,10 @@ func mustParseDefs(src string) map[string]*typeDef {
 			ed.types = strings.Split(et, "|")
 			if strings.HasSuffix(en, "[x]") {
 				ed.choice = true
+				ed.typeOf = map[string]string{}
 				for _, t := range ed.types {
 					td.elems[ed.concrete(t)] = ed
+					ed.typeOf[ed.concrete(t)] = t
 				}
 			} else {
 				td.elems[en] = ed
@@ -155,6 +159,14 @@ func mustParseDefs(src string) map[string]*typeDef {
 		}
 	}
 	for _, td := range defs {
+		seen := map[*elemDef]bool{}
+		for _, ed := range td.elems {
+			if ed.required && !seen[ed] {
+				seen[ed] = true
+				td.required = append(td.required, ed)
+			}
+		}
+		sort.Slice(td.required, func(i, j int) bool { return td.required[i].name < td.required[j].name })
 		for _, ed := range td.elems {
 			for _, t := range ed.types {
 				if !primitives[t] && defs[t] == nil {

@@ -105,6 +105,9 @@ var funcByName = func() map[string]*fnSpec {
 
 // runProgram runs p with the state's VM and a memory budget.
 func runProgram(p *program, st *state) (any, error) {
+	if p.direct != nil {
+		return p.direct.impl(st, p.args)
+	}
 	st.machine.MemoryBudget = memoryBudget
 	return st.machine.Run(p.prog, st.vmEnv)
 }
@@ -205,11 +208,21 @@ func (st *state) cells(p *hpath) []cell {
 }
 
 func (st *state) cell(p *hpath) (cell, bool) {
-	cs := st.cells(p)
-	if len(cs) == 0 {
+	seg := st.segIndex(p)
+	if seg < 0 || p.field == 0 {
 		return cell{}, false
 	}
-	return cs[0], true
+	if p.repAll {
+		if st.m.Segment(seg).Field(p.field).RepCount() == 0 {
+			return cell{}, false
+		}
+		return cell{st: st, seg: seg, field: p.field, rep: 1, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}, true
+	}
+	r := st.repIndex(seg, p)
+	if r == 0 {
+		return cell{}, false
+	}
+	return cell{st: st, seg: seg, field: p.field, rep: r, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}, true
 }
 
 // value reads a path as a string: the first component unless one is named.
@@ -237,13 +250,14 @@ func cellFn(build func(c cell) (any, error)) func(st *state, a []any) (any, erro
 }
 
 func (st *state) each(p *hpath, build func(c cell) (any, error)) (any, error) {
-	cs := st.cells(p)
 	if !p.repAll {
-		if len(cs) == 0 {
+		c, ok := st.cell(p)
+		if !ok {
 			return nil, nil
 		}
-		return build(cs[0])
+		return build(c)
 	}
+	cs := st.cells(p)
 	var out []any
 	for _, c := range cs {
 		v, err := build(c)
@@ -926,7 +940,11 @@ func lookupFn(mode lookupMode) func(st *state, a []any) (any, error) {
 			return e.Code, nil
 		}
 		if mode != lookupDisplay {
-			st.report(table, sys, code, st.where)
+			where := ""
+			if st.where != nil {
+				where = st.where.field + " (" + st.where.pos + ")"
+			}
+			st.report(table, sys, code, where)
 		}
 		if mode == lookupKeep {
 			return code, nil

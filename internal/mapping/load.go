@@ -82,6 +82,7 @@ type resRule struct {
 
 // elemRule fills one element path of a resource (or of a nested object).
 type elemRule struct {
+	field string // Type.path, for messages
 	path  string
 	steps []pathStep
 	alts  []*alt
@@ -675,7 +676,7 @@ func (c *compiler) element(f *srcFile, typ string, key, n *yaml.Node, names map[
 			return nil
 		}
 	}
-	er := &elemRule{path: key.Value, steps: steps, pos: f.pos(key)}
+	er := &elemRule{field: typ + "." + key.Value, path: key.Value, steps: steps, pos: f.pos(key)}
 	last := steps[len(steps)-1]
 	var items []*yaml.Node
 	if n.Kind == yaml.SequenceNode {

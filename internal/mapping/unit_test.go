@@ -132,8 +132,8 @@ func TestDecimal(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	ok := fhir.Resource{"resourceType": "Observation", "id": "a1", "status": "final",
-		"code":          map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2345-7"}}},
-		"valueQuantity": map[string]any{"value": json.Number("5.1"), "unit": "mg/dL"},
+		"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2345-7"}}},
+		"valueQuantity":     map[string]any{"value": json.Number("5.1"), "unit": "mg/dL"},
 		"effectiveDateTime": "2024-01-01T10:00:00Z"}
 	if p := Validate(ok); len(p) != 0 {
 		t.Fatalf("valid resource refused: %v", p)
@@ -144,7 +144,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{func(r fhir.Resource) { delete(r, "status") }, "Observation.status: required element missing"},
 		{func(r fhir.Resource) { r["status"] = "done" }, "Observation.status: code not in the required value set"},
-		{func(r fhir.Resource) { r["valueString"] = "x" }, "only one of"},
+		{func(r fhir.Resource) { r["valueString"] = "x" }, "only one type of value[x]"},
 		{func(r fhir.Resource) { r["effectiveDateTime"] = "2024-01-01T10:00" }, "Observation.effectiveDateTime: not a valid FHIR dateTime"},
 		{func(r fhir.Resource) { r["code"] = []any{} }, "Observation.code: must be a single value"},
 		{func(r fhir.Resource) { r["category"] = map[string]any{"text": "x"} }, "Observation.category: must be an array"},

@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hiegw/hiegw/internal/fhir"
@@ -35,73 +36,83 @@ func Validate(r fhir.Resource) []string {
 	if td == nil || !isResourceType(t) {
 		return []string{fmt.Sprintf("resourceType: %q is not a type hiegw produces", t)}
 	}
-	if !reID.MatchString(r.ID()) {
-		v.add(t+".id", "missing or not a FHIR id")
+	v.stack = append(v.stack, t)
+	if !validID(r.ID()) {
+		v.add("id", "missing or not a FHIR id")
 	}
-	v.object(t, td, map[string]any(r), true)
+	v.object(td, map[string]any(r), true)
+	sort.Strings(v.problems)
 	return v.problems
 }
 
-type validator struct{ problems []string }
+// validator walks a resource; stack holds the path to the current element,
+// joined only when a problem is reported.
+type validator struct {
+	problems []string
+	stack    []string
+}
 
-func (v *validator) add(path, msg string) { v.problems = append(v.problems, path+": "+msg) }
-
-func (v *validator) object(path string, td *typeDef, obj map[string]any, top bool) {
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
+func (v *validator) add(last, msg string) {
+	p := strings.Join(v.stack, "")
+	if last != "" {
+		p += "." + last
 	}
-	sort.Strings(keys)
-	seenChoice := map[*elemDef]string{}
-	for _, k := range keys {
+	v.problems = append(v.problems, p+": "+msg)
+}
+
+func (v *validator) push(s string) { v.stack = append(v.stack, s) }
+func (v *validator) pop()          { v.stack = v.stack[:len(v.stack)-1] }
+
+func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
+	var seenChoice [4]*elemDef
+	nChoice := 0
+	for k, val := range obj {
 		if top && (k == "resourceType" || k == "id") {
 			continue
 		}
 		ed := td.elems[k]
-		p := path + "." + k
 		if ed == nil {
-			v.add(p, "no such element in "+td.name)
+			v.add(k, "no such element in "+td.name)
 			continue
-		}
-		if ed.choice {
-			if prev, ok := seenChoice[ed]; ok {
-				v.add(p, "only one of "+prev+" and "+k+" may be present")
-			}
-			seenChoice[ed] = k
 		}
 		t := ed.types[0]
 		if ed.choice {
-			for _, c := range ed.types {
-				if ed.concrete(c) == k {
-					t = c
+			for i := 0; i < nChoice; i++ {
+				if seenChoice[i] == ed {
+					v.add(k, "only one type of "+ed.name+" may be present")
 				}
 			}
+			if nChoice < len(seenChoice) {
+				seenChoice[nChoice] = ed
+				nChoice++
+			}
+			t = ed.typeOf[k]
 		}
-		val := obj[k]
 		if ed.many {
 			arr, ok := val.([]any)
 			if !ok {
-				v.add(p, "must be an array")
+				v.add(k, "must be an array")
 				continue
 			}
 			if len(arr) == 0 {
-				v.add(p, "empty array")
+				v.add(k, "empty array")
 			}
 			for i, x := range arr {
-				v.value(fmt.Sprintf("%s[%d]", p, i), t, ed, x)
+				v.push("." + k + "[" + strconv.Itoa(i) + "]")
+				v.value(t, ed, x)
+				v.pop()
 			}
 			continue
 		}
 		if _, isArr := val.([]any); isArr {
-			v.add(p, "must be a single value, not an array")
+			v.add(k, "must be a single value, not an array")
 			continue
 		}
-		v.value(p, t, ed, val)
+		v.push("." + k)
+		v.value(t, ed, val)
+		v.pop()
 	}
-	for _, ed := range uniqueElems(td) {
-		if !ed.required {
-			continue
-		}
+	for _, ed := range td.required {
 		present := false
 		if ed.choice {
 			for _, c := range ed.types {
@@ -113,27 +124,14 @@ func (v *validator) object(path string, td *typeDef, obj map[string]any, top boo
 			_, present = obj[ed.name]
 		}
 		if !present {
-			v.add(path+"."+ed.name, "required element missing")
+			v.add(ed.name, "required element missing")
 		}
 	}
 }
 
-func uniqueElems(td *typeDef) []*elemDef {
-	seen := map[*elemDef]bool{}
-	var out []*elemDef
-	for _, e := range td.elems {
-		if !seen[e] {
-			seen[e] = true
-			out = append(out, e)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
-}
-
-func (v *validator) value(path, typ string, ed *elemDef, val any) {
+func (v *validator) value(typ string, ed *elemDef, val any) {
 	if val == nil {
-		v.add(path, "null value")
+		v.add("", "null value")
 		return
 	}
 	if td := fhirTypes[typ]; td != nil {
@@ -144,82 +142,120 @@ func (v *validator) value(path, typ string, ed *elemDef, val any) {
 			}
 		}
 		if !ok {
-			v.add(path, "must be an object of type "+typ)
+			v.add("", "must be an object of type "+typ)
 			return
 		}
 		if len(obj) == 0 {
-			v.add(path, "empty object (FHIR elements need a value or children)")
+			v.add("", "empty object (FHIR elements need a value or children)")
 			return
 		}
-		v.object(path, td, obj, false)
+		v.object(td, obj, false)
 		return
 	}
 	switch typ {
 	case "boolean":
 		if _, ok := val.(bool); !ok {
-			v.add(path, "must be a boolean")
+			v.add("", "must be a boolean")
 		}
 	case "integer", "positiveInt", "unsignedInt":
 		n, ok := integerOf(val)
 		switch {
 		case !ok:
-			v.add(path, "must be an integer")
+			v.add("", "must be an integer")
 		case typ == "positiveInt" && n < 1:
-			v.add(path, "must be a positive integer")
+			v.add("", "must be a positive integer")
 		case typ == "unsignedInt" && n < 0:
-			v.add(path, "must not be negative")
+			v.add("", "must not be negative")
 		}
 	case "decimal":
 		switch x := val.(type) {
 		case json.Number:
 			if !reDecimal.MatchString(string(x)) {
-				v.add(path, "not a decimal")
+				v.add("", "not a decimal")
 			}
 		case float64:
 			if math.IsNaN(x) || math.IsInf(x, 0) {
-				v.add(path, "not a finite decimal")
+				v.add("", "not a finite decimal")
 			}
 		case int, int64:
 		default:
-			v.add(path, "must be a number")
+			v.add("", "must be a number")
 		}
 	default:
 		s, ok := val.(string)
 		if !ok {
-			v.add(path, "must be a string ("+typ+")")
+			v.add("", "must be a string ("+typ+")")
 			return
 		}
 		if s == "" {
-			v.add(path, "empty string")
+			v.add("", "empty string")
 			return
 		}
-		var re *regexp.Regexp
+		good := true
 		switch typ {
 		case "date":
-			re = reDate
+			good = reDate.MatchString(s)
 		case "dateTime":
-			re = reDateTime
+			good = validDateTime(s)
 		case "instant":
-			re = reInstant
+			good = strings.Contains(s, "T") && validDateTime(s)
 		case "time":
-			re = reTime
+			good = reTime.MatchString(s)
 		case "code":
-			re = reCode
+			good = validCode(s)
 		case "id":
-			re = reID
+			good = validID(s)
 		case "uri", "url", "canonical":
-			re = reURI
+			good = !strings.ContainsAny(s, " \t\r\n")
 		case "base64Binary":
-			re = reBase64
+			good = reBase64.MatchString(s)
 		}
-		if re != nil && !re.MatchString(s) {
-			v.add(path, "not a valid FHIR "+typ)
+		if !good {
+			v.add("", "not a valid FHIR "+typ)
 			return
 		}
-		if ed != nil && ed.binding != nil && (typ == "code") && !ed.binding[s] {
-			v.add(path, "code not in the required value set ("+strings.Join(sortedKeys(ed.binding), ", ")+")")
+		if ed != nil && ed.binding != nil && typ == "code" && !ed.binding[s] {
+			v.add("", "code not in the required value set ("+strings.Join(sortedKeys(ed.binding), ", ")+")")
 		}
 	}
+}
+
+// validDateTime checks the FHIR dateTime forms hiegw writes, falling back to
+// the full pattern for anything else.
+func validDateTime(s string) bool {
+	if len(s) == 25 && s[10] == 'T' && s[4] == '-' && s[7] == '-' && s[13] == ':' && s[16] == ':' && (s[19] == '+' || s[19] == '-') && s[22] == ':' {
+		for _, i := range []int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24} {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		mo, d, h, mi, se := atoi2(s[5:7]), atoi2(s[8:10]), atoi2(s[11:13]), atoi2(s[14:16]), atoi2(s[17:19])
+		zh, zm := atoi2(s[20:22]), atoi2(s[23:25])
+		return mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60 && (zh < 14 && zm <= 59 || zh == 14 && zm == 0)
+	}
+	return reDateTime.MatchString(s)
+}
+
+func atoi2(s string) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
+
+func validCode(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") {
+		return false
+	}
+	return !strings.ContainsAny(s, "\t\r\n")
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func integerOf(val any) (int64, bool) {

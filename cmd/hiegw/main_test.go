@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSetControlID(t *testing.T) {
+	in := []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|OLD|P|2.5.1\rPID|1")
+	got := string(setControlID(in, "NEW1"))
+	want := "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|NEW1|P|2.5.1\rPID|1"
+	if got != want {
+		t.Fatalf("got %q", got)
+	}
+	short := string(setControlID([]byte("MSH|^~\\&|A"), "X"))
+	if !strings.HasPrefix(short, "MSH|^~\\&|A|") || !strings.HasSuffix(short, "|X") {
+		t.Fatalf("short MSH: %q", short)
+	}
+}
+
+func TestToCR(t *testing.T) {
+	if got := string(toCR([]byte("MSH|1\r\nPID|2\nPV1|3\n"))); got != "MSH|1\rPID|2\rPV1|3" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestDescribeACK(t *testing.T) {
+	msg := []byte("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|C1|P|2.5.1")
+	line, ok := describeACK(msg, []byte("MSH|^~\\&|C|D|A|B|20260101||ACK^A01^ACK|X|P|2.5.1\rMSA|AE|C1\rERR||PID^1^7|102^Data type error^HL70357|E||||birth date is not a date"), nil)
+	if ok || line != "C1 AE birth date is not a date" {
+		t.Fatalf("%q %v", line, ok)
+	}
+	line, ok = describeACK(msg, []byte("MSH|^~\\&|C|D|A|B|20260101||ACK|X|P|2.5.1\rMSA|AA|C1"), nil)
+	if !ok || line != "C1 AA" {
+		t.Fatalf("%q %v", line, ok)
+	}
+	if _, ok := describeACK(msg, nil, errors.New("connection reset")); ok {
+		t.Fatal("a transport error must not count as accepted")
+	}
+}
+
+func TestCommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "hiegw ") {
+		t.Fatalf("version: %v %q", err, out.String())
+	}
+	err := run(context.Background(), []string{"nonsense"}, &out, &errb)
+	var ec exitCode
+	if !errors.As(err, &ec) || ec != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("unknown command: %v %q", err, errb.String())
+	}
+	errb.Reset()
+	err = run(context.Background(), []string{"serve", "--mllp-addr", "bad"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "mllp.addr") {
+		t.Fatalf("serve with a bad address: %v", err)
+	}
+}

@@ -1,0 +1,97 @@
+package mapping
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+)
+
+// oru20 is an ORU^R01 with one OBR and 20 numeric OBX.
+func oru20() []byte {
+	var b strings.Builder
+	b.WriteString("MSH|^~\\&|LAB|GHH LAB|HIE|HIEGW|20240111101500-0500||ORU^R01^ORU_R01|B1|P|2.5.1\r")
+	b.WriteString("PID|1||555001^^^GHH^MR~999887777^^^USSSA^SS||Example^Pat^Q^Jr||19700301|M|||12 Main St^^Springfield^IL^62701^USA^H\r")
+	b.WriteString("PV1|1|O|CLINIC1||||||||||||||||V9100^^^GHH^VN\r")
+	b.WriteString("ORC|RE|PO100^GHH|FO200^GHHLAB\r")
+	b.WriteString("OBR|1|PO100^GHH|FO200^GHHLAB|24323-8^Comprehensive metabolic panel^LN|||20240111080000-0500|||||||||||||||20240111100000-0500|||F\r")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&b, "OBX|%d|NM|%d-%d^Analyte %d^LN||%d.%d|mg/dL^^UCUM|70-99|N|||F|||20240111080000-0500\r", i, 2000+i, i%10, i, 60+i, i)
+	}
+	return []byte(b.String())
+}
+
+func benchInputs(b *testing.B) map[string][]byte {
+	adt, err := os.ReadFile(filepath.Join(corpusDir, "adt", "adt_a01_v251_fhirconv_ghh.hl7"))
+	if err != nil {
+		b.Skipf("shared corpus not found: %v", err)
+	}
+	return map[string][]byte{"ADT_A01": adt, "ORU_R01_20OBX": oru20()}
+}
+
+// BenchmarkParse is the yardstick: parsing the same messages with internal/hl7.
+func BenchmarkParse(b *testing.B) {
+	for _, name := range []string{"ADT_A01", "ORU_R01_20OBX"} {
+		data := benchInputs(b)[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := hl7.Parse(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMap measures mapping alone (the message is parsed once).
+func BenchmarkMap(b *testing.B) {
+	s := loadDefault(b)
+	for _, name := range []string{"ADT_A01", "ORU_R01_20OBX"} {
+		data := benchInputs(b)[name]
+		m, err := hl7.Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.MapHL7("BENCH", m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLoad measures reading and compiling the whole shipped set.
+func BenchmarkLoad(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(mappingsDir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestOru20Maps(t *testing.T) {
+	s := loadDefault(t)
+	m, err := hl7.Parse(oru20())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.MapHL7("BENCH", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Patient, Encounter, 20 Observations, DiagnosticReport
+	if len(r.Resources) != 23 || len(r.Unmapped) != 0 || len(r.Warnings) != 0 {
+		t.Fatalf("got %d resources, unmapped %v, warnings %v", len(r.Resources), r.Unmapped, r.Warnings)
+	}
+	if res := r.Resources[22]["result"].([]any); len(res) != 20 {
+		t.Errorf("report has %d results", len(res))
+	}
+}
