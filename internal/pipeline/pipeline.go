@@ -18,6 +18,8 @@ import (
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/intake"
+	"github.com/hiegw/hiegw/internal/mpi"
+	"github.com/hiegw/hiegw/internal/mpi/sqlstore"
 	"github.com/hiegw/hiegw/internal/route"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,9 +56,13 @@ type Router interface {
 
 // Options configure the pipeline.
 type Options struct {
-	Lanes      int           // parallel lanes (senders hash to a lane); default 4
-	Poll       time.Duration // look for work without a notification this often; default 1s
-	OnCommit   func()        // called after each committed envelope (wakes the relay)
+	Lanes    int           // parallel lanes (senders hash to a lane); default 4
+	Poll     time.Duration // look for work without a notification this often; default 1s
+	OnCommit func()        // called after each committed envelope (wakes the relay)
+	// Identity, when set, identifies patients through the master patient
+	// index in the processing transaction; without it patients are linked
+	// by identifier only (store.Tx.ResolvePatient).
+	Identity   *Identity
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -222,6 +228,14 @@ func (p *Pipeline) Process(ctx context.Context, e store.Envelope) error {
 	}
 	version := p.norm.Version()
 	err = p.st.InTx(ctx, func(tx *store.Tx) error {
+		if p.o.Identity != nil {
+			// Take the index lock before any row: a transaction that wrote
+			// rows and then waited for the lock could deadlock with the
+			// holder moving those rows.
+			if err := sqlstore.New(tx.SQL()).Lock(ctx); err != nil {
+				return err
+			}
+		}
 		var patient string
 		for i, u := range units {
 			pid, err := p.commitUnit(ctx, tx, e, i, u)
@@ -248,6 +262,7 @@ func (p *Pipeline) Process(ctx context.Context, e store.Envelope) error {
 type unit struct {
 	Normalized
 	controlID, messageType string
+	raw                    []byte // the source message (one message of a batch)
 }
 
 func (p *Pipeline) normalize(e store.Envelope) ([]unit, error) {
@@ -257,6 +272,7 @@ func (p *Pipeline) normalize(e store.Envelope) ([]unit, error) {
 		if err != nil {
 			return nil, err
 		}
+		u.raw = e.Raw
 		return []unit{u}, nil
 	case intake.KindHL7Batch:
 		b, err := hl7.SplitBatch(e.Raw)
@@ -269,6 +285,7 @@ func (p *Pipeline) normalize(e store.Envelope) ([]unit, error) {
 			if err != nil {
 				return nil, contentErr("batch message %d: %w", i+1, err)
 			}
+			u.raw = raw
 			out = append(out, u)
 		}
 		return out, nil
@@ -277,7 +294,7 @@ func (p *Pipeline) normalize(e store.Envelope) ([]unit, error) {
 		if err != nil {
 			return nil, contentErr("%w", err)
 		}
-		return []unit{{Normalized: n, messageType: "C-CDA"}}, nil
+		return []unit{{Normalized: n, messageType: "C-CDA", raw: e.Raw}}, nil
 	}
 	return nil, contentErr("envelope kind %q cannot be processed", e.Kind)
 }
@@ -311,7 +328,18 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	}
 	var patientID string
 	var localIDs []string
-	if patientRes != nil {
+	var source mpi.Key
+	if patientRes != nil && p.o.Identity != nil {
+		src := eventSource{sender: e.Sender, envelopeID: e.ID, controlID: u.controlID, messageType: u.messageType, unit: idx, raw: u.raw}
+		var err error
+		if source, patientID, err = p.o.Identity.identify(ctx, tx, e, patientRes, src); err != nil {
+			return "", err
+		}
+		for _, id := range identifiersOf(patientRes) {
+			localIDs = append(localIDs, id.System+"|"+id.Value)
+		}
+		addEnterpriseID(patientRes, patientID)
+	} else if patientRes != nil {
 		ids := identifiersOf(patientRes)
 		if len(ids) == 0 {
 			return "", contentErr("the Patient has no identifier to link it by (PID-3)")
@@ -348,7 +376,8 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 		if err != nil {
 			return "", contentErr("encode %s: %w", r.Type(), err)
 		}
-		if _, _, err := tx.PutResource(ctx, e.ID, e.Sender, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body}); err != nil {
+		if _, _, err := tx.PutResource(ctx, e.ID, e.Sender, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body,
+			SourceAuthority: source.Authority, SourceMRN: source.MRN}); err != nil {
 			return "", err
 		}
 	}
@@ -357,7 +386,7 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 		return "", nil
 	}
 	entries, err := p.rt.Route(route.Event{Type: u.Event, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
-		MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now()})
+		MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now(), Raw: u.raw})
 	if err != nil {
 		return "", err
 	}

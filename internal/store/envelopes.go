@@ -52,9 +52,9 @@ const insertEnvelope = `INSERT INTO envelopes
 // inserted again: its result carries the first one's id, status and reply.
 func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
 	out := make([]Inserted, len(envs))
-	ins := db.rebind(insertEnvelope)
+	ins := db.log.Rebind(insertEnvelope)
 	dup := db.rebind(`SELECT id, status, error, ack FROM envelopes WHERE sender = ? AND dedup_key = ?`)
-	err := db.durableTx(ctx, func(tx *sqlx.Tx) error {
+	err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error {
 		stmt, err := tx.PreparexContext(ctx, ins)
 		if err != nil {
 			return fmt.Errorf("prepare envelope insert: %w", err)
@@ -100,18 +100,82 @@ const envelopeCols = `seq, id, channel, sender, peer, received_at, filename, kin
 // the order they were received, after seq.
 func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]Envelope, error) {
 	var out []Envelope
-	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT `+envelopeCols+` FROM envelopes
+	err := db.log.SelectContext(ctx, &out, db.rebind(`SELECT `+envelopeCols+` FROM envelopes
 		WHERE status = 'received' AND seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending envelopes: %w", err)
 	}
+	if db.split {
+		return db.dropProcessed(ctx, out)
+	}
 	return out, nil
+}
+
+// dropProcessed removes from envs those whose processing already committed
+// in the record (the log's status update was lost, say by a crash right after
+// the record's commit) and brings their log status up to date.
+func (db *DB) dropProcessed(ctx context.Context, envs []Envelope) ([]Envelope, error) {
+	if len(envs) == 0 {
+		return envs, nil
+	}
+	ids := make([]string, len(envs))
+	for i, e := range envs {
+		ids[i] = e.ID
+	}
+	q, args, err := sqlx.In(`SELECT envelope_id, patient_id, mapping_version, processed_at FROM processed_envelopes
+		WHERE envelope_id IN (?)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	var done []finished
+	if err := db.x.SelectContext(ctx, &done, db.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("processed envelopes: %w", err)
+	}
+	if len(done) == 0 {
+		return envs, nil
+	}
+	if err := db.markProcessed(ctx, done); err != nil {
+		return nil, err
+	}
+	skip := map[string]bool{}
+	for _, f := range done {
+		skip[f.EnvelopeID] = true
+	}
+	out := envs[:0]
+	for _, e := range envs {
+		if !skip[e.ID] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// finished is a completed envelope, as the record knows it.
+type finished struct {
+	EnvelopeID     string    `db:"envelope_id"`
+	PatientID      string    `db:"patient_id"`
+	MappingVersion string    `db:"mapping_version"`
+	ProcessedAt    time.Time `db:"processed_at"`
+}
+
+// markProcessed brings the log's status of finished envelopes up to date.
+func (db *DB) markProcessed(ctx context.Context, fs []finished) error {
+	return runTx(ctx, db.log, func(tx *sqlx.Tx) error {
+		for _, f := range fs {
+			if _, err := tx.ExecContext(ctx, db.log.Rebind(`UPDATE envelopes SET status = 'processed', error = '',
+				patient_id = ?, mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`),
+				f.PatientID, f.MappingVersion, f.ProcessedAt, f.EnvelopeID); err != nil {
+				return fmt.Errorf("mark envelope processed: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // GetEnvelope returns one envelope by id.
 func (db *DB) GetEnvelope(ctx context.Context, id string) (*Envelope, error) {
 	var e Envelope
-	err := db.x.GetContext(ctx, &e, db.rebind(`SELECT `+envelopeCols+` FROM envelopes WHERE id = ?`), id)
+	err := db.log.GetContext(ctx, &e, db.rebind(`SELECT `+envelopeCols+` FROM envelopes WHERE id = ?`), id)
 	if err != nil {
 		return nil, fmt.Errorf("get envelope: %w", notFound(err))
 	}
@@ -159,7 +223,7 @@ func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, 
 	q += " ORDER BY seq DESC LIMIT ?"
 	args = append(args, f.Limit)
 	var out []Envelope
-	if err := db.x.SelectContext(ctx, &out, db.rebind(q), args...); err != nil {
+	if err := db.log.SelectContext(ctx, &out, db.rebind(q), args...); err != nil {
 		return nil, fmt.Errorf("list envelopes: %w", err)
 	}
 	return out, nil
@@ -167,7 +231,7 @@ func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, 
 
 // CountEnvelopes counts envelopes by status.
 func (db *DB) CountEnvelopes(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.x.QueryxContext(ctx, `SELECT status, COUNT(*) FROM envelopes GROUP BY status`)
+	rows, err := db.log.QueryxContext(ctx, `SELECT status, COUNT(*) FROM envelopes GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("count envelopes: %w", err)
 	}
@@ -186,7 +250,7 @@ func (db *DB) CountEnvelopes(ctx context.Context) (map[string]int64, error) {
 
 // MarkFailed records that processing an envelope failed.
 func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
-	_, err := db.x.ExecContext(ctx, db.rebind(`UPDATE envelopes SET status = 'failed', error = ?, attempts = attempts + 1,
+	_, err := db.log.ExecContext(ctx, db.rebind(`UPDATE envelopes SET status = 'failed', error = ?, attempts = attempts + 1,
 		processed_at = ? WHERE id = ?`), reason, time.Now().UTC(), id)
 	if err != nil {
 		return fmt.Errorf("mark envelope failed: %w", err)
@@ -212,7 +276,7 @@ func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, 
 		q += in
 		args = append(args, inArgs...)
 	}
-	res, err := db.x.ExecContext(ctx, db.rebind(q), args...)
+	res, err := db.log.ExecContext(ctx, db.rebind(q), args...)
 	if err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
 	}

@@ -17,16 +17,28 @@ import (
 // Tx is one processing transaction: the record changes of one envelope,
 // its outbox rows and its status change commit together or not at all.
 type Tx struct {
-	tx  *sqlx.Tx
-	db  *DB
-	now time.Time
+	tx       *sqlx.Tx
+	db       *DB
+	now      time.Time
+	finished []finished // envelopes whose log status follows the commit
 }
 
 // InTx runs fn in one transaction.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
-	return db.tx(ctx, func(tx *sqlx.Tx) error {
-		return fn(&Tx{tx: tx, db: db, now: time.Now().UTC()})
+	var t *Tx
+	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		t = &Tx{tx: tx, db: db, now: time.Now().UTC()}
+		return fn(t)
 	})
+	if err != nil || len(t.finished) == 0 {
+		return err
+	}
+	// The record committed; the log's status follows. Should this fail, the
+	// next read of pending envelopes repairs it from processed_envelopes.
+	if err := db.markProcessed(context.WithoutCancel(ctx), t.finished); err != nil {
+		return fmt.Errorf("envelope log after commit: %w", err)
+	}
+	return nil
 }
 
 // Identifier is a patient identifier (FHIR Identifier.system and value).
@@ -122,21 +134,30 @@ func (t *Tx) survivor(ctx context.Context, id string) (string, error) {
 type Resource struct {
 	ID, Type, PatientID string
 	Body                []byte // JSON
+	// SourceAuthority and SourceMRN name the source record (the patient's
+	// key in the master patient index) the resource came from, so that it
+	// follows that record to another enterprise patient (MoveSource).
+	SourceAuthority, SourceMRN string
 }
 
 // PutResource stores r as the new version of its id, keeping the earlier one
 // in the history. An identical body stores nothing and reports unchanged.
 func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resource) (version int, changed bool, err error) {
 	var cur struct {
-		Version int    `db:"version"`
-		Body    string `db:"body"`
+		Version   int    `db:"version"`
+		Body      string `db:"body"`
+		PatientID string `db:"patient_id"`
+		Authority string `db:"source_authority"`
+		MRN       string `db:"source_mrn"`
 	}
-	err = t.tx.GetContext(ctx, &cur, t.db.rebind(`SELECT version, body FROM resources WHERE id = ?`), r.ID)
+	err = t.tx.GetContext(ctx, &cur, t.db.rebind(`SELECT version, body, patient_id, source_authority, source_mrn
+		FROM resources WHERE id = ?`), r.ID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
-			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?)`),
-			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now); err != nil {
+			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
+			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`),
+			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
 			return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
 		}
 		version = 1
@@ -144,6 +165,13 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		return 0, false, fmt.Errorf("read %s: %w", r.Type, err)
 	default:
 		if jsonEqual([]byte(cur.Body), r.Body) {
+			if cur.PatientID != r.PatientID || cur.Authority != r.SourceAuthority || cur.MRN != r.SourceMRN {
+				// Same content, new owner: not a new version.
+				if _, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?, source_authority = ?,
+					source_mrn = ? WHERE id = ?`), r.PatientID, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
+					return 0, false, fmt.Errorf("relink %s: %w", r.Type, err)
+				}
+			}
 			return cur.Version, false, nil
 		}
 		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
@@ -152,8 +180,8 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		}
 		version = cur.Version + 1
 		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
-			envelope_id = ?, sender = ?, updated_at = ? WHERE id = ?`),
-			version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.ID); err != nil {
+			envelope_id = ?, sender = ?, updated_at = ?, source_authority = ?, source_mrn = ? WHERE id = ?`),
+			version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
 			return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
 		}
 	}
@@ -196,6 +224,15 @@ func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
 
 // FinishEnvelope marks an envelope processed.
 func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion string) error {
+	if t.db.split {
+		_, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version,
+			processed_at) VALUES (?, ?, ?, ?) ON CONFLICT (envelope_id) DO NOTHING`), id, patientID, mappingVersion, t.now)
+		if err != nil {
+			return fmt.Errorf("record envelope processed: %w", err)
+		}
+		t.finished = append(t.finished, finished{EnvelopeID: id, PatientID: patientID, MappingVersion: mappingVersion, ProcessedAt: t.now})
+		return nil
+	}
 	_, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE envelopes SET status = 'processed', error = '', patient_id = ?,
 		mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`), patientID, mappingVersion, t.now, id)
 	if err != nil {
@@ -234,9 +271,9 @@ func addAudit(ctx context.Context, x sqlx.ExecerContext, db *DB, now time.Time, 
 	return nil
 }
 
-// Audit appends to the audit log.
+// Audit appends to the audit log (durably).
 func (db *DB) Audit(ctx context.Context, e AuditEntry) error {
-	return addAudit(ctx, db.x, db, time.Now().UTC(), e)
+	return db.durableTx(ctx, db.x, func(tx *sqlx.Tx) error { return addAudit(ctx, tx, db, time.Now().UTC(), e) })
 }
 
 // AuditLog returns audit entries, newest first.
@@ -281,23 +318,6 @@ func (db *DB) GetResource(ctx context.Context, id string) (*StoredResource, erro
 		return nil, fmt.Errorf("get resource: %w", notFound(err))
 	}
 	return &r, nil
-}
-
-// PatientIdentifiers lists the identifiers linked to an enterprise patient.
-func (db *DB) PatientIdentifiers(ctx context.Context, patientID string) ([]Identifier, error) {
-	var out []Identifier
-	err := db.x.SelectContext(ctx, &out, db.rebind(`SELECT system, value FROM patient_identifiers WHERE patient_id = ? ORDER BY system, value`), patientID)
-	return out, err
-}
-
-// PatientByIdentifier returns the enterprise patient that owns an identifier.
-func (db *DB) PatientByIdentifier(ctx context.Context, system, value string) (string, error) {
-	var id string
-	err := db.x.GetContext(ctx, &id, db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`), system, value)
-	if err != nil {
-		return "", notFound(err)
-	}
-	return id, nil
 }
 
 // MergePatient merges the enterprise patient from into into: from's

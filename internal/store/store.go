@@ -47,8 +47,19 @@ type Options struct {
 }
 
 // DB is an open, migrated database.
+//
+// On PostgreSQL everything is one database. The embedded store keeps the
+// envelope log (what intake commits before it acknowledges) in a file of its
+// own, intake.db, beside the record, hiegw.db: SQLite has one writer per
+// file, and this way a receipt's commit never waits behind processing. The
+// processing transaction records completion in the record's own
+// processed_envelopes table and the log's status follows after the commit
+// (repaired at the next read if that update was lost), so every envelope's
+// effects are still applied exactly once.
 type DB struct {
-	x       *sqlx.DB
+	x       *sqlx.DB // the record
+	log     *sqlx.DB // the envelope log; the same handle as x on PostgreSQL
+	split   bool     // log and record are separate databases
 	backend string
 	// durableSync: the embedded store fsyncs the commits that must survive
 	// power loss (envelopes, audit); the others (processing, outbox
@@ -95,43 +106,61 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
-		path := filepath.Join(o.DataDir, "hiegw.db")
-		// The connection rests at NORMAL (WAL: durable against a process
-		// crash); durable transactions switch to FULL for their commit, whose
-		// fsync also covers every earlier frame of the log.
-		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-			"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate&_time_format=sqlite"
-		x, err = sqlx.Open("sqlite", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", path, err)
+		if x, err = openSQLite(filepath.Join(o.DataDir, "hiegw.db")); err != nil {
+			return nil, err
 		}
-		// SQLite has one writer; one connection keeps every write in order
-		// and makes transactions never wait on each other's locks.
-		x.SetMaxOpenConns(1)
 	}
-	db := &DB{x: x, backend: backend, durableSync: backend == SQLite && !strings.EqualFold(o.Sync, "normal")}
+	db := &DB{x: x, log: x, backend: backend, durableSync: backend == SQLite && !strings.EqualFold(o.Sync, "normal")}
+	if backend == SQLite {
+		if db.log, err = openSQLite(filepath.Join(o.DataDir, "intake.db")); err != nil {
+			x.Close()
+			return nil, err
+		}
+		db.split = true
+	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := x.PingContext(pctx); err != nil {
-		x.Close()
+		db.Close()
 		return nil, fmt.Errorf("connect %s store: %w", backend, err)
 	}
 	if o.skipMigrate {
 		return db, nil
 	}
-	if err := db.migrate(ctx, dialect); err != nil {
-		x.Close()
+	if err := migrate(ctx, x, dialect, "migrations/"+backend); err != nil {
+		db.Close()
 		return nil, err
+	}
+	if db.split {
+		if err := migrate(ctx, db.log, dialect, "migrations/sqlite-log"); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
 
-func (db *DB) migrate(ctx context.Context, dialect goose.Dialect) error {
-	sub, err := fs.Sub(migrations, "migrations/"+db.backend)
+// openSQLite opens one embedded database file with the one connection that
+// SQLite's single writer wants. The connection rests at synchronous=NORMAL
+// (WAL: durable against a process crash); durable transactions switch to
+// FULL for their commit, whose fsync also covers every earlier frame.
+func openSQLite(path string) (*sqlx.DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate&_time_format=sqlite"
+	x, err := sqlx.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	x.SetMaxOpenConns(1)
+	return x, nil
+}
+
+func migrate(ctx context.Context, x *sqlx.DB, dialect goose.Dialect, dir string) error {
+	sub, err := fs.Sub(migrations, dir)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	p, err := goose.NewProvider(dialect, db.x.DB, sub)
+	p, err := goose.NewProvider(dialect, x.DB, sub)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -158,14 +187,27 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.x.Close() }
+func (db *DB) Close() error {
+	err := db.x.Close()
+	if db.split {
+		err = errors.Join(err, db.log.Close())
+	}
+	return err
+}
 
 // Ping checks the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.x.PingContext(ctx) }
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.x.PingContext(ctx); err != nil {
+		return err
+	}
+	return db.log.PingContext(ctx)
+}
 
-// tx runs fn in one transaction.
-func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
-	tx, err := db.x.BeginTxx(ctx, nil)
+// tx runs fn in one transaction on the record.
+func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error { return runTx(ctx, db.x, fn) }
+
+func runTx(ctx context.Context, x *sqlx.DB, fn func(*sqlx.Tx) error) error {
+	tx, err := x.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -179,13 +221,13 @@ func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	return nil
 }
 
-// durableTx runs fn in one transaction whose commit is fsynced on the
+// durableTx runs fn in one transaction on x whose commit is fsynced on the
 // embedded store (PostgreSQL commits are always durable).
-func (db *DB) durableTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+func (db *DB) durableTx(ctx context.Context, x *sqlx.DB, fn func(*sqlx.Tx) error) error {
 	if !db.durableSync {
-		return db.tx(ctx, fn)
+		return runTx(ctx, x, fn)
 	}
-	conn, err := db.x.Connx(ctx)
+	conn, err := x.Connx(ctx)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
 	}

@@ -214,3 +214,40 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatal("opening a newer schema must fail")
 	}
 }
+
+// TestLostLogUpdateIsRepaired: on the embedded store the envelope log is its
+// own file; if the log's status update after a processing commit is lost, the
+// envelope is not processed again and its status is repaired.
+func TestLostLogUpdateIsRepaired(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetEnvelope(ctx, "e1")
+	if err != nil || got.Status != "processed" || got.PatientID != "p1" {
+		t.Fatalf("after processing: %+v %v", got, err)
+	}
+	// Simulate a crash between the record's commit and the log's update.
+	if _, err := db.log.Exec(`UPDATE envelopes SET status = 'received', patient_id = '' WHERE id = 'e1'`); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := db.PendingEnvelopes(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pend) != 1 || pend[0].ID != "e2" {
+		t.Fatalf("pending after a lost log update: %+v", pend)
+	}
+	got, _ = db.GetEnvelope(ctx, "e1")
+	if got.Status != "processed" || got.PatientID != "p1" || got.MappingVersion != "v1" {
+		t.Fatalf("log not repaired: %+v", got)
+	}
+}

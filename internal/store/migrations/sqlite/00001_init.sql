@@ -1,29 +1,13 @@
 -- +goose Up
-CREATE TABLE envelopes (
-    seq             INTEGER PRIMARY KEY,
-    id              TEXT NOT NULL UNIQUE,
-    channel         TEXT NOT NULL,
-    sender          TEXT NOT NULL,
-    peer            TEXT NOT NULL DEFAULT '',
-    received_at     TIMESTAMP NOT NULL,
-    filename        TEXT NOT NULL DEFAULT '',
-    kind            TEXT NOT NULL,
-    message_type    TEXT NOT NULL DEFAULT '',
-    control_id      TEXT NOT NULL DEFAULT '',
-    dedup_key       TEXT NOT NULL,
-    sha256          TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    error           TEXT NOT NULL DEFAULT '',
-    ack             BLOB,
-    raw             BLOB,
-    mapping_version TEXT NOT NULL DEFAULT '',
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    processed_at    TIMESTAMP,
+-- Completed processing, recorded in the same transaction as the record
+-- changes. The envelope log is its own database file on the embedded store
+-- (see store.go); its status is brought up to date from this table.
+CREATE TABLE processed_envelopes (
+    envelope_id     TEXT PRIMARY KEY,
     patient_id      TEXT NOT NULL DEFAULT '',
-    UNIQUE (sender, dedup_key)
+    mapping_version TEXT NOT NULL DEFAULT '',
+    processed_at    TIMESTAMP NOT NULL
 );
-CREATE INDEX envelopes_status_seq ON envelopes (status, seq);
-CREATE INDEX envelopes_received ON envelopes (received_at);
 
 CREATE TABLE patients (
     id          TEXT PRIMARY KEY,
@@ -101,4 +85,4 @@ DROP TABLE resource_history;
 DROP TABLE resources;
 DROP TABLE patient_identifiers;
 DROP TABLE patients;
-DROP TABLE envelopes;
+DROP TABLE processed_envelopes;

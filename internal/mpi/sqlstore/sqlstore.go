@@ -1,0 +1,368 @@
+// Package sqlstore keeps the master patient index in hiegw's database (the
+// mpi_* tables of migration 00002), on the embedded SQLite store and on
+// PostgreSQL. A Store is bound to one handle: bind it to the processing
+// transaction (store.Tx.SQL) so that the index's rows commit with the record
+// they describe, and call Lock first in every transaction that changes the
+// index.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/hiegw/hiegw/internal/mpi"
+	"github.com/jmoiron/sqlx"
+)
+
+// Store implements mpi.Store on a database handle (a transaction or a
+// connection pool).
+type Store struct {
+	x sqlx.ExtContext
+}
+
+var _ mpi.Store = (*Store)(nil)
+
+// New returns a store over x; its driver ("sqlite" or "postgres") decides the
+// placeholders.
+func New(x sqlx.ExtContext) *Store { return &Store{x: x} }
+
+// lockKey names the advisory lock that serialises changes to the index
+// across transactions and processes on PostgreSQL.
+const lockKey = "hiegw:mpi"
+
+// Lock serialises index changes: on PostgreSQL it takes a transaction-scoped
+// advisory lock, held until the transaction ends, so that two transactions
+// (pipeline lanes, or gateway processes sharing the database) never score a
+// record against a state the other is about to change. SQLite has a single
+// writer and needs none. Call it on a transaction before the first read of
+// the index.
+func (s *Store) Lock(ctx context.Context) error {
+	if s.x.DriverName() != "postgres" {
+		return nil
+	}
+	if _, err := s.x.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey); err != nil {
+		return fmt.Errorf("lock mpi: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) q(query string) string { return s.x.Rebind(query) }
+
+func decodeEntries(rows []string) ([]mpi.Entry, error) {
+	out := make([]mpi.Entry, 0, len(rows))
+	for _, b := range rows {
+		var e mpi.Entry
+		if err := json.Unmarshal([]byte(b), &e); err != nil {
+			return nil, fmt.Errorf("decode entry: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Get implements mpi.Store.
+func (s *Store) Get(ctx context.Context, k mpi.Key) (mpi.Entry, bool, error) {
+	var body string
+	err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_entry WHERE authority = ? AND mrn = ?`), k.Authority, k.MRN)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mpi.Entry{}, false, nil
+	}
+	if err != nil {
+		return mpi.Entry{}, false, fmt.Errorf("get mpi entry: %w", err)
+	}
+	var e mpi.Entry
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		return mpi.Entry{}, false, fmt.Errorf("get mpi entry: decode: %w", err)
+	}
+	return e, true, nil
+}
+
+type keyRow struct {
+	Authority string `db:"authority"`
+	MRN       string `db:"mrn"`
+}
+
+// Lookup implements mpi.Store.
+func (s *Store) Lookup(ctx context.Context, id mpi.Identifier) ([]mpi.Key, error) {
+	var rows []keyRow
+	err := sqlx.SelectContext(ctx, s.x, &rows, s.q(`SELECT authority, mrn FROM mpi_identifier
+		WHERE id_type = ? AND id_authority = ? AND id_value = ? ORDER BY authority, mrn`), id.Type, id.Authority, id.Value)
+	if err != nil {
+		return nil, fmt.Errorf("lookup mpi identifier: %w", err)
+	}
+	return toKeys(rows), nil
+}
+
+func toKeys(rows []keyRow) []mpi.Key {
+	if len(rows) == 0 {
+		return nil
+	}
+	out := make([]mpi.Key, len(rows))
+	for i, r := range rows {
+		out[i] = mpi.Key{Authority: r.Authority, MRN: r.MRN}
+	}
+	return out
+}
+
+// LookupValue returns the keys of records carrying an identifier of any
+// type with this authority and value.
+func (s *Store) LookupValue(ctx context.Context, authority, value string) ([]mpi.Key, error) {
+	var rows []keyRow
+	err := sqlx.SelectContext(ctx, s.x, &rows, s.q(`SELECT DISTINCT authority, mrn FROM mpi_identifier
+		WHERE id_authority = ? AND id_value = ? ORDER BY authority, mrn`), authority, value)
+	if err != nil {
+		return nil, fmt.Errorf("lookup mpi identifier: %w", err)
+	}
+	return toKeys(rows), nil
+}
+
+// Candidates implements mpi.Store.
+func (s *Store) Candidates(ctx context.Context, blocks []string, maxBlock int) ([]mpi.Entry, error) {
+	if len(blocks) == 0 {
+		return nil, nil
+	}
+	use := blocks
+	if maxBlock > 0 {
+		q, args, err := sqlx.In(`SELECT block, COUNT(*) AS n FROM mpi_block WHERE block IN (?) GROUP BY block`, blocks)
+		if err != nil {
+			return nil, fmt.Errorf("candidates: %w", err)
+		}
+		var counts []struct {
+			Block string `db:"block"`
+			N     int    `db:"n"`
+		}
+		if err := sqlx.SelectContext(ctx, s.x, &counts, s.q(q), args...); err != nil {
+			return nil, fmt.Errorf("candidates: count blocks: %w", err)
+		}
+		use = use[:0:0]
+		for _, c := range counts {
+			if c.N <= maxBlock {
+				use = append(use, c.Block)
+			}
+		}
+		if len(use) == 0 {
+			return nil, nil
+		}
+	}
+	q, args, err := sqlx.In(`SELECT e.body FROM mpi_entry e WHERE e.active = 1 AND EXISTS
+		(SELECT 1 FROM mpi_block b WHERE b.authority = e.authority AND b.mrn = e.mrn AND b.block IN (?))
+		ORDER BY e.authority, e.mrn`, use)
+	if err != nil {
+		return nil, fmt.Errorf("candidates: %w", err)
+	}
+	var bodies []string
+	if err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(q), args...); err != nil {
+		return nil, fmt.Errorf("candidates: %w", err)
+	}
+	return decodeEntries(bodies)
+}
+
+// Members implements mpi.Store.
+func (s *Store) Members(ctx context.Context, enterpriseID string) ([]mpi.Entry, error) {
+	var bodies []string
+	if err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(`SELECT body FROM mpi_entry WHERE enterprise_id = ? AND active = 1`),
+		enterpriseID); err != nil {
+		return nil, fmt.Errorf("mpi members: %w", err)
+	}
+	out, err := decodeEntries(bodies)
+	if err != nil {
+		return nil, fmt.Errorf("mpi members: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key().String() < out[j].Key().String() })
+	return out, nil
+}
+
+// MergedInto returns the keys of entries an ADT^A40 merged into k.
+func (s *Store) MergedInto(ctx context.Context, k mpi.Key) ([]mpi.Key, error) {
+	var rows []keyRow
+	if err := sqlx.SelectContext(ctx, s.x, &rows, s.q(`SELECT authority, mrn FROM mpi_entry
+		WHERE merged_authority = ? AND merged_mrn = ? ORDER BY authority, mrn`), k.Authority, k.MRN); err != nil {
+		return nil, fmt.Errorf("merged entries: %w", err)
+	}
+	return toKeys(rows), nil
+}
+
+// Put implements mpi.Store.
+func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
+	k := e.Key()
+	if k.Authority == "" || k.MRN == "" {
+		return errors.New("put mpi entry: entry without authority or MRN")
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("put mpi entry: encode: %w", err)
+	}
+	active := 1
+	var ma, mm string
+	if e.MergedInto != nil {
+		active, ma, mm = 0, e.MergedInto.Authority, e.MergedInto.MRN
+	}
+	if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_entry (authority, mrn, enterprise_id, active, merged_authority,
+		merged_mrn, version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (authority, mrn) DO UPDATE SET enterprise_id = excluded.enterprise_id, active = excluded.active,
+		merged_authority = excluded.merged_authority, merged_mrn = excluded.merged_mrn, version = excluded.version,
+		body = excluded.body`), k.Authority, k.MRN, e.EnterpriseID, active, ma, mm, e.Version, string(body)); err != nil {
+		return fmt.Errorf("put mpi entry: %w", err)
+	}
+	for _, q := range []string{`DELETE FROM mpi_block WHERE authority = ? AND mrn = ?`,
+		`DELETE FROM mpi_identifier WHERE authority = ? AND mrn = ?`} {
+		if _, err := s.x.ExecContext(ctx, s.q(q), k.Authority, k.MRN); err != nil {
+			return fmt.Errorf("put mpi entry: clear index rows: %w", err)
+		}
+	}
+	insBlock := s.q(`INSERT INTO mpi_block (block, authority, mrn) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	for _, b := range blocks {
+		if _, err := s.x.ExecContext(ctx, insBlock, b, k.Authority, k.MRN); err != nil {
+			return fmt.Errorf("put mpi entry: block: %w", err)
+		}
+	}
+	insID := s.q(`INSERT INTO mpi_identifier (id_type, id_authority, id_value, authority, mrn) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`)
+	for _, id := range e.Record.Identifiers {
+		if _, err := s.x.ExecContext(ctx, insID, id.Type, id.Authority, id.Value, k.Authority, k.MRN); err != nil {
+			return fmt.Errorf("put mpi entry: identifier: %w", err)
+		}
+	}
+	return nil
+}
+
+// PutTask implements mpi.Store.
+func (s *Store) PutTask(ctx context.Context, t mpi.Task) error {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("put review task: encode: %w", err)
+	}
+	if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_task (id, status, authority, mrn, body) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, authority = excluded.authority, mrn = excluded.mrn,
+		body = excluded.body`), t.ID, string(t.Status), t.Key.Authority, t.Key.MRN, string(body)); err != nil {
+		return fmt.Errorf("put review task: %w", err)
+	}
+	return nil
+}
+
+// Task implements mpi.Store.
+func (s *Store) Task(ctx context.Context, id string) (mpi.Task, bool, error) {
+	var body string
+	err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_task WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mpi.Task{}, false, nil
+	}
+	if err != nil {
+		return mpi.Task{}, false, fmt.Errorf("get review task: %w", err)
+	}
+	var t mpi.Task
+	if err := json.Unmarshal([]byte(body), &t); err != nil {
+		return mpi.Task{}, false, fmt.Errorf("get review task: decode: %w", err)
+	}
+	return t, true, nil
+}
+
+// Tasks lists review tasks with the given status ("" for all) in creation
+// order, at most limit (0: no limit) after the first offset.
+func (s *Store) Tasks(ctx context.Context, status mpi.TaskStatus, offset, limit int) ([]mpi.Task, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	var bodies []string
+	err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(`SELECT body FROM mpi_task WHERE status = ? OR ? = ''
+		ORDER BY seq LIMIT ? OFFSET ?`), string(status), string(status), limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("list review tasks: %w", err)
+	}
+	out := make([]mpi.Task, 0, len(bodies))
+	for _, b := range bodies {
+		var t mpi.Task
+		if err := json.Unmarshal([]byte(b), &t); err != nil {
+			return nil, fmt.Errorf("list review tasks: decode: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// AppendAudit implements mpi.Store.
+func (s *Store) AppendAudit(ctx context.Context, a mpi.AuditEntry) error {
+	body, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("append mpi audit: encode: %w", err)
+	}
+	var seq int64
+	if err := sqlx.GetContext(ctx, s.x, &seq, s.q(`INSERT INTO mpi_audit (id, at, actor, action, body) VALUES (?, ?, ?, ?, ?)
+		RETURNING seq`), a.ID, a.At.UTC(), a.Actor, a.Action, string(body)); err != nil {
+		return fmt.Errorf("append mpi audit: %w", err)
+	}
+	ins := s.q(`INSERT INTO mpi_audit_key (audit_seq, authority, mrn) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	for _, k := range a.Keys {
+		if _, err := s.x.ExecContext(ctx, ins, seq, k.Authority, k.MRN); err != nil {
+			return fmt.Errorf("append mpi audit: key: %w", err)
+		}
+	}
+	return nil
+}
+
+// AuditEntry implements mpi.Store.
+func (s *Store) AuditEntry(ctx context.Context, id string) (mpi.AuditEntry, bool, error) {
+	var body string
+	err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_audit WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mpi.AuditEntry{}, false, nil
+	}
+	if err != nil {
+		return mpi.AuditEntry{}, false, fmt.Errorf("get mpi audit entry: %w", err)
+	}
+	var a mpi.AuditEntry
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		return mpi.AuditEntry{}, false, fmt.Errorf("get mpi audit entry: decode: %w", err)
+	}
+	return a, true, nil
+}
+
+// Audit lists the audit entries that touched k, oldest first.
+func (s *Store) Audit(ctx context.Context, k mpi.Key) ([]mpi.AuditEntry, error) {
+	var bodies []string
+	err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(`SELECT a.body FROM mpi_audit a JOIN mpi_audit_key k ON k.audit_seq = a.seq
+		WHERE k.authority = ? AND k.mrn = ? ORDER BY a.seq`), k.Authority, k.MRN)
+	if err != nil {
+		return nil, fmt.Errorf("list mpi audit: %w", err)
+	}
+	out := make([]mpi.AuditEntry, 0, len(bodies))
+	for _, b := range bodies {
+		var a mpi.AuditEntry
+		if err := json.Unmarshal([]byte(b), &a); err != nil {
+			return nil, fmt.Errorf("list mpi audit: decode: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Resolve returns the enterprise patient of the record k, following
+// merges, and whether k is known.
+func (s *Store) Resolve(ctx context.Context, k mpi.Key) (string, bool, error) {
+	for range 16 {
+		e, ok, err := s.Get(ctx, k)
+		if err != nil || !ok {
+			return "", false, err
+		}
+		if e.Active() {
+			return e.EnterpriseID, true, nil
+		}
+		k = *e.MergedInto
+	}
+	return "", false, errors.New("resolve mpi key: merge chain longer than 16")
+}
+
+// Records returns every entry filed under an enterprise patient, merged
+// ones included, ordered by key: its full cross-reference list.
+func (s *Store) Records(ctx context.Context, enterpriseID string) ([]mpi.Entry, error) {
+	var bodies []string
+	if err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(`SELECT body FROM mpi_entry WHERE enterprise_id = ?
+		ORDER BY authority, mrn`), enterpriseID); err != nil {
+		return nil, fmt.Errorf("mpi records: %w", err)
+	}
+	return decodeEntries(bodies)
+}

@@ -1,0 +1,60 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/intake"
+	"github.com/hiegw/hiegw/internal/mpi"
+	"github.com/hiegw/hiegw/internal/mpi/sqlstore"
+	"github.com/hiegw/hiegw/internal/pipeline"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// BenchmarkProcess processes ADT messages of 200 patients from two senders
+// on the embedded store, with the master patient index and with identifier
+// links only.
+func BenchmarkProcess(b *testing.B) {
+	for _, withMPI := range []bool{true, false} {
+		b.Run(fmt.Sprintf("mpi=%v", withMPI), func(b *testing.B) {
+			ctx := context.Background()
+			db, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), Sync: "normal"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			rt := &captureRouter{}
+			o := pipeline.Options{}
+			if withMPI {
+				ix, err := mpi.New(sqlstore.New(db.SQL()), mpi.DefaultConfig())
+				if err != nil {
+					b.Fatal(err)
+				}
+				o.Identity = pipeline.NewIdentity(ix, db, rt)
+			}
+			p := pipeline.New(db, pidNormalizer{}, rt, o)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				n := i % 200
+				pr := person{mrn: fmt.Sprint(1000 + n), auth: "GHH", family: fmt.Sprintf("Fam%03d", n), given: "Given",
+					dob: fmt.Sprintf("19%02d0%d1%d", n%100, 1+n%9, n%10), sex: "F", street: fmt.Sprintf("%d Main St", n),
+					city: "Springfield", zip: fmt.Sprint(62000 + n), phone: fmt.Sprint(2175550000 + n)}
+				sender := "ghh"
+				if i%2 == 1 {
+					sender, pr.auth, pr.mrn = "nlab", "NLAB", "L"+pr.mrn
+				}
+				id := fmt.Sprintf("e%d", i)
+				e := &store.Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(), Kind: intake.KindHL7,
+					MessageType: "ADT", ControlID: id, DedupKey: id, SHA256: id, Status: "received", Raw: msg("A08", id, pr)}
+				if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{e}); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.Process(ctx, *e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
