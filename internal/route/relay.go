@@ -26,6 +26,9 @@ type Outbox interface {
 	MarkSent(ctx context.Context, seqs []int64) error
 	MarkRetry(ctx context.Context, seqs []int64, reason string, next time.Time) error
 	MarkDead(ctx context.Context, seqs []int64, reason string) error
+	// ReleaseOutbox gives rows back, due at next, without counting an
+	// attempt.
+	ReleaseOutbox(ctx context.Context, seqs []int64, next time.Time) error
 }
 
 var _ Outbox = (*store.DB)(nil)
@@ -56,6 +59,10 @@ type Relay struct {
 	published, failed, dead *prometheus.CounterVec
 	mu                      sync.Mutex
 	lastErr                 error
+	// held maps topic+key to the time its earliest failed row is due again:
+	// later rows of that key wait until then (per-key order). Only the Run
+	// goroutine touches it.
+	held map[string]time.Time
 }
 
 // NewRelay makes a relay.
@@ -84,7 +91,7 @@ func NewRelay(ob Outbox, pub Publisher, o RelayOptions) *Relay {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	r := &Relay{ob: ob, pub: pub, o: o, wake: make(chan struct{}, 1),
+	r := &Relay{ob: ob, pub: pub, o: o, wake: make(chan struct{}, 1), held: map[string]time.Time{},
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_published_total",
 			Help: "Events published, by subscriber."}, []string{"subscriber"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_publish_failures_total",
@@ -148,11 +155,28 @@ func (r *Relay) Drain(ctx context.Context) error {
 }
 
 // Once claims one batch and publishes it. It returns how many rows it
-// claimed.
+// claimed. Once is not safe for concurrent use; run several relays instead.
+//
+// Per-key order: when a row fails, every later row of the same topic and key
+// in the batch is retried with it even if the broker took it (the consumer
+// may then see that later event twice, but its last copy comes after the
+// earlier event), and rows of that key claimed later are held back until the
+// failed row is due again. The hold lives in this relay's memory: after a
+// restart, or with another relay claiming, order is kept only as far as
+// retries are due in commit order.
 func (r *Relay) Once(ctx context.Context) (int, error) {
 	rows, err := r.ob.ClaimOutbox(ctx, r.o.Owner, r.o.BatchSize, r.o.Lease)
 	if err != nil || len(rows) == 0 {
 		return 0, err
+	}
+	claimed := len(rows)
+	// Use a context that survives shutdown so that what was published is
+	// recorded as such.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rows, err = r.holdBack(mctx, rows)
+	if err != nil || len(rows) == 0 {
+		return claimed, err
 	}
 	msgs := make([]Message, len(rows))
 	for i, row := range rows {
@@ -177,8 +201,11 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	r.mu.Unlock()
 	var sent []int64
 	var retry []store.OutboxRow
+	broken := map[string]bool{} // topic+key with a failed row earlier in the batch
 	for i, row := range rows {
-		if failed[i] {
+		k := row.Topic + "\x00" + row.Key
+		if failed[i] || broken[k] {
+			broken[k] = true
 			r.failed.WithLabelValues(row.Subscriber).Inc()
 			retry = append(retry, row)
 			continue
@@ -186,20 +213,53 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		r.published.WithLabelValues(row.Subscriber).Inc()
 		sent = append(sent, row.Seq)
 	}
-	// Use a context that survives shutdown so that what was published is
-	// recorded as such.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	if err := r.ob.MarkSent(mctx, sent); err != nil {
-		return len(rows), err
+		return claimed, err
 	}
 	if len(retry) > 0 {
 		if err := r.retryOrDeadLetter(mctx, retry, perr); err != nil {
-			return len(rows), err
+			return claimed, err
 		}
-		return len(rows), fmt.Errorf("publish: %w", perr)
+		return claimed, fmt.Errorf("publish: %w", perr)
 	}
-	return len(rows), nil
+	return claimed, nil
+}
+
+// holdBack releases rows whose key waits for an earlier failed row and
+// returns the others.
+func (r *Relay) holdBack(ctx context.Context, rows []store.OutboxRow) ([]store.OutboxRow, error) {
+	if len(r.held) == 0 {
+		return rows, nil
+	}
+	now := time.Now()
+	if len(r.held) > 4096 {
+		for k, until := range r.held {
+			if !until.After(now) {
+				delete(r.held, k)
+			}
+		}
+	}
+	byTime := map[time.Time][]int64{}
+	keep := rows[:0:0]
+	for _, row := range rows {
+		k := row.Topic + "\x00" + row.Key
+		until, ok := r.held[k]
+		if ok && !until.After(now) {
+			delete(r.held, k)
+			ok = false
+		}
+		if !ok {
+			keep = append(keep, row)
+			continue
+		}
+		byTime[until] = append(byTime[until], row.Seq)
+	}
+	for until, seqs := range byTime {
+		if err := r.ob.ReleaseOutbox(ctx, seqs, until); err != nil {
+			return nil, err
+		}
+	}
+	return keep, nil
 }
 
 func (r *Relay) retryOrDeadLetter(ctx context.Context, rows []store.OutboxRow, cause error) error {
@@ -213,13 +273,26 @@ func (r *Relay) retryOrDeadLetter(ctx context.Context, rows []store.OutboxRow, c
 		}
 		byAttempts[row.Attempts] = append(byAttempts[row.Attempts], row.Seq)
 	}
+	due := map[int]time.Time{}
 	for attempts, seqs := range byAttempts {
 		d := time.Duration(float64(r.o.BackoffBase) * math.Pow(2, float64(attempts)))
 		if d > r.o.BackoffMax || d <= 0 {
 			d = r.o.BackoffMax
 		}
-		if err := r.ob.MarkRetry(ctx, seqs, reason, time.Now().Add(d)); err != nil {
+		due[attempts] = time.Now().Add(d)
+		if err := r.ob.MarkRetry(ctx, seqs, reason, due[attempts]); err != nil {
 			return err
+		}
+	}
+	// Hold each key until its earliest failed row is due again (rows are in
+	// seq order, so the first seen per key is the earliest).
+	for _, row := range rows {
+		k := row.Topic + "\x00" + row.Key
+		if t0, ok := r.held[k]; ok && t0.After(time.Now()) {
+			continue
+		}
+		if t, ok := due[row.Attempts]; ok && row.Attempts+1 < r.o.MaxAttempts {
+			r.held[k] = t
 		}
 	}
 	if len(dead) == 0 {

@@ -6,16 +6,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/fhir"
+	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
 )
 
 // Event types.
@@ -44,87 +42,57 @@ type Event struct {
 	LocalIDs    []string // the patient's identifiers as "system|value"
 	Resources   []fhir.Resource
 	At          time.Time
+	// Facility is the sending facility (MSH-4); when empty the router reads
+	// it from Raw.
+	Facility string
 	// Raw is the source message (HL7 v2) or document, for subscribers that
 	// receive the original format.
 	Raw []byte
 }
 
-// Subscription says who receives what, and where.
-type Subscription struct {
-	Name          string   `yaml:"name" json:"name"`
-	Kind          string   `yaml:"kind" json:"kind"` // provider, lab, pharmacy, other
-	Topic         string   `yaml:"topic" json:"topic"`
-	Format        string   `yaml:"format" json:"format"` // fhir-json (default)
-	Events        []string `yaml:"events" json:"events"`
-	Senders       []string `yaml:"senders" json:"senders"`
-	ResourceTypes []string `yaml:"resource_types" json:"resource_types"`
-	// Codes match any coding in a resource's code (Observation.code, ...),
-	// as "system|code" or a bare code.
-	Codes []string `yaml:"codes" json:"codes"`
-	// Patients is a panel: enterprise ids or local identifiers "system|value".
-	Patients []string `yaml:"patients" json:"patients"`
-}
-
-// DefaultSubscription receives every event on hie.events.
-var DefaultSubscription = Subscription{Name: "default", Kind: "other", Topic: "hie.events", Format: "fhir-json"}
-
-type subscriptionsFile struct {
-	Subscriptions []Subscription `yaml:"subscriptions"`
-}
-
-// LoadSubscriptions reads a subscriptions file; unknown keys are errors.
-func LoadSubscriptions(path string) ([]Subscription, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var f subscriptionsFile
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("subscriptions %s: %w", path, err)
-	}
-	if err := Validate(f.Subscriptions); err != nil {
-		return nil, fmt.Errorf("subscriptions %s: %w", path, err)
-	}
-	return f.Subscriptions, nil
-}
-
-var knownEvents = []string{EventAdmit, EventDischarge, EventTransfer, EventRegister, EventUpdate, EventMerge,
-	EventResult, EventMedication, EventImmunisation, EventDocument, EventOther}
-
-// Validate checks subscriptions.
-func Validate(subs []Subscription) error {
-	seen := map[string]bool{}
-	for i, s := range subs {
-		where := fmt.Sprintf("subscriptions[%d]", i)
-		if s.Name == "" {
-			return fmt.Errorf("%s.name is required", where)
-		}
-		if seen[s.Name] {
-			return fmt.Errorf("%s.name %q is used twice", where, s.Name)
-		}
-		seen[s.Name] = true
-		if s.Topic == "" {
-			return fmt.Errorf("%s (%s).topic is required", where, s.Name)
-		}
-		if s.Format != "" && s.Format != "fhir-json" {
-			return fmt.Errorf("%s (%s).format %q is not supported (fhir-json)", where, s.Name, s.Format)
-		}
-		for _, e := range s.Events {
-			if !slices.Contains(knownEvents, e) {
-				return fmt.Errorf("%s (%s).events: unknown event %q (known: %s)", where, s.Name, e, strings.Join(knownEvents, ", "))
-			}
-		}
-	}
-	return nil
-}
-
 // Router matches events against the current subscriptions.
 type Router struct {
-	subs      atomic.Pointer[[]Subscription]
+	subs      atomic.Pointer[[]compiled]
 	unmatched prometheus.Counter
 	matched   *prometheus.CounterVec
+	fallback  *prometheus.CounterVec
+}
+
+// compiled is a subscription with its lists turned into sets.
+type compiled struct {
+	Subscription
+	events, senders, facilities, types, codes, patients, practitioners, roles map[string]bool
+}
+
+func setOf(v []string) map[string]bool {
+	if len(v) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(v))
+	for _, s := range v {
+		m[strings.TrimSpace(s)] = true
+	}
+	return m
+}
+
+func compile(s Subscription) compiled {
+	c := compiled{Subscription: s, events: setOf(s.Events), senders: setOf(s.Senders), facilities: setOf(s.Facilities),
+		types: setOf(s.ResourceTypes), codes: setOf(s.Codes), patients: setOf(s.Patients)}
+	if s.Format == "" {
+		c.Format = FormatFHIR
+	}
+	if c.EnterpriseAuthority == "" {
+		c.EnterpriseAuthority = "HIEGW"
+	}
+	if a := s.Attribution; a != nil {
+		c.practitioners = setOf(a.Practitioners)
+		roles := a.Roles
+		if len(roles) == 0 {
+			roles = []string{RolePCP, RoleAttending}
+		}
+		c.roles = setOf(roles)
+	}
+	return c
 }
 
 // NewRouter makes a router over subs.
@@ -134,34 +102,76 @@ func NewRouter(subs []Subscription, reg prometheus.Registerer) *Router {
 			Help: "Events that matched no subscription (kept in the store, published nowhere)."}),
 		matched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_matched_total",
 			Help: "Events queued for a subscriber."}, []string{"subscriber"}),
+		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_route_format_fallback_total",
+			Help: "Events an hl7v2 subscriber received as FHIR JSON because the source was not HL7 v2."}, []string{"subscriber"}),
 	}
 	if reg != nil {
-		reg.MustRegister(r.unmatched, r.matched)
+		reg.MustRegister(r.unmatched, r.matched, r.fallback)
 	}
 	r.Swap(subs)
 	return r
 }
 
 // Swap replaces the subscriptions atomically (hot reload).
-func (r *Router) Swap(subs []Subscription) { r.subs.Store(&subs) }
+func (r *Router) Swap(subs []Subscription) {
+	cs := make([]compiled, len(subs))
+	for i, s := range subs {
+		cs[i] = compile(s)
+	}
+	r.subs.Store(&cs)
+}
 
 // Subscriptions returns the current set.
-func (r *Router) Subscriptions() []Subscription { return *r.subs.Load() }
+func (r *Router) Subscriptions() []Subscription {
+	cs := *r.subs.Load()
+	out := make([]Subscription, len(cs))
+	for i, c := range cs {
+		out[i] = c.Subscription
+	}
+	return out
+}
 
 // Route returns one outbox entry per matching subscription. An event that
 // matches none returns nothing and is counted.
 func (r *Router) Route(ev Event) ([]store.OutboxEntry, error) {
 	var out []store.OutboxEntry
-	var payload []byte
+	var fhirPayload []byte
+	var hl7Payloads map[string][]byte // by enterprise authority
+	facility, known := ev.Facility, ev.Facility != ""
 	for _, s := range *r.subs.Load() {
-		if !s.matches(ev) {
+		if s.facilities != nil && !known {
+			facility, known = facilityOf(ev), true
+		}
+		if !s.matches(ev, facility) {
 			continue
 		}
-		if payload == nil {
-			var err error
-			if payload, err = EventBundle(ev); err != nil {
-				return nil, err
+		var payload []byte
+		contentType, format := "application/fhir+json", FormatFHIR
+		if s.Format == FormatHL7v2 {
+			p, ok := hl7Payloads[s.EnterpriseAuthority]
+			if !ok {
+				p, _ = AddEnterpriseID(ev.Raw, ev.PatientID, s.EnterpriseAuthority)
+				if hl7Payloads == nil {
+					hl7Payloads = map[string][]byte{}
+				}
+				hl7Payloads[s.EnterpriseAuthority] = p
 			}
+			if p != nil {
+				payload, contentType, format = p, "x-application/hl7-v2+er7", FormatHL7v2
+			} else {
+				// The source is a document or was not kept: the subscriber
+				// gets the FHIR form rather than nothing, and it is counted.
+				r.fallback.WithLabelValues(s.Name).Inc()
+			}
+		}
+		if payload == nil {
+			if fhirPayload == nil {
+				var err error
+				if fhirPayload, err = EventBundle(ev); err != nil {
+					return nil, fmt.Errorf("route: %w", err)
+				}
+			}
+			payload = fhirPayload
 		}
 		r.matched.WithLabelValues(s.Name).Inc()
 		out = append(out, store.OutboxEntry{
@@ -174,7 +184,8 @@ func (r *Router) Route(ev Event) ([]store.OutboxEntry, error) {
 				"hiegw-message-type": ev.MessageType,
 				"hiegw-envelope":     ev.EnvelopeID,
 				"hiegw-subscriber":   s.Name,
-				"content-type":       "application/fhir+json",
+				"hiegw-format":       format,
+				"content-type":       contentType,
 			},
 		})
 	}
@@ -184,29 +195,42 @@ func (r *Router) Route(ev Event) ([]store.OutboxEntry, error) {
 	return out, nil
 }
 
-func (s Subscription) matches(ev Event) bool {
-	if len(s.Events) > 0 && !slices.Contains(s.Events, ev.Type) {
-		return false
-	}
-	if len(s.Senders) > 0 && !slices.Contains(s.Senders, ev.Sender) {
-		return false
-	}
-	if len(s.Patients) > 0 {
-		in := slices.Contains(s.Patients, ev.PatientID)
-		for _, id := range ev.LocalIDs {
-			in = in || slices.Contains(s.Patients, id)
+// facilityOf reads MSH-4 from an HL7 v2 source, else falls back to the
+// sender's name.
+func facilityOf(ev Event) string {
+	if bytes.HasPrefix(bytes.TrimLeft(ev.Raw, "\ufeff\r\n\t "), []byte("MSH")) {
+		if h, _, _ := hl7.ParseHeader(ev.Raw); h.SendingFacility.NamespaceID != "" || h.SendingFacility.UniversalID != "" {
+			if h.SendingFacility.NamespaceID != "" {
+				return h.SendingFacility.NamespaceID
+			}
+			return h.SendingFacility.UniversalID
 		}
-		if !in {
+	}
+	return ev.Sender
+}
+
+func (s compiled) matches(ev Event, facility string) bool {
+	if s.events != nil && !s.events[ev.Type] {
+		return false
+	}
+	if s.senders != nil && !s.senders[ev.Sender] {
+		return false
+	}
+	if s.facilities != nil && !s.facilities[facility] {
+		return false
+	}
+	if s.patients != nil || s.practitioners != nil {
+		if !s.inPanel(ev) {
 			return false
 		}
 	}
-	if len(s.ResourceTypes) > 0 || len(s.Codes) > 0 {
+	if s.types != nil || s.codes != nil {
 		found := false
 		for _, res := range ev.Resources {
-			if len(s.ResourceTypes) > 0 && !slices.Contains(s.ResourceTypes, res.Type()) {
+			if s.types != nil && !s.types[res.Type()] {
 				continue
 			}
-			if len(s.Codes) > 0 && !hasCode(res, s.Codes) {
+			if s.codes != nil && !hasCode(res, s.codes) {
 				continue
 			}
 			found = true
@@ -219,7 +243,91 @@ func (s Subscription) matches(ev Event) bool {
 	return true
 }
 
-func hasCode(r fhir.Resource, codes []string) bool {
+func (s compiled) inPanel(ev Event) bool {
+	if s.patients != nil {
+		if s.patients[ev.PatientID] {
+			return true
+		}
+		for _, id := range ev.LocalIDs {
+			if s.patients[id] {
+				return true
+			}
+		}
+	}
+	if s.practitioners == nil {
+		return false
+	}
+	for _, res := range ev.Resources {
+		switch res.Type() {
+		case "Patient":
+			if s.roles[RolePCP] && s.anyPractitioner(res["generalPractitioner"]) {
+				return true
+			}
+		case "Encounter":
+			if !s.roles[RoleAttending] && !s.roles[RoleAny] {
+				continue
+			}
+			parts, _ := res["participant"].([]any)
+			for _, p := range parts {
+				pm, _ := p.(map[string]any)
+				if !s.roles[RoleAny] && !hasTypeCode(pm["type"], "ATND") {
+					continue
+				}
+				if s.anyPractitioner(pm["individual"]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// anyPractitioner reports whether a reference, or a list of references,
+// names one of the panel's practitioners by identifier.
+func (s compiled) anyPractitioner(v any) bool {
+	switch t := v.(type) {
+	case []any:
+		for _, it := range t {
+			if s.anyPractitioner(it) {
+				return true
+			}
+		}
+	case map[string]any:
+		var ids []any
+		switch id := t["identifier"].(type) {
+		case map[string]any:
+			ids = []any{id}
+		case []any:
+			ids = id
+		}
+		for _, it := range ids {
+			m, _ := it.(map[string]any)
+			val, _ := m["value"].(string)
+			sys, _ := m["system"].(string)
+			if val != "" && (s.practitioners[val] || s.practitioners[sys+"|"+val]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasTypeCode(v any, code string) bool {
+	list, _ := v.([]any)
+	for _, cc := range list {
+		m, _ := cc.(map[string]any)
+		codings, _ := m["coding"].([]any)
+		for _, c := range codings {
+			cm, _ := c.(map[string]any)
+			if cm["code"] == code {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasCode(r fhir.Resource, codes map[string]bool) bool {
 	for _, field := range []string{"code", "vaccineCode", "medicationCodeableConcept"} {
 		cc, _ := r[field].(map[string]any)
 		codings, _ := cc["coding"].([]any)
@@ -230,7 +338,7 @@ func hasCode(r fhir.Resource, codes []string) bool {
 			if code == "" {
 				continue
 			}
-			if slices.Contains(codes, code) || slices.Contains(codes, sys+"|"+code) {
+			if codes[code] || codes[sys+"|"+code] {
 				return true
 			}
 		}

@@ -1,0 +1,41 @@
+package route
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"time"
+)
+
+// Watch polls a subscriptions file every interval and swaps a valid new
+// content into the router; an invalid file is refused and the running set
+// keeps serving. onReload (may be nil) hears of each attempt. The first
+// poll always loads the file, so a change made while the caller started is
+// not missed.
+func Watch(ctx context.Context, path string, interval time.Duration, rt *Router, onReload func(n int, err error)) {
+	if path == "" || interval <= 0 {
+		return
+	}
+	var last []byte
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(path)
+		if err != nil || last != nil && bytes.Equal(data, last) {
+			continue
+		}
+		last = data
+		subs, err := ParseSubscriptions(path, data)
+		if err == nil {
+			rt.Swap(subs)
+		}
+		if onReload != nil {
+			onReload(len(subs), err)
+		}
+	}
+}
