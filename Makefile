@@ -29,9 +29,12 @@ fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 	$(GO) test ./internal/mllp -run '^$$' -fuzz FuzzReadFrame -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/ccda -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzUnescape$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzAddEnterpriseID$$' -fuzztime $${FUZZTIME:-30s}
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
