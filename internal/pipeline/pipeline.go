@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/fhir"
@@ -78,6 +79,14 @@ type Pipeline struct {
 	processed, failed *prometheus.CounterVec
 	seconds           prometheus.Histogram
 	idle              sync.WaitGroup
+
+	// The dispatcher reads pending envelopes after a cursor; rescan makes it
+	// start again from the beginning (envelopes requeued for reprocessing
+	// are older than the cursor), and inflight keeps it from handing an
+	// envelope to a lane twice.
+	rescan   atomic.Bool
+	mu       sync.Mutex
+	inflight map[string]bool
 }
 
 // New makes a pipeline.
@@ -91,7 +100,7 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1),
+	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1), inflight: map[string]bool{},
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_processed_total",
 			Help: "Envelopes processed into the record, by kind."}, []string{"kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_failed_total",
@@ -113,6 +122,13 @@ func (p *Pipeline) Notify() {
 	}
 }
 
+// Rescan makes the pipeline look at every pending envelope again, older ones
+// included: call it after envelopes are requeued for reprocessing.
+func (p *Pipeline) Rescan() {
+	p.rescan.Store(true)
+	p.Notify()
+}
+
 // Run processes envelopes until ctx ends; envelopes already handed to a lane
 // are finished before it returns.
 func (p *Pipeline) Run(ctx context.Context) {
@@ -125,6 +141,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 			defer wg.Done()
 			for e := range ch {
 				p.processWithRetry(ctx, e)
+				p.mu.Lock()
+				delete(p.inflight, e.ID)
+				p.mu.Unlock()
 				p.idle.Done()
 			}
 		}(lanes[i])
@@ -138,13 +157,24 @@ func (p *Pipeline) Run(ctx context.Context) {
 	var cursor int64
 	t := time.NewTicker(p.o.Poll)
 	defer t.Stop()
+	ticks := 0
 	for {
+		if p.rescan.Swap(false) {
+			cursor = 0
+		}
 		envs, err := p.st.PendingEnvelopes(ctx, cursor, 512)
 		if err != nil && ctx.Err() == nil {
 			p.o.Logger.Warn("pipeline: read pending envelopes", "err", err)
 		}
 		for _, e := range envs {
 			cursor = e.Seq
+			p.mu.Lock()
+			busy := p.inflight[e.ID]
+			p.inflight[e.ID] = true
+			p.mu.Unlock()
+			if busy {
+				continue
+			}
 			p.idle.Add(1)
 			select {
 			case lanes[laneOf(e.Sender, len(lanes))] <- e:
@@ -161,6 +191,11 @@ func (p *Pipeline) Run(ctx context.Context) {
 			return
 		case <-p.wake:
 		case <-t.C:
+			// Now and then look again from the start, so that nothing a
+			// missed notification or a failed read skipped waits for a restart.
+			if ticks++; ticks%60 == 0 {
+				p.rescan.Store(true)
+			}
 		}
 	}
 }
