@@ -22,8 +22,9 @@ test: vet ## every test that needs nothing installed (PostgreSQL tests too when 
 test-postgres: ## the same tests with the local PostgreSQL
 	HIEGW_TEST_POSTGRES_DSN='$(PG_DSN)' $(GO) test ./...
 
-interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, OpenSSH sftp
+interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, OpenSSH sftp, Chromium
 	bash .ci/interop $(BIN)
+	bash .ci/browser/run.sh $(BIN)
 
 fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 	$(GO) test ./internal/mllp -run '^$$' -fuzz FuzzReadFrame -fuzztime $${FUZZTIME:-30s}
