@@ -49,8 +49,20 @@ type Options struct {
 	// OnRequeue is called after envelopes are requeued (wakes the pipeline).
 	OnRequeue func()
 	// Extra routes mounted by other parts (mapping dry-run, MPI review...).
-	Extra  map[string]http.Handler
-	Logger *slog.Logger
+	// They sit behind the same authentication; read the caller with
+	// PrincipalFrom or Actor, and audit with RequestAudit.
+	Extra map[string]http.Handler
+	// Tokens the API accepts. With none, only loopback callers are served
+	// (as LocalPrincipal, an operator); the configuration refuses an empty
+	// list on any other address.
+	Tokens []Token
+	// Public lists path prefixes served without a token to GET (static
+	// console assets holding no patient data); /healthz, /readyz and
+	// /metrics always are.
+	Public []string
+	// Registerer, when set, receives the authentication failure counter.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Handler returns the HTTP handler.
@@ -76,7 +88,13 @@ func Handler(st Store, o Options) http.Handler {
 	for pattern, h := range o.Extra {
 		mux.Handle(pattern, h)
 	}
-	return mux
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_api_auth_failures_total",
+		Help: "API requests refused, by step (api.authenticate: no or bad token; api.authorize: role too weak)."}, []string{"step"})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(failures)
+	}
+	return &authenticator{tokens: o.Tokens, public: o.Public, audit: st.Audit, next: mux,
+		onFail: func(step string) { failures.WithLabelValues(step).Inc() }}
 }
 
 type api struct {
@@ -113,16 +131,8 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, out)
 }
 
-// actor names who made a request (the authenticated principal once
-// authentication is configured; the peer address until then).
-func actor(r *http.Request) string {
-	if p, ok := r.Context().Value(principalKey{}).(string); ok && p != "" {
-		return p
-	}
-	return "anonymous"
-}
-
-type principalKey struct{}
+// actor names who made a request: the authenticated principal.
+func actor(r *http.Request) string { return Actor(r.Context()) }
 
 func peer(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -182,6 +192,13 @@ func (a *api) listMessages(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	if f.PatientID != "" {
+		// Which messages concern a patient is patient data: audited.
+		if err := a.auditRead(r, "patient.messages_search", f.PatientID, "ok"); err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
 	}
 	out := make([]messageView, 0, len(envs))
 	for _, e := range envs {
@@ -344,5 +361,21 @@ func (a *api) audit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+	// The log names patients and who looked at them: reading it is audited.
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "fhir" {
+		writeError(w, http.StatusBadRequest, "format: use json or fhir")
+		return
+	}
+	if err := a.auditRead(r, "audit.export", "audit_log", "ok"); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	switch format {
+	case "fhir":
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_ = json.NewEncoder(w).Encode(AuditBundle(es))
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+	}
 }

@@ -44,16 +44,26 @@ type TLS struct {
 	ClientCA string `yaml:"client_ca"`
 	// CA verifies servers (clients only).
 	CA string `yaml:"ca"`
+	// MinVersion is the lowest TLS version accepted: "1.2" (the default) or
+	// "1.3". Older versions are refused at start-up.
+	MinVersion string `yaml:"min_version"`
 }
 
-// Enabled tells whether any TLS setting is present.
-func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.ClientCA != "" || t.CA != "" }
+// Enabled tells whether any TLS setting is present (min_version alone asks
+// for TLS too: a server then lacks its certificate and refuses to start, a
+// client verifies with the system's roots).
+func (t TLS) Enabled() bool {
+	return t.Cert != "" || t.Key != "" || t.ClientCA != "" || t.CA != "" || t.MinVersion != ""
+}
 
 // MLLPSender is a sender known to the MLLP listener.
 type MLLPSender struct {
 	Name string `yaml:"name"`
 	// CertCN identifies the sender by its client certificate's common name.
 	CertCN string `yaml:"cert_cn"`
+	// CertSHA256 identifies the sender by the SHA-256 fingerprint (hex, colons
+	// allowed) of its client certificate; when both are set, both must match.
+	CertSHA256 string `yaml:"cert_sha256"`
 	// Facilities the sender may send as (MSH-4 namespace ids); empty allows any.
 	Facilities []string `yaml:"facilities"`
 }
@@ -81,6 +91,9 @@ type Config struct {
 	HTTP struct {
 		Addr string `yaml:"addr"`
 		TLS  TLS    `yaml:"tls"`
+		// Tokens are the API's bearer tokens, stored hashed. With none, the
+		// API may listen on a loopback address only.
+		Tokens []APIToken `yaml:"tokens"`
 	} `yaml:"http"`
 	SFTP struct {
 		Addr               string        `yaml:"addr"` // empty disables the listener
@@ -118,6 +131,22 @@ type Config struct {
 	Pipeline struct {
 		Lanes int `yaml:"lanes"`
 	} `yaml:"pipeline"`
+}
+
+// API roles.
+const (
+	RoleOperator = "operator"
+	RoleAnalyst  = "analyst"
+	RoleReadOnly = "read-only"
+)
+
+// APIToken is one bearer token of the HTTP API.
+type APIToken struct {
+	Name string `yaml:"name"` // who the token belongs to; named in the audit log
+	// Hash is "sha256:" followed by the hex SHA-256 of the token, never the
+	// token itself.
+	Hash string `yaml:"hash"`
+	Role string `yaml:"role"` // operator, analyst or read-only
 }
 
 // SFTPAccount is an SFTP sender account.
@@ -296,12 +325,20 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	tlsPair := func(path string, t TLS) {
+	tlsPair := func(path string, t TLS, server bool) {
 		if (t.Cert == "") != (t.Key == "") {
 			bad(path, "cert and key must be given together")
 		}
 		if t.ClientCA != "" && t.Cert == "" {
 			bad(path, "client_ca needs cert and key")
+		}
+		if server && t.Enabled() && t.Cert == "" && t.ClientCA == "" {
+			bad(path, "TLS settings need cert and key")
+		}
+		switch t.MinVersion {
+		case "", "1.2", "1.3":
+		default:
+			bad(path+".min_version", "%q is not 1.2 or 1.3 (TLS versions below 1.2 are refused)", t.MinVersion)
 		}
 		for _, f := range []struct{ k, v string }{{"cert", t.Cert}, {"key", t.Key}, {"client_ca", t.ClientCA}, {"ca", t.CA}} {
 			if f.v == "" {
@@ -312,14 +349,25 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	tlsPair("mllp.tls", c.MLLP.TLS)
-	tlsPair("http.tls", c.HTTP.TLS)
+	tlsPair("mllp.tls", c.MLLP.TLS, true)
+	tlsPair("http.tls", c.HTTP.TLS, true)
 	if m := c.Kafka.SASL.Mechanism; m != "" && m != "SCRAM-SHA-256" && m != "SCRAM-SHA-512" {
 		bad("kafka.sasl.mechanism", "%q is not SCRAM-SHA-256 or SCRAM-SHA-512", m)
 	}
 	if c.Kafka.SASL.User != "" && c.Kafka.SASL.Password == "" {
 		bad("kafka.sasl.password", "is required with kafka.sasl.user")
 	}
+	if c.Kafka.SASL.User == "" && (c.Kafka.SASL.Password != "" || c.Kafka.SASL.Mechanism != "") {
+		bad("kafka.sasl.user", "is required with kafka.sasl.password or kafka.sasl.mechanism")
+	}
+	if len(c.Kafka.Brokers) == 0 && (c.Kafka.TLS.Enabled() || c.Kafka.SASL.User != "") {
+		bad("kafka.tls/kafka.sasl", "apply to kafka.brokers, which is empty (the embedded broker speaks neither)")
+	}
+	if c.Kafka.TLS.ClientCA != "" {
+		bad("kafka.tls.client_ca", "is for servers; a Kafka client verifies brokers with kafka.tls.ca")
+	}
+	tlsPair("kafka.tls", c.Kafka.TLS, false)
+	c.validateSecurity(bad)
 	if s := strings.ToLower(c.Store.Sync); s != "full" && s != "normal" {
 		bad("store.sync", "%q is not full or normal", c.Store.Sync)
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/mllp"
+	"github.com/hiegw/hiegw/internal/mpi"
+	"github.com/hiegw/hiegw/internal/mpi/sqlstore"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/route"
 	"github.com/hiegw/hiegw/internal/sftpd"
@@ -48,18 +50,22 @@ type Gateway struct {
 	router   *route.Router
 	in       *intake.Intake
 	pipe     *pipeline.Pipeline
+	identity *pipeline.Identity
 	relay    *route.Relay
 	mllpSrv  *mllp.Server
 	sftpSrv  *sftpd.Server
 	httpSrv  *http.Server
 
 	mllpLn, httpLn net.Listener
+	sec            *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr     string
 }
 
 // New builds the gateway and binds its listeners; Run serves.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	g.sec = newSecurity(cfg, g.reg)
+	logWarnings(log, cfg)
 	if err := g.build(ctx); err != nil {
 		g.closeAll()
 		return nil, err
@@ -93,8 +99,16 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.router = route.NewRouter(subs, g.reg)
 	g.relay = route.NewRelay(g.db, g.producer, route.RelayOptions{Owner: relayOwner(), MaxAttempts: cfg.Kafka.MaxAttempts,
 		DeadLetterSuffix: cfg.Kafka.DeadLetterSuffix, Registerer: g.reg, Logger: log})
+	// The master patient index, with its default settings; every use binds
+	// it to a transaction of the store.
+	ix, err := mpi.New(sqlstore.New(g.db.SQL()), mpi.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
+	g.identity.OnCommit = g.relay.Notify
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
-		OnCommit: g.relay.Notify, Registerer: g.reg, Logger: log})
+		OnCommit: g.relay.Notify, Identity: g.identity, Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
@@ -169,6 +183,10 @@ func (g *Gateway) startMLLP() error {
 		}
 		s.TLSConfig = tc
 	}
+	s.OnRefuse = g.onRefuse
+	if len(c.Senders) > 0 {
+		s.Identify = g.sec.senders.identify
+	}
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("mllp listen: %w", err)
@@ -180,13 +198,16 @@ func (g *Gateway) startMLLP() error {
 
 func (g *Gateway) serveMLLP(ctx context.Context, ci mllp.ConnInfo, frame []byte, frameErr error) []byte {
 	env := &intake.Envelope{Channel: intake.ChannelMLLP, Peer: ci.Remote.String(), ReceivedAt: time.Now(),
-		Raw: append([]byte(nil), frame...)}
+		Raw: append([]byte(nil), frame...), Sender: ci.Sender, Facilities: g.sec.senders.facilities(ci.Sender)}
 	if frameErr != nil {
 		return g.in.RefuseOversize(ctx, env, frameErr)
 	}
 	rec, err := g.in.Accept(ctx, env)
 	if err != nil {
 		g.log.Error("mllp message not stored", "peer", env.Peer, "err", err)
+	}
+	if rec.Denied {
+		g.auditDenied(ctx, ci.Sender, hostOf(ci.Remote), rec.EnvelopeID)
 	}
 	if g.cfg.Log.LogMessageBodies {
 		g.log.Debug("mllp message", "peer", env.Peer, "body", string(frame), "ack", string(rec.ACK))
@@ -253,7 +274,14 @@ func (g *Gateway) startHTTP() error {
 			return nil
 		}},
 	}
-	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Notify, Logger: g.log})
+	extra := api.MPIHandlers(g.identity, g.db)
+	// The analysts' console (static files under /console/ and the JSON it reads).
+	for pattern, ch := range api.Console(g.db, api.ConsoleOptions{Mappings: g.maps.Current, Gatherer: g.reg,
+		Started: time.Now(), Listeners: g.consoleListeners}) {
+		extra[pattern] = ch
+	}
+	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Rescan, Logger: g.log,
+		Extra: extra, Tokens: apiTokens(g.cfg.HTTP.Tokens), Registerer: g.reg})
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -271,6 +299,28 @@ func (g *Gateway) startHTTP() error {
 	g.httpLn = ln
 	g.log.Info("http listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// consoleListeners describes the bound listeners for the console's status.
+func (g *Gateway) consoleListeners() []api.Listener {
+	security := func(t config.TLS) string {
+		switch {
+		case t.ClientCA != "":
+			return "mutual TLS"
+		case t.Enabled():
+			return "TLS"
+		}
+		return "plain"
+	}
+	ls := []api.Listener{{Name: "mllp", Addr: g.MLLPAddr(), Security: security(g.cfg.MLLP.TLS)},
+		{Name: "http", Addr: g.HTTPAddr(), Security: security(g.cfg.HTTP.TLS)}}
+	if a := g.SFTPAddr(); a != "" {
+		ls = append(ls, api.Listener{Name: "sftp", Addr: a, Security: "SSH"})
+	}
+	if g.brokerAddr != "" {
+		ls = append(ls, api.Listener{Name: "kafka (embedded broker)", Addr: g.brokerAddr, Security: "plain"})
+	}
+	return ls
 }
 
 // MLLPAddr, HTTPAddr, BrokerAddr and SFTPAddr are the bound addresses.
@@ -305,6 +355,7 @@ func (g *Gateway) Reload() error {
 	_ = g.db.Audit(context.Background(), store.AuditEntry{Actor: "system", Action: "mappings.reload", Target: g.cfg.Mappings.Dir, Outcome: outcome})
 	if g.cfg.Subscriptions.File != "" {
 		subs, serr := route.LoadSubscriptions(g.cfg.Subscriptions.File)
+		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", len(subs)), serr)
 		if serr != nil {
 			g.log.Error("subscriptions reload refused; the previous set keeps serving", "err", serr)
 			return errors.Join(err, serr)
@@ -325,12 +376,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer work.Done(); g.relay.Run(relayCtx) }()
 	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(version string, err error) {
+		g.auditReload("mappings.reload", g.cfg.Mappings.Dir, "version "+version, err)
 		if err != nil {
 			g.log.Error("mapping reload refused; the previous set keeps serving", "err", err)
 			return
 		}
 		g.log.Info("mappings reloaded", "version", version)
 	})
+	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, func(n int, err error) {
+		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", n), err)
+		if err != nil {
+			g.log.Error("subscriptions reload refused; the previous set keeps serving", "err", err)
+			return
+		}
+		g.log.Info("subscriptions reloaded", "count", n)
+	})
+	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go func() {
 		if err := g.mllpSrv.Serve(g.mllpLn); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
 			errc <- fmt.Errorf("mllp: %w", err)
@@ -431,7 +492,7 @@ func serverTLS(t config.TLS) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion(t)}
 	if t.ClientCA != "" {
 		pool, err := loadPool(t.ClientCA)
 		if err != nil {
@@ -443,7 +504,7 @@ func serverTLS(t config.TLS) (*tls.Config, error) {
 }
 
 func clientTLS(t config.TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{MinVersion: minVersion(t)}
 	if t.CA != "" {
 		pool, err := loadPool(t.CA)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/hl7"
@@ -44,6 +45,12 @@ func (in *Intake) acceptMessage(ctx context.Context, env *Envelope) (Receipt, er
 		e.DedupKey = "sha256:" + sum
 	}
 	outcome, details := in.judge(env, h, herr)
+	denied := false
+	if herr == nil && !facilityAllowed(env.Facilities, h) {
+		denied, outcome = true, reject
+		details = []hl7.ErrorDetail{{Location: "MSH^1^4", Code: "207", Severity: "E",
+			Message: "MSH-4 sending facility is not one this sender is registered to send as"}}
+	}
 	if outcome != accept {
 		e.Status = StatusRejected
 		e.Error = describe(details)
@@ -57,7 +64,25 @@ func (in *Intake) acceptMessage(ctx context.Context, env *Envelope) (Receipt, er
 		return Receipt{Status: StatusRejected, Reason: "store unavailable", ACK: ack}, fmt.Errorf("store envelope: %w", err)
 	}
 	in.count(env.Channel, KindHL7, ins)
-	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error, ACK: ins.ACK}, nil
+	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error, ACK: ins.ACK,
+		Denied: denied}, nil
+}
+
+// facilityAllowed tells whether the message's MSH-4 is one of allowed (nil
+// allows any). Both the namespace id and the universal id are compared, case
+// and surrounding spaces ignored.
+func facilityAllowed(allowed []string, h hl7.Header) bool {
+	if allowed == nil {
+		return true
+	}
+	ns, uid := strings.TrimSpace(h.SendingFacility.NamespaceID), strings.TrimSpace(h.SendingFacility.UniversalID)
+	for _, a := range allowed {
+		a = strings.TrimSpace(a)
+		if a != "" && (strings.EqualFold(a, ns) || strings.EqualFold(a, uid)) {
+			return true
+		}
+	}
+	return false
 }
 
 // judge decides how to answer: AR for an unreadable header or an unsupported

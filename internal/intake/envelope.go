@@ -18,6 +18,10 @@ type Envelope struct {
 	Peer       string    // remote address, for the audit trail
 	ReceivedAt time.Time // when the listener finished reading it
 	Filename   string    // the uploaded file's name (SFTP only)
+	// Facilities, when not nil, are the sending facilities (MSH-4 namespace
+	// or universal id) the authenticated sender may send as; a message naming
+	// another is stored as rejected and answered AR. Nil allows any.
+	Facilities []string
 	Raw        []byte
 }
 
@@ -37,4 +41,7 @@ type Receipt struct {
 	Status     string // StatusReceived or StatusRejected
 	Reason     string // why it was rejected, naming the location (no PHI)
 	ACK        []byte // the HL7 v2 acknowledgement to send back (MLLP); the stored one for a duplicate
+	// Denied is set when the message named a sending facility its sender may
+	// not use; the caller audits it.
+	Denied bool
 }

@@ -21,7 +21,17 @@ type ConnInfo struct {
 	Remote net.Addr
 	// TLS is the handshake state, nil on plain TCP.
 	TLS *tls.ConnectionState
+	// Sender is the name Identify gave the connection ("" without Identify).
+	Sender string
 }
+
+// Reasons a connection is refused, passed to Server.OnRefuse.
+const (
+	RefusedAllowList = "allow-list"       // the peer's address is not allowed
+	RefusedTooMany   = "too-many"         // MaxConns reached
+	RefusedHandshake = "tls-handshake"    // no, untrusted or invalid client certificate, or no common TLS version
+	RefusedIdentity  = "unknown-identity" // Identify did not recognise the peer
+)
 
 // Handler answers frames. It is called once per frame, in order, for each
 // connection; the reply it returns is written back as one frame before the
@@ -61,8 +71,16 @@ type Server struct {
 	// MaxConns bounds concurrent connections; 0 means unlimited.
 	MaxConns int
 	// Allow, when set, is asked for every new connection; false closes it.
-	Allow  func(net.Addr) bool
-	Logger *slog.Logger
+	Allow func(net.Addr) bool
+	// Identify, when set, names the peer of a new connection after the TLS
+	// handshake (from its client certificate, say); the name reaches the
+	// Handler in ConnInfo.Sender. An error closes the connection.
+	Identify func(ci ConnInfo) (string, error)
+	// OnRefuse, when set, is told of every connection closed before its first
+	// frame, with one of the Refused* reasons and the cause (which names no
+	// message content). It must not block for long.
+	OnRefuse func(remote net.Addr, reason string, cause error)
+	Logger   *slog.Logger
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -141,8 +159,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 5 * time.Millisecond
 		if s.Allow != nil && !s.Allow(c.RemoteAddr()) {
-			s.refused.Add(1)
-			s.logger().Warn("mllp connection refused by allow-list", "remote", c.RemoteAddr().String())
+			s.refuse(c.RemoteAddr(), RefusedAllowList, errors.New("address not in the allow-list"))
 			c.Close()
 			continue
 		}
@@ -150,8 +167,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			select {
 			case sem <- struct{}{}:
 			default:
-				s.refused.Add(1)
-				s.logger().Warn("mllp connection refused: too many connections", "remote", c.RemoteAddr().String(), "max", s.MaxConns)
+				s.refuse(c.RemoteAddr(), RefusedTooMany, fmt.Errorf("more than %d connections", s.MaxConns))
 				c.Close()
 				continue
 			}
@@ -165,6 +181,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			s.serveConn(c)
 		}()
+	}
+}
+
+func (s *Server) refuse(remote net.Addr, reason string, cause error) {
+	s.refused.Add(1)
+	s.logger().Warn("mllp connection refused", "remote", remote.String(), "reason", reason, "err", cause)
+	if s.OnRefuse != nil {
+		s.OnRefuse(remote, reason, cause)
 	}
 }
 
@@ -194,13 +218,21 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		_ = tc.SetDeadline(time.Now().Add(hsTimeout))
 		if err := tc.HandshakeContext(s.ctx); err != nil {
-			log.Warn("mllp tls handshake failed", "remote", ci.Remote.String(), "err", err)
+			s.refuse(ci.Remote, RefusedHandshake, err)
 			return
 		}
 		_ = tc.SetDeadline(time.Time{})
 		st := tc.ConnectionState()
 		ci.TLS = &st
 		c = tc
+	}
+	if s.Identify != nil {
+		name, err := s.Identify(ci)
+		if err != nil {
+			s.refuse(ci.Remote, RefusedIdentity, err)
+			return
+		}
+		ci.Sender = name
 	}
 	dr := &deadlineReader{c: c, idle: s.IdleTimeout, read: s.ReadTimeout}
 	r := NewReader(dr, s.MaxFrameSize)

@@ -101,6 +101,10 @@ func TestServerIdleTimeoutClosesStalledPeer(t *testing.T) {
 	if _, err := c.Read(buf); err == nil {
 		t.Fatal("expected the server to close a stalled connection")
 	}
+	// The server closes the socket before it counts the connection gone.
+	for i := 0; i < 500 && s.Stats().Active != 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s.Stats().Active != 0 {
 		t.Fatalf("active connections %d", s.Stats().Active)
 	}

@@ -1,0 +1,492 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/api"
+	"github.com/hiegw/hiegw/internal/config"
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/mllp"
+	"github.com/hiegw/hiegw/internal/mllp/testcert"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// pki is a test certificate authority, a rogue one, and the server's files.
+type pki struct {
+	ca, rogue *testcert.CA
+}
+
+func (p *pki) client(t *testing.T, cn string, fromRogue bool) *tls.Config {
+	issuer := p.ca
+	if fromRogue {
+		issuer = p.rogue
+	}
+	leaf := issuer.Client(t, cn)
+	return &tls.Config{RootCAs: p.ca.Pool(), ServerName: "127.0.0.1",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &leaf.TLS, nil }}
+}
+
+// secureConfig is a gateway with mutual TLS on MLLP (one sender, ADT feed of
+// GOODHEALTH, recognised by its certificate's CN; one lab by fingerprint)
+// and API tokens.
+func secureConfig(t *testing.T) (*config.Config, *pki, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	p := &pki{ca: testcert.NewCA(t, "hie test CA"), rogue: testcert.NewCA(t, "rogue CA")}
+	c := testConfig(t, t.TempDir(), "")
+	cert, key := p.ca.Server(t, "hiegw").WriteFiles(t, dir, "server")
+	c.MLLP.TLS = config.TLS{Cert: cert, Key: key, ClientCA: p.ca.WriteFile(t, dir, "ca")}
+	c.MLLP.Senders = []config.MLLPSender{
+		{Name: "goodhealth-adt", CertCN: "adt.goodhealth.example", Facilities: []string{"GOODHEALTH"}},
+		{Name: "citylab", CertCN: "lab.city.example", Facilities: []string{"CITYLAB"}},
+	}
+	toks := map[string]string{}
+	for _, tr := range []struct{ name, role string }{{"oncall", config.RoleOperator}, {"dashboard", config.RoleReadOnly}} {
+		tok, hash, err := api.NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[tr.name] = tok
+		c.HTTP.Tokens = append(c.HTTP.Tokens, config.APIToken{Name: tr.name, Hash: hash, Role: tr.role})
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c, p, toks
+}
+
+func startLogged(t *testing.T, c *config.Config, log *slog.Logger) *running {
+	t.Helper()
+	g, err := New(context.Background(), c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{g: g, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- g.Run(ctx) }()
+	return r
+}
+
+// sendTLS sends one message and returns the ACK, or the connection's error.
+func sendTLS(addr string, tc *tls.Config, msg []byte) (*hl7.Message, error) {
+	cl, err := mllp.Dial(context.Background(), addr, tc)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	cl.Timeout = 20 * time.Second
+	reply, err := cl.Send(context.Background(), msg)
+	if err != nil {
+		return nil, err
+	}
+	return hl7.Parse(reply)
+}
+
+// waitAudit waits until an entry matching ok is in the audit log.
+func waitAudit(t *testing.T, db *store.DB, ok func(store.AuditEntry) bool) store.AuditEntry {
+	t.Helper()
+	for i := 0; i < 400; i++ {
+		es, err := db.AuditLog(context.Background(), 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if ok(e) {
+				return e
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("audit entry not found")
+	return store.AuditEntry{}
+}
+
+func apiGet(t *testing.T, url, tok string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestMLLPAccessRules: the trusted sender is identified by its certificate
+// and its envelopes carry its name; a wrong facility is answered AR, stored
+// as rejected and audited; an untrusted certificate, no certificate and an
+// unregistered certificate are refused and audited.
+func TestMLLPAccessRules(t *testing.T) {
+	c, p, _ := secureConfig(t)
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	addr, db := r.g.MLLPAddr(), r.g.DB()
+
+	adt := readFile(t, "adt_a01.hl7")
+	ack, err := sendTLS(addr, p.client(t, "adt.goodhealth.example", false), adt)
+	if err != nil || ack.Get("MSA-1") != "CA" {
+		t.Fatalf("trusted sender: %v %v", ack, err)
+	}
+	envs, err := db.ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "ADT0001"})
+	if err != nil || len(envs) != 1 || envs[0].Sender != "goodhealth-adt" {
+		t.Fatalf("envelope sender: %+v %v", envs, err)
+	}
+
+	// The lab's certificate may not send as GOODHEALTH.
+	ack, err = sendTLS(addr, p.client(t, "lab.city.example", false), bytes.Replace(adt, []byte("ADT0001"), []byte("ADT0002"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Get("MSA-1") != "CR" || !strings.Contains(string(ack.Raw()), "MSH^1^4") {
+		t.Fatalf("wrong facility: %q", ack.Raw())
+	}
+	envs, _ = db.ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "ADT0002"})
+	if len(envs) != 1 || envs[0].Status != "rejected" || envs[0].Sender != "citylab" {
+		t.Fatalf("wrong-facility envelope: %+v", envs)
+	}
+	e := waitAudit(t, db, func(e store.AuditEntry) bool { return e.Action == "mllp.facility_denied" })
+	if e.Actor != "citylab" || e.Target != envs[0].ID || e.Peer != "127.0.0.1" || !strings.HasPrefix(e.Outcome, "rejected") {
+		t.Fatalf("facility audit %+v", e)
+	}
+
+	// Refused connections.
+	if _, err := sendTLS(addr, p.client(t, "adt.goodhealth.example", true), adt); err == nil {
+		t.Fatal("certificate from an untrusted CA accepted")
+	}
+	if _, err := sendTLS(addr, &tls.Config{RootCAs: p.ca.Pool(), ServerName: "127.0.0.1"}, adt); err == nil {
+		t.Fatal("connection without a client certificate accepted")
+	}
+	if _, err := sendTLS(addr, p.client(t, "stranger.example", false), adt); err == nil {
+		t.Fatal("unregistered certificate accepted")
+	}
+	if _, err := sendTLS(addr, nil, adt); err == nil {
+		t.Fatal("plain TCP accepted on a TLS listener")
+	}
+	for _, want := range []struct{ reason, cause string }{
+		{"tls-handshake", "unknown authority"},
+		{"tls-handshake", "didn't provide a certificate"},
+		{"unknown-identity", "matches no configured sender"},
+	} {
+		e := waitAudit(t, db, func(e store.AuditEntry) bool {
+			return e.Action == "mllp.connect" && e.Outcome == "refused: "+want.reason && strings.Contains(e.Detail, want.cause)
+		})
+		if e.Actor != "unknown" || e.Peer != "127.0.0.1" {
+			t.Fatalf("refusal audit %+v", e)
+		}
+	}
+	st := r.g.mllpSrv.Stats()
+	if st.Refused < 4 {
+		t.Fatalf("refused connections counted: %+v", st)
+	}
+}
+
+func TestAllowListRefusalAudited(t *testing.T) {
+	c := testConfig(t, t.TempDir(), "")
+	c.MLLP.Allow = []string{"192.0.2.0/24"}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	if _, err := sendTLS(r.g.MLLPAddr(), nil, readFile(t, "oru_r01.hl7")); err == nil {
+		t.Fatal("a peer outside the allow-list got an answer")
+	}
+	e := waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool { return e.Action == "mllp.connect" })
+	if e.Outcome != "refused: allow-list" || e.Peer != "127.0.0.1" {
+		t.Fatalf("audit %+v", e)
+	}
+	code, body := apiGet(t, "http://"+r.g.HTTPAddr()+"/metrics", "")
+	if code != 200 || !strings.Contains(string(body), `hiegw_mllp_refused_connections_total{reason="allow-list"} 1`) {
+		t.Fatalf("metrics: %d", code)
+	}
+}
+
+// TestAPIAuthThroughGateway checks tokens end to end and the FHIR export of
+// the audit log.
+func TestAPIAuthThroughGateway(t *testing.T) {
+	c, _, toks := secureConfig(t)
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	base := "http://" + r.g.HTTPAddr()
+	if code, _ := apiGet(t, base+"/api/v1/messages", ""); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code, _ := apiGet(t, base+"/api/v1/messages", "hiegw_wrong"); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code, _ := apiGet(t, base+"/api/v1/messages", toks["dashboard"]); code != 200 {
+		t.Fatalf("read-only GET: %d", code)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/messages/reprocess", strings.NewReader(`{"sender":"x"}`))
+	req.Header.Set("Authorization", "Bearer "+toks["dashboard"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("read-only POST: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _ := apiGet(t, base+p, ""); code != 200 {
+			t.Fatalf("%s: %d", p, code)
+		}
+	}
+	code, body := apiGet(t, base+"/api/v1/audit?format=fhir", toks["oncall"])
+	if code != 200 {
+		t.Fatalf("export: %d %s", code, body)
+	}
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string
+				Outcome      string
+				Agent        []struct{ Who struct{ Display string } }
+				Subtype      []struct{ Code string }
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range b.Entry {
+		if e.Resource.ResourceType != "AuditEvent" {
+			t.Fatalf("entry %+v", e)
+		}
+		seen[e.Resource.Subtype[0].Code+"/"+e.Resource.Agent[0].Who.Display+"/"+e.Resource.Outcome]++
+	}
+	if seen["api.authenticate/unknown/4"] != 2 || seen["api.authorize/dashboard/4"] != 1 {
+		t.Fatalf("exported events: %v", seen)
+	}
+}
+
+// TestNoPHIInLogs sends messages with a distinctive patient through every
+// path (accepted, rejected, failing its mapping, wrong facility), reads the
+// patient through the API, and checks that nothing of the patient or the
+// message text reaches the log at info level.
+func TestNoPHIInLogs(t *testing.T) {
+	const family, given, mrn, street = "QWERTYXAVIER", "ZEBEDIAHNOX", "MRN7070707", "17 ZANZIBARCLOSE"
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c, p, toks := secureConfig(t)
+	c.Log.Level = "info"
+	r := startLogged(t, c, log)
+	addr := r.g.MLLPAddr()
+
+	phi := strings.NewReplacer("MUÑOZ", family, "JOSÉ", given, "4455667", mrn, "742 EVERGREEN TERRACE", street)
+	adt := []byte(phi.Replace(string(readFile(t, "adt_a01.hl7"))))
+	oru := []byte(phi.Replace(string(readFile(t, "oru_r01.hl7"))))
+	adtTLS, labTLS := p.client(t, "adt.goodhealth.example", false), p.client(t, "lab.city.example", false)
+	msgs := []struct {
+		name string
+		tc   *tls.Config
+		msg  []byte
+		want string
+	}{
+		{"accepted ADT", adtTLS, adt, "CA"},
+		{"accepted ORU", labTLS, oru, "AA"},
+		{"rejected: no MSH-9", labTLS, bytes.Replace(oru, []byte("ORU^R01^ORU_R01|LAB0001"), []byte("|LAB0002"), 1), "AR"},
+		{"fails mapping: no OBX-3", labTLS, bytes.Replace(bytes.Replace(oru, []byte("2345-7^Glucose^LN"), nil, 1),
+			[]byte("LAB0001"), []byte("LAB0003"), 1), "AE"},
+		{"wrong facility", labTLS, bytes.Replace(adt, []byte("ADT0001"), []byte("ADT0009"), 1), "CR"},
+		{"unparseable body", labTLS, []byte("MSH|^~\\&|LABSYS|CITYLAB|HIEGW|HIE|20261124||ORU^R01|LAB0004|P|2.5.1\rPID|1||" + mrn + "^^^X^MR||" + family + "^" + given + "\r\x01bad"), ""},
+	}
+	for _, m := range msgs {
+		ack, err := sendTLS(addr, m.tc, m.msg)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if m.want != "" && ack.Get("MSA-1") != m.want {
+			t.Fatalf("%s: ACK %q", m.name, ack.Raw())
+		}
+	}
+	// An untrusted client, to log a refusal too.
+	_, _ = sendTLS(addr, p.client(t, "x", true), adt)
+
+	// Wait for the pipeline, then read the patient through the API.
+	var pid string
+	for i := 0; i < 400 && pid == ""; i++ {
+		envs, _ := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "ADT0001"})
+		if len(envs) == 1 && envs[0].Status == "processed" {
+			pid = envs[0].PatientID
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if pid == "" {
+		t.Fatal("the ADT was not processed")
+	}
+	base := "http://" + r.g.HTTPAddr()
+	if code, body := apiGet(t, base+"/api/v1/patients/"+pid+"/everything", toks["dashboard"]); code != 200 || !strings.Contains(string(body), family) {
+		t.Fatalf("everything: %d", code)
+	}
+	apiGet(t, base+"/api/v1/patients?system=GOODHEALTH&value="+mrn, "wrong-token")
+	r.shutdown(t)
+
+	out := logs.String()
+	if testing.Verbose() {
+		t.Log(out)
+	}
+	if !strings.Contains(out, "mllp connection refused") || !strings.Contains(out, "level=WARN") {
+		t.Fatalf("the log sink saw nothing; is the logger wired? %q", out)
+	}
+	for _, s := range []string{family, given, mrn, street, "PID|", "OBX|", "EVN|"} {
+		if strings.Contains(out, s) {
+			i := strings.Index(out, s)
+			line := out[strings.LastIndex(out[:i], "\n")+1:]
+			if j := strings.Index(line, "\n"); j >= 0 {
+				line = line[:j]
+			}
+			t.Errorf("log at info level holds %q in: %s", s, line)
+		}
+	}
+}
+
+// TestReloadsAudited: a mapping reload and a refused subscriptions reload
+// are both in the audit log.
+func TestReloadsAudited(t *testing.T) {
+	c := testConfig(t, t.TempDir(), "")
+	subs := t.TempDir() + "/subscriptions.yaml"
+	if err := os.WriteFile(subs, []byte("subscriptions:\n  - name: all\n    topic: hie.events\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Subscriptions.File = subs
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(subs, []byte("subscriptions:\n  - name: all\n    topic: \"bad topic\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.g.Reload(); err == nil {
+		t.Fatal("an invalid subscriptions file was accepted")
+	}
+	db := r.g.DB()
+	waitAudit(t, db, func(e store.AuditEntry) bool {
+		return e.Action == "mappings.reload" && e.Outcome == "ok" && e.Actor == "system"
+	})
+	waitAudit(t, db, func(e store.AuditEntry) bool {
+		return e.Action == "subscriptions.reload" && e.Outcome == "ok" && e.Detail == "1 subscriptions"
+	})
+	e := waitAudit(t, db, func(e store.AuditEntry) bool { return e.Action == "subscriptions.reload" && e.Outcome == "refused" })
+	if e.Target != subs || e.Detail == "" {
+		t.Fatalf("refused reload audit %+v", e)
+	}
+}
+
+// TestUnusableTLSRefusesToStart: every TLS setting that cannot be honoured
+// stops start-up with an error naming it; nothing falls back to plain text.
+func TestUnusableTLSRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, "ca")
+	cert, key := ca.Server(t, "hiegw").WriteFiles(t, dir, "server")
+	empty := dir + "/empty.pem"
+	if err := os.WriteFile(empty, []byte("no certificate here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, want string
+		edit       func(c *config.Config)
+	}{
+		{"mllp client_ca without certificates", "mllp.tls", func(c *config.Config) {
+			c.MLLP.TLS = config.TLS{Cert: cert, Key: key, ClientCA: empty}
+		}},
+		{"mllp key of another certificate", "mllp.tls", func(c *config.Config) {
+			_, otherKey := ca.Server(t, "other").WriteFiles(t, dir, "other")
+			c.MLLP.TLS = config.TLS{Cert: cert, Key: otherKey}
+		}},
+		{"http certificate unreadable", "http.tls", func(c *config.Config) { c.HTTP.TLS = config.TLS{Cert: empty, Key: key} }},
+		{"kafka CA without certificates", "kafka.tls", func(c *config.Config) {
+			c.Kafka.Brokers = []string{"127.0.0.1:1"}
+			c.Kafka.TLS = config.TLS{CA: empty}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig(t, t.TempDir(), "")
+			tc.edit(c)
+			if err := c.Validate(); err != nil {
+				t.Fatalf("validation should pass (the files exist): %v", err)
+			}
+			g, err := New(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil {
+				g.closeAll()
+				t.Fatal("started with unusable TLS")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error does not name %s: %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestHTTPOverTLS serves the API over TLS 1.3 only, on every interface, with
+// tokens; a TLS 1.2 client is refused.
+func TestHTTPOverTLS(t *testing.T) {
+	c, _, toks := secureConfig(t)
+	c.MLLP.TLS, c.MLLP.Senders = config.TLS{}, nil
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, "http CA")
+	cert, key := ca.Server(t, "hiegw").WriteFiles(t, dir, "http")
+	c.HTTP.Addr = "0.0.0.0:0"
+	c.HTTP.TLS = config.TLS{Cert: cert, Key: key, MinVersion: "1.3"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	_, port, err := net.SplitHostPort(r.g.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "https://127.0.0.1:" + port + "/api/v1/stats"
+	client := func(maxVersion uint16) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MaxVersion: maxVersion}}}
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+toks["dashboard"])
+	resp, err := client(0).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("over TLS 1.3: %d", resp.StatusCode)
+	}
+	if resp, err := client(tls.VersionTLS12).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("a TLS 1.2 client was served")
+	}
+}
