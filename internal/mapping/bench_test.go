@@ -38,11 +38,13 @@ func BenchmarkParse(b *testing.B) {
 		data := benchInputs(b)[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if _, err := hl7.Parse(data); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -58,11 +60,13 @@ func BenchmarkMap(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if _, err := s.MapHL7("BENCH", m); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -93,5 +97,31 @@ func TestOru20Maps(t *testing.T) {
 	}
 	if res := r.Resources[22]["result"].([]any); len(res) != 20 {
 		t.Errorf("report has %d results", len(res))
+	}
+}
+
+// BenchmarkParseAndMap is the gateway's per-message cost in steady state:
+// one hl7.Message reused with Reset for each incoming message, then mapped.
+func BenchmarkParseAndMap(b *testing.B) {
+	s := loadDefault(b)
+	for _, name := range []string{"ADT_A01", "ORU_R01_20OBX"} {
+		data := benchInputs(b)[name]
+		m, err := hl7.Parse(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				if err := m.Reset(data); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.MapHL7("BENCH", m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
 	}
 }

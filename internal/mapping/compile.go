@@ -55,6 +55,9 @@ type program struct {
 	// the commonest form, is run directly without the VM.
 	direct *fnSpec
 	args   []any
+	// Other calls of our functions and simple conditions on them are
+	// walked as a tree (direct.go).
+	tree *tree
 }
 
 type compiler struct {
@@ -169,25 +172,43 @@ func (c *compiler) parseConfig() *conf.Config {
 // checkCalls walks the expression and checks the constant arguments of our
 // functions: HL7 paths, code table names and resource rule names.
 func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[string]bool) {
-	tree, err := parser.ParseWithConfig(src, c.parseConfig())
+	parsed, err := parser.ParseWithConfig(src, c.parseConfig())
 	if err != nil {
 		return
 	}
 	v := &callChecker{c: c, pm: pm, p: p, names: names, src: src}
-	ast.Walk(&tree.Node, v)
-	if call, ok := tree.Node.(*ast.CallNode); ok {
+	ast.Walk(&parsed.Node, v)
+	if call, ok := parsed.Node.(*ast.CallNode); ok {
 		if id, ok := call.Callee.(*ast.IdentifierNode); ok && funcByName[id.Value] != nil {
 			args := make([]any, 0, len(call.Arguments))
 			for _, a := range call.Arguments {
-				s, ok := a.(*ast.StringNode)
-				if !ok {
-					return
+				if s, ok := a.(*ast.StringNode); ok {
+					args = append(args, s.Value)
 				}
-				args = append(args, s.Value)
 			}
-			p.direct, p.args = funcByName[id.Value], args
+			if len(args) == len(call.Arguments) {
+				p.direct, p.args = funcByName[id.Value], resolvePaths(funcByName[id.Value], args, c.set.paths)
+				return
+			}
 		}
 	}
+	p.tree, _ = buildTree(parsed.Node)
+	p.tree.resolvePaths(c.set.paths)
+}
+
+// resolvePaths replaces the constant path arguments of a call of f by their
+// parsed form, so that a run does not look them up by text.
+func resolvePaths(f *fnSpec, args []any, paths map[string]*hpath) []any {
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || f.argKind(i) != argPath {
+			continue
+		}
+		if hp := paths[s]; hp != nil {
+			args[i] = hp
+		}
+	}
+	return args
 }
 
 type callChecker struct {

@@ -220,21 +220,38 @@ func fhirDecimal(v string) (json.Number, error) {
 	if intPart == "" && frac == "" {
 		return "", errNotNumber
 	}
-	for _, c := range intPart + frac {
-		if c < '0' || c > '9' {
-			return "", errNotNumber
-		}
+	if !allDigits(intPart) || !allDigits(frac) {
+		return "", errNotNumber
 	}
-	intPart = strings.TrimLeft(intPart, "0")
-	if intPart == "" {
-		intPart = "0"
+	// the result is a slice of s (no copy) unless the integer part is empty
+	start := len(intPart) - len(strings.TrimLeft(intPart, "0"))
+	if start == len(intPart) && start > 0 {
+		start-- // keep one zero
 	}
-	out := intPart
+	end := len(intPart)
 	if hasDot && frac != "" {
-		out += "." + frac
+		end = len(s)
+	}
+	var out string
+	switch {
+	case intPart != "":
+		out = s[start:end]
+	case end == len(s):
+		out = "0." + frac
+	default:
+		out = "0"
 	}
 	if neg && strings.Trim(out, "0.") != "" {
 		out = "-" + out
 	}
 	return json.Number(out), nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

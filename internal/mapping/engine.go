@@ -43,6 +43,7 @@ type produced struct {
 	seg  int
 	res  fhir.Resource
 	rr   *resRule
+	ref  any // res.Ref(), made once for every reference to it
 }
 
 // state is the evaluation state of one message. Expression functions receive
@@ -54,6 +55,7 @@ type state struct {
 	m      *hl7.Message
 	names  []string
 	firsts []int // firsts[i]: index of the first segment named like segment i
+	occs   []int // occs[i]: 1-based occurrence of segment i among those of its name
 
 	seg               int       // current segment, -1 for none
 	fseg, field, rep  int       // current repetition being iterated, rep 0 for none
@@ -64,6 +66,9 @@ type state struct {
 	vmEnv             exprEnv
 	tableTargetsCache map[string]map[string]bool
 	machine           vm.VM
+	args              []any    // argument stack of the evaluation trees
+	keys              []string // the id keys of the resource being made
+	check             validator
 }
 
 // context.Context, so that expr passes the state to our functions.
@@ -75,20 +80,23 @@ func (st *state) Value(any) any               { return nil }
 var statePool = sync.Pool{New: func() any { return &state{} }}
 
 func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
-	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], seg: -1,
-		machine: st.machine}
+	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
+		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
+		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}}
+	clear(st.produced[:cap(st.produced)]) // let the last message's resources go
 	n := m.SegmentCount()
 	for i := 0; i < n; i++ {
 		name := m.Segment(i).Name()
 		st.names = append(st.names, name)
-		f := i
-		for j := 0; j < i; j++ {
+		f, occ := i, 1
+		for j := i - 1; j >= 0; j-- {
 			if st.names[j] == name {
-				f = st.firsts[j]
+				f, occ = st.firsts[j], st.occs[j]+1
 				break
 			}
 		}
 		st.firsts = append(st.firsts, f)
+		st.occs = append(st.occs, occ)
 	}
 	st.vmEnv = exprEnv{Ctx: st}
 }
@@ -166,10 +174,10 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 		}
 	}
 	// ids must be unique inside one result
-	seen := map[string]int{}
+	seen := make(map[string]int, len(st.produced))
 	for i := range st.produced {
 		pr := &st.produced[i]
-		k := pr.res.Type() + "/" + pr.res.ID()
+		k := pr.ref.(string) // Type/id as made
 		if n, dup := seen[k]; dup {
 			seen[k] = n + 1
 			pr.res["id"] = fhir.StableID(sender, pr.res.Type(), pr.res.ID(), strconv.Itoa(n+1))
@@ -180,7 +188,7 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 		seen[k] = 1
 	}
 	for _, pr := range st.produced {
-		if probs := Validate(pr.res); len(probs) > 0 {
+		if probs := st.check.check(pr.res); len(probs) > 0 {
 			return nil, st.invalid(pr, probs)
 		}
 	}
@@ -227,15 +235,7 @@ func (st *state) segLoc(seg int) string {
 	return st.names[seg] + "^" + strconv.Itoa(st.occurrence(seg))
 }
 
-func (st *state) occurrence(seg int) int {
-	n := 0
-	for i := 0; i <= seg; i++ {
-		if st.names[i] == st.names[seg] {
-			n++
-		}
-	}
-	return n
-}
+func (st *state) occurrence(seg int) int { return st.occs[seg] }
 
 // produce runs one resource rule.
 func (st *state) produce(rr *resRule) error {
@@ -260,18 +260,19 @@ func (st *state) produce(rr *resRule) error {
 				continue
 			}
 		}
-		keys := make([]string, len(rr.id))
+		keys := st.keys[:0]
 		haveKey := false
-		for i, p := range rr.id {
-			v, err := st.run(p)
+		for _, p := range rr.id {
+			k, err := st.runString(p)
 			if err != nil {
 				return st.mapErr(err, rr.typ+".id", p.pos, p.path)
 			}
-			keys[i] = stringOf(v)
-			if keys[i] != "" {
+			keys = append(keys, k)
+			if k != "" {
 				haveKey = true
 			}
 		}
+		st.keys = keys
 		if !haveKey {
 			loc := st.segLoc(seg)
 			if len(rr.id) > 0 && rr.id[0].path != nil {
@@ -286,7 +287,7 @@ func (st *state) produce(rr *resRule) error {
 				return err
 			}
 		}
-		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr})
+		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref()})
 	}
 	return nil
 }
@@ -294,6 +295,21 @@ func (st *state) produce(rr *resRule) error {
 // run evaluates a program.
 func (st *state) run(p *program) (any, error) {
 	return runProgram(p, st)
+}
+
+// runString evaluates a program for its text (stringOf its value).
+func (st *state) runString(p *program) (string, error) {
+	switch {
+	case p.direct != nil && p.direct.str != nil:
+		return p.direct.str(st, p.args)
+	case p.tree != nil && p.tree.isStr:
+		return st.runTreeString(p)
+	}
+	v, err := st.run(p)
+	if err != nil {
+		return "", err
+	}
+	return stringOf(v), nil
 }
 
 func (st *state) evalBool(p *program) (bool, error) {
@@ -518,6 +534,13 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 	}
 	if last.def.many {
 		cur, _ := obj[name].([]any)
+		if _, ok := v.([]any); ok && cur == nil {
+			// a fresh list from this evaluation: stored as it is
+			if _, present := obj[name]; !present {
+				obj[name] = v
+				return nil
+			}
+		}
 		if list, ok := v.([]any); ok {
 			cur = append(cur, list...)
 		} else {
@@ -659,17 +682,21 @@ func prune(v any) any {
 	case nil:
 		return nil
 	case string:
-		x = strings.TrimSpace(x)
-		if x == "" {
+		t := strings.TrimSpace(x)
+		if t == "" {
 			return nil
 		}
-		return x
+		if len(t) == len(x) {
+			return v // no new box for an unchanged string
+		}
+		return t
 	case map[string]any:
 		for k, e := range x {
 			p := prune(e)
-			if isEmpty(p) {
+			switch {
+			case isEmpty(p):
 				delete(x, k)
-			} else {
+			case !samePruned(e, p):
 				x[k] = p
 			}
 		}
@@ -688,6 +715,9 @@ func prune(v any) any {
 		}
 		if len(out) == 0 {
 			return nil
+		}
+		if len(out) == len(x) {
+			return v // same backing array and length: no new box
 		}
 		return out
 	case []string:
@@ -724,6 +754,26 @@ func prune(v any) any {
 		return x
 	}
 	return v
+}
+
+// samePruned reports whether prune(e) gave back e itself, so that the
+// element needs no new assignment. Only the kinds prune returns unchanged
+// are recognised; anything else counts as changed.
+func samePruned(e, p any) bool {
+	switch x := e.(type) {
+	case string:
+		y, ok := p.(string)
+		return ok && len(x) == len(y)
+	case map[string]any:
+		_, ok := p.(map[string]any)
+		return ok // prune changes a map in place
+	case *choiceValue:
+		y, ok := p.(*choiceValue)
+		return ok && x == y
+	case json.Number, bool, float64, int, int64:
+		return true
+	}
+	return false
 }
 
 func deepCopy(v any) any {

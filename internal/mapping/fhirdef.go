@@ -90,11 +90,19 @@ type elemDef struct {
 	types    []string // one, or the choices of a [x] element
 	choice   bool
 	typeOf   map[string]string // concrete JSON name → type, for choices
-	binding  map[string]bool
+	nameOf   map[string]string // type → concrete JSON name, for choices
+	// the definitions of complex types, resolved once for the validator:
+	// def of types[0], and of each concrete name of a choice
+	def     *typeDef
+	defOf   map[string]*typeDef
+	binding map[string]bool
 }
 
 // concrete returns the JSON name of a choice element for type t.
 func (e *elemDef) concrete(t string) string {
+	if n, ok := e.nameOf[t]; ok {
+		return n
+	}
 	base := strings.TrimSuffix(e.name, "[x]")
 	return base + strings.ToUpper(t[:1]) + t[1:]
 }
@@ -139,9 +147,11 @@ func mustParseDefs(src string) map[string]*typeDef {
 			if strings.HasSuffix(en, "[x]") {
 				ed.choice = true
 				ed.typeOf = map[string]string{}
+				ed.nameOf = map[string]string{}
 				for _, t := range ed.types {
 					td.elems[ed.concrete(t)] = ed
 					ed.typeOf[ed.concrete(t)] = t
+					ed.nameOf[t] = ed.concrete(t)
 				}
 			} else {
 				td.elems[en] = ed
@@ -171,6 +181,19 @@ func mustParseDefs(src string) map[string]*typeDef {
 			for _, t := range ed.types {
 				if !primitives[t] && defs[t] == nil {
 					panic("fhirdef: unknown type " + t)
+				}
+			}
+		}
+	}
+	for _, td := range defs {
+		for _, ed := range td.elems {
+			ed.def = defs[ed.types[0]]
+			if ed.choice && ed.defOf == nil {
+				ed.defOf = map[string]*typeDef{}
+				for k, t := range ed.typeOf {
+					if d := defs[t]; d != nil {
+						ed.defOf[k] = d
+					}
 				}
 			}
 		}

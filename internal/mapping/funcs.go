@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/hiegw/hiegw/internal/hl7"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -32,6 +33,10 @@ type fnSpec struct {
 	lists    bool // paths may use [*]: the function then returns a list
 	segments bool // paths may name a bare segment
 	impl     func(st *state, a []any) (any, error)
+	result   resultKind // what every signature returns, for the evaluation trees (direct.go)
+	// str, when set, is impl for callers that want the string itself (no
+	// interface value to allocate).
+	str func(st *state, a []any) (string, error)
 }
 
 func (f *fnSpec) argKind(i int) argKind {
@@ -52,7 +57,7 @@ type (
 )
 
 var funcs = []*fnSpec{
-	{name: "v", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV},
+	{name: "v", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV, str: fnVString},
 	{name: "exists", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) bool)}, impl: fnExists},
 	{name: "count", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) int)}, impl: fnCount},
 	{name: "all", args: []argKind{argPath}, lists: true, types: []any{new(func(context.Context, string) []any)}, impl: fnAll},
@@ -98,6 +103,7 @@ var funcs = []*fnSpec{
 var funcByName = func() map[string]*fnSpec {
 	m := map[string]*fnSpec{}
 	for _, f := range funcs {
+		f.result = resultOf(f.types)
 		m[f.name] = f
 	}
 	return m
@@ -108,6 +114,14 @@ func runProgram(p *program, st *state) (any, error) {
 	if p.direct != nil {
 		return p.direct.impl(st, p.args)
 	}
+	if p.tree != nil {
+		return st.runTree(p)
+	}
+	return st.runVM(p)
+}
+
+// runVM runs p with expr's VM.
+func (st *state) runVM(p *program) (any, error) {
 	st.machine.MemoryBudget = memoryBudget
 	return st.machine.Run(p.prog, st.vmEnv)
 }
@@ -117,6 +131,9 @@ func runProgram(p *program, st *state) (any, error) {
 // path returns the parsed path of a string argument (parsed at load time
 // for constants, here for computed ones).
 func (st *state) path(a any) (*hpath, error) {
+	if hp, ok := a.(*hpath); ok { // resolved at load time (resolvePaths)
+		return hp, nil
+	}
 	s, _ := a.(string)
 	if p := st.set.paths[s]; p != nil {
 		return p, nil
@@ -137,25 +154,43 @@ type cell struct {
 	segName              string
 	occ                  int
 	fieldPath, fieldComp int
+	r                    hl7.Rep // the repetition, found once for all its parts (see withRep)
+}
+
+// withRep sets c.r from the message.
+func (c cell) withRep() cell {
+	c.r = c.st.m.Segment(c.seg).Field(c.field).Rep(max(c.rep, 1))
+	return c
+}
+
+// repValue is hl7.Segment.Value for a repetition already found.
+func repValue(r hl7.Rep, comp, sub int) string {
+	if comp == 0 {
+		return r.Text()
+	}
+	c := r.Component(comp)
+	if sub == 0 {
+		return c.String()
+	}
+	return c.Sub(sub)
 }
 
 // part returns component i (subcomponent j) of the datatype in the cell.
 func (c cell) part(i, j int) string {
-	s := c.st.m.Segment(c.seg)
 	var v string
 	switch {
 	case c.comp == 0:
-		v = s.Value(c.field, c.rep, i, j)
+		v = repValue(c.r, i, j)
 	case c.sub == 0:
 		if j > 1 {
 			return ""
 		}
-		v = s.Value(c.field, c.rep, c.comp, i)
+		v = repValue(c.r, c.comp, i)
 	default:
 		if i > 1 || j > 1 {
 			return ""
 		}
-		v = s.Value(c.field, c.rep, c.comp, c.sub)
+		v = repValue(c.r, c.comp, c.sub)
 	}
 	if v == `""` {
 		return ""
@@ -174,6 +209,14 @@ func (c cell) loc() string {
 	return l
 }
 
+// locAt is loc for part 0, else locPart(part).
+func (c cell) locAt(part int) string {
+	if part == 0 {
+		return c.loc()
+	}
+	return c.locPart(part)
+}
+
 func (c cell) locPart(i int) string {
 	if c.comp > 0 {
 		return c.loc() + "^" + strconv.Itoa(i)
@@ -183,28 +226,31 @@ func (c cell) locPart(i int) string {
 
 // cells resolves a path to the cells it designates: one, or with [*] every
 // repetition. ok is false when the segment or repetition is absent.
-func (st *state) cells(p *hpath) []cell {
+func (st *state) cells(p *hpath) []cell { return st.appendCells(nil, p) }
+
+// appendCells is cells appending to out, so that callers can keep the
+// cells on their stack.
+func (st *state) appendCells(out []cell, p *hpath) []cell {
 	seg := st.segIndex(p)
 	if seg < 0 || p.field == 0 {
-		return nil
+		return out
 	}
 	base := cell{st: st, seg: seg, field: p.field, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}
 	if p.repAll {
 		n := st.m.Segment(seg).Field(p.field).RepCount()
-		out := make([]cell, 0, n)
 		for r := 1; r <= n; r++ {
 			c := base
 			c.rep = r
-			out = append(out, c)
+			out = append(out, c.withRep())
 		}
 		return out
 	}
 	r := st.repIndex(seg, p)
 	if r == 0 {
-		return nil
+		return out
 	}
 	base.rep = r
-	return []cell{base}
+	return append(out, base.withRep())
 }
 
 func (st *state) cell(p *hpath) (cell, bool) {
@@ -216,13 +262,13 @@ func (st *state) cell(p *hpath) (cell, bool) {
 		if st.m.Segment(seg).Field(p.field).RepCount() == 0 {
 			return cell{}, false
 		}
-		return cell{st: st, seg: seg, field: p.field, rep: 1, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}, true
+		return cell{st: st, seg: seg, field: p.field, rep: 1, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}.withRep(), true
 	}
 	r := st.repIndex(seg, p)
 	if r == 0 {
 		return cell{}, false
 	}
-	return cell{st: st, seg: seg, field: p.field, rep: r, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}, true
+	return cell{st: st, seg: seg, field: p.field, rep: r, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}.withRep(), true
 }
 
 // value reads a path as a string: the first component unless one is named.
@@ -257,8 +303,9 @@ func (st *state) each(p *hpath, build func(c cell) (any, error)) (any, error) {
 		}
 		return build(c)
 	}
-	cs := st.cells(p)
-	var out []any
+	var buf [8]cell
+	cs := st.appendCells(buf[:0], p)
+	out := make([]any, 0, len(cs))
 	for _, c := range cs {
 		v, err := build(c)
 		if err != nil {
@@ -280,6 +327,14 @@ func fnV(st *state, a []any) (any, error) {
 	p, err := st.path(a[0])
 	if err != nil {
 		return nil, err
+	}
+	return st.value(p), nil
+}
+
+func fnVString(st *state, a []any) (string, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return "", err
 	}
 	return st.value(p), nil
 }
@@ -594,14 +649,14 @@ func xpn(c cell) (any, error) {
 	if family == "" && c.comp == 0 {
 		family = c.p(1)
 	}
-	use := c.st.mapped("name-use", "", c.p(7), c.locPart(7))
+	use := c.st.mapped("name-use", "", c.p(7), c, 7)
 	return obj("family", family, "given", strs(c.p(2), c.p(3)), "suffix", strs(c.p(4), c.p(6)),
 		"prefix", strs(c.p(5)), "use", use), nil
 }
 
 func xad(c cell) (any, error) {
 	street := strings.TrimSpace(strings.Join(nonEmpty(c.part(1, 1), c.part(1, 2), c.part(1, 3)), " "))
-	use := c.st.mapped("address-use", "", c.p(7), c.locPart(7))
+	use := c.st.mapped("address-use", "", c.p(7), c, 7)
 	return obj("line", strs(street, c.p(2)), "city", c.p(3), "state", c.p(4), "postalCode", c.p(5),
 		"country", c.p(6), "district", c.p(9), "use", use), nil
 }
@@ -668,7 +723,7 @@ func xtn(c cell, defUse string) any {
 	}
 	use := ""
 	if system != "email" {
-		use = c.st.mapped("telecom-use", "", c.p(2), c.locPart(2))
+		use = c.st.mapped("telecom-use", "", c.p(2), c, 2)
 	}
 	if equip == "CP" {
 		use = "mobile"
@@ -787,9 +842,9 @@ func (st *state) report(table, system, code, where string) {
 	st.unmapped = append(st.unmapped, u)
 }
 
-// mapped looks a code up and returns the target code, "" (reported) if the
-// table has no row for it.
-func (st *state) mapped(table, system, code, where string) string {
+// mapped looks a code up and returns the target code, "" (reported, at
+// component part of c) if the table has no row for it.
+func (st *state) mapped(table, system, code string, c cell, part int) string {
 	if code == "" {
 		return ""
 	}
@@ -800,7 +855,7 @@ func (st *state) mapped(table, system, code, where string) string {
 	if e, ok := t.lookup(system, code); ok {
 		return e.Code
 	}
-	st.report(table, system, code, where)
+	st.report(table, system, code, c.locAt(part))
 	return ""
 }
 
@@ -818,11 +873,15 @@ func fnCWE(st *state, a []any) (any, error) {
 
 func (st *state) cwe(c cell, table string) any {
 	var codings []any
-	var tried [][2]string
-	for _, base := range []int{1, 4} {
+	var triedBuf [2][2]string // (system, code) as sent, at most two
+	tried := triedBuf[:0]
+	for _, base := range [2]int{1, 4} {
 		code, disp, sys := c.p(base), c.p(base+1), c.p(base+2)
 		if code == "" {
 			continue
+		}
+		if codings == nil {
+			codings = make([]any, 0, 2)
 		}
 		codings = append(codings, obj("system", st.codingSystem(sys), "code", code, "display", disp))
 		tried = append(tried, [2]string{sys, code})
@@ -832,19 +891,20 @@ func (st *state) cwe(c cell, table string) any {
 		text = c.p(2)
 	}
 	if table != "" && len(tried) > 0 {
-		var hit *codeEntry
+		var hit codeEntry
+		found := false
 		for _, k := range tried {
-			if e, ok := st.p.tables[table].lookup(k[0], k[1]); ok {
-				hit = &e
+			if hit, found = st.p.tables[table].lookup(k[0], k[1]); found {
 				break
 			}
 		}
 		switch {
-		case hit != nil:
+		case found:
 			// the mapped coding first; the codings as sent stay, except a
 			// system-less one that the mapped coding merely qualifies
 			m := obj("system", hit.System, "code", hit.Code, "display", hit.Display)
-			kept := []any{m}
+			kept := make([]any, 1, 1+len(codings))
+			kept[0] = m
 			for _, x := range codings {
 				xm := x.(map[string]any)
 				if xm["system"] == m["system"] && xm["code"] == m["code"] || xm["system"] == nil && xm["code"] == m["code"] {
@@ -955,33 +1015,33 @@ func lookupFn(mode lookupMode) func(st *state, a []any) (any, error) {
 
 // --- quantities --------------------------------------------------------------
 
-// unit reads a CWE unit (OBX-6, RXA-7) into Quantity parts.
-func (st *state) unit(unitPath any) map[string]any {
+// unit reads a CWE unit (OBX-6, RXA-7) into the Quantity parts of u.
+func (st *state) unit(unitPath any, u map[string]any) {
 	if unitPath == nil {
-		return nil
+		return
 	}
 	p, err := st.path(unitPath)
 	if err != nil {
-		return nil
+		return
 	}
 	c, ok := st.cell(p)
 	if !ok {
-		return nil
+		return
 	}
 	id, text, sys := c.p(1), c.p(2), c.p(3)
 	if id == "" && text == "" {
-		return nil
+		return
 	}
-	u := map[string]any{}
+	idv := any(id) // boxed once for both places it may go
 	if text != "" {
 		u["unit"] = text
 	} else {
-		u["unit"] = id
+		u["unit"] = idv
 	}
 	up := strings.ToUpper(sys)
 	switch {
 	case id != "" && (up == "UCUM" || up == "ANS+" || up == "UCUM_1"):
-		u["system"], u["code"] = sysUCUM, id
+		u["system"], u["code"] = sysUCUM, idv
 	case id != "":
 		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
 			u["system"], u["code"] = e.System, e.Code
@@ -992,18 +1052,18 @@ func (st *state) unit(unitPath any) map[string]any {
 			st.report("units", sys, id, c.loc())
 		}
 	}
-	return u
 }
 
-func (st *state) quantity(value string, loc string, unitPath any) (map[string]any, error) {
+// quantity reads a decimal and its unit; an error names component part of c
+// (the whole cell for 0).
+func (st *state) quantity(value string, c cell, part int, unitPath any) (map[string]any, error) {
 	d, err := fhirDecimal(value)
 	if err != nil {
-		return nil, &valueError{loc: loc, msg: err.Error(), code: CodeDataType}
+		return nil, &valueError{loc: c.locAt(part), msg: err.Error(), code: CodeDataType}
 	}
-	q := map[string]any{"value": d}
-	for k, v := range st.unit(unitPath) {
-		q[k] = v
-	}
+	q := make(map[string]any, 4)
+	q["value"] = d
+	st.unit(unitPath, q)
 	return q, nil
 }
 
@@ -1020,7 +1080,7 @@ func fnQuantity(st *state, a []any) (any, error) {
 	if len(a) > 1 {
 		up = a[1]
 	}
-	q, err := st.quantity(c.p(1), c.loc(), up)
+	q, err := st.quantity(c.p(1), c, 0, up)
 	if err != nil {
 		return nil, err
 	}
@@ -1048,7 +1108,7 @@ func fnSN(st *state, a []any) (any, error) {
 	}
 	switch {
 	case sep == "" && n2 == "":
-		q, err := st.quantity(n1, c.loc(), up)
+		q, err := st.quantity(n1, c, 0, up)
 		if err != nil {
 			return nil, err
 		}
@@ -1061,21 +1121,21 @@ func fnSN(st *state, a []any) (any, error) {
 		}
 		return &choiceValue{typ: "Quantity", val: q}, nil
 	case sep == "-" || sep == "":
-		lo, err := st.quantity(n1, c.locPart(2), up)
+		lo, err := st.quantity(n1, c, 2, up)
 		if err != nil {
 			return nil, err
 		}
-		hi, err := st.quantity(n2, c.locPart(4), up)
+		hi, err := st.quantity(n2, c, 4, up)
 		if err != nil {
 			return nil, err
 		}
 		return &choiceValue{typ: "Range", val: map[string]any{"low": lo, "high": hi}}, nil
 	case sep == ":" || sep == "/":
-		num, err := st.quantity(n1, c.locPart(2), nil)
+		num, err := st.quantity(n1, c, 2, nil)
 		if err != nil {
 			return nil, err
 		}
-		den, err := st.quantity(n2, c.locPart(4), nil)
+		den, err := st.quantity(n2, c, 4, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -1104,7 +1164,7 @@ func fnRefRange(st *state, a []any) (any, error) {
 	text := c.p(1)
 	r := map[string]any{"text": text}
 	q := func(s string) map[string]any {
-		qq, err := st.quantity(strings.TrimSpace(s), c.loc(), up)
+		qq, err := st.quantity(strings.TrimSpace(s), c, 0, up)
 		if err != nil {
 			return nil
 		}
@@ -1212,7 +1272,7 @@ func fnRef(st *state, a []any) (any, error) {
 	if best == nil {
 		return nil, nil
 	}
-	return map[string]any{"reference": best.res.Ref()}, nil
+	return map[string]any{"reference": best.ref}, nil
 }
 
 // refs(rule): References to every resource the rule made inside the current
@@ -1226,7 +1286,7 @@ func fnRefs(st *state, a []any) (any, error) {
 	var out []any
 	for _, pr := range st.produced {
 		if pr.rule == rule && (from < 0 || pr.seg >= from && pr.seg < to) {
-			out = append(out, map[string]any{"reference": pr.res.Ref()})
+			out = append(out, map[string]any{"reference": pr.ref})
 		}
 	}
 	if len(out) == 0 {

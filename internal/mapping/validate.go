@@ -20,8 +20,8 @@ var (
 	reInstant  = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$`)
 	reTime     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$`)
 	reCode     = regexp.MustCompile(`^[^\s]+( [^\s]+)*$`)
+	reDecimal  = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`) // validDecimal's pattern
 	reID       = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-	reDecimal  = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 	reBase64   = regexp.MustCompile(`^(\s*([0-9a-zA-Z+/=]){4}\s*)+$`)
 	reURI      = regexp.MustCompile(`^\S+$`)
 )
@@ -31,12 +31,19 @@ var (
 // primitive formats and required bindings. It returns every problem found.
 func Validate(r fhir.Resource) []string {
 	var v validator
+	return v.check(r)
+}
+
+// check is Validate with a validator whose stack is reused from one
+// resource to the next.
+func (v *validator) check(r fhir.Resource) []string {
+	v.problems, v.stack = nil, v.stack[:0]
 	t := r.Type()
 	td := fhirTypes[t]
 	if td == nil || !isResourceType(t) {
 		return []string{fmt.Sprintf("resourceType: %q is not a type hiegw produces", t)}
 	}
-	v.stack = append(v.stack, t)
+	v.typ = t
 	if !validID(r.ID()) {
 		v.add("id", "missing or not a FHIR id")
 	}
@@ -45,23 +52,45 @@ func Validate(r fhir.Resource) []string {
 	return v.problems
 }
 
-// validator walks a resource; stack holds the path to the current element,
-// joined only when a problem is reported.
+// validator walks a resource; stack holds the path to the current element
+// (element names and array indexes), turned into text only when a problem is
+// reported, so that a valid resource costs no strings.
 type validator struct {
 	problems []string
-	stack    []string
+	typ      string
+	stack    []step
+}
+
+// step is one element of the path being validated; index is -1 outside
+// arrays.
+type step struct {
+	name  string
+	index int
 }
 
 func (v *validator) add(last, msg string) {
-	p := strings.Join(v.stack, "")
-	if last != "" {
-		p += "." + last
+	var b strings.Builder
+	b.WriteString(v.typ)
+	for _, s := range v.stack {
+		b.WriteByte('.')
+		b.WriteString(s.name)
+		if s.index >= 0 {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+		}
 	}
-	v.problems = append(v.problems, p+": "+msg)
+	if last != "" {
+		b.WriteByte('.')
+		b.WriteString(last)
+	}
+	b.WriteString(": ")
+	b.WriteString(msg)
+	v.problems = append(v.problems, b.String())
 }
 
-func (v *validator) push(s string) { v.stack = append(v.stack, s) }
-func (v *validator) pop()          { v.stack = v.stack[:len(v.stack)-1] }
+func (v *validator) push(name string, index int) { v.stack = append(v.stack, step{name, index}) }
+func (v *validator) pop()                        { v.stack = v.stack[:len(v.stack)-1] }
 
 func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 	var seenChoice [4]*elemDef
@@ -75,7 +104,7 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 			v.add(k, "no such element in "+td.name)
 			continue
 		}
-		t := ed.types[0]
+		t, tdef := ed.types[0], ed.def
 		if ed.choice {
 			for i := 0; i < nChoice; i++ {
 				if seenChoice[i] == ed {
@@ -86,7 +115,7 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 				seenChoice[nChoice] = ed
 				nChoice++
 			}
-			t = ed.typeOf[k]
+			t, tdef = ed.typeOf[k], ed.defOf[k]
 		}
 		if ed.many {
 			arr, ok := val.([]any)
@@ -98,8 +127,8 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 				v.add(k, "empty array")
 			}
 			for i, x := range arr {
-				v.push("." + k + "[" + strconv.Itoa(i) + "]")
-				v.value(t, ed, x)
+				v.push(k, i)
+				v.value(t, tdef, ed, x)
 				v.pop()
 			}
 			continue
@@ -108,8 +137,8 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 			v.add(k, "must be a single value, not an array")
 			continue
 		}
-		v.push("." + k)
-		v.value(t, ed, val)
+		v.push(k, -1)
+		v.value(t, tdef, ed, val)
 		v.pop()
 	}
 	for _, ed := range td.required {
@@ -129,12 +158,14 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 	}
 }
 
-func (v *validator) value(typ string, ed *elemDef, val any) {
+// value checks val as a typ; td is typ's definition for a complex type
+// (fhirTypes[typ]), nil for a primitive.
+func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 	if val == nil {
 		v.add("", "null value")
 		return
 	}
-	if td := fhirTypes[typ]; td != nil {
+	if td != nil {
 		obj, ok := val.(map[string]any)
 		if !ok {
 			if r, ok2 := val.(fhir.Resource); ok2 {
@@ -170,7 +201,7 @@ func (v *validator) value(typ string, ed *elemDef, val any) {
 	case "decimal":
 		switch x := val.(type) {
 		case json.Number:
-			if !reDecimal.MatchString(string(x)) {
+			if !validDecimal(string(x)) {
 				v.add("", "not a decimal")
 			}
 		case float64:
@@ -234,6 +265,44 @@ func validDateTime(s string) bool {
 		return mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60 && (zh < 14 && zm <= 59 || zh == 14 && zm == 0)
 	}
 	return reDateTime.MatchString(s)
+}
+
+// validDecimal matches the FHIR decimal pattern
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? without a regexp.
+func validDecimal(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	start := i
+	n := digits()
+	if n == 0 || n > 1 && s[start] == '0' {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 func atoi2(s string) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
