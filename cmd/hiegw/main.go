@@ -6,6 +6,7 @@
 //	hiegw mappings test    dry-run a message through the mappings
 //	hiegw mpi eval FILE... measure patient matching on a linkage data set
 //	hiegw replay           re-publish a subscriber's events since a time
+//	hiegw token            make an API token and its configuration hash
 //	hiegw version
 package main
 
@@ -55,6 +56,7 @@ commands:
   mappings test FILE    print the FHIR Bundle a message or document would produce (writes nothing)
   mpi eval FILE...      measure patient matching (precision, recall, F1) on a linkage data set
   replay                re-publish a subscriber's events since a time
+  token                 make an API bearer token and the hash to configure for it
   version               print the version
 
 Run "hiegw <command> -h" for the flags of a command.
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMPI(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(stdout)
 	case "version":
 		fmt.Fprintf(stdout, "hiegw %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

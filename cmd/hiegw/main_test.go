@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hiegw/hiegw/internal/api"
 )
 
 func TestSetControlID(t *testing.T) {
@@ -46,6 +49,16 @@ func TestCommands(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"version"}, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "hiegw ") {
 		t.Fatalf("version: %v %q", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"token"}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	var tok, hash string
+	fmt.Sscanf(strings.SplitN(out.String(), "\n", 3)[0], "token: %s", &tok)
+	fmt.Sscanf(strings.SplitN(out.String(), "\n", 3)[1], "hash: %s", &hash)
+	if tok == "" || hash != api.HashToken(tok) {
+		t.Fatalf("token output does not hash to itself: %q", out.String())
 	}
 	err := run(context.Background(), []string{"nonsense"}, &out, &errb)
 	var ec exitCode

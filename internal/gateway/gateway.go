@@ -237,7 +237,8 @@ func (g *Gateway) startSFTP() error {
 		hostKey = filepath.Join(g.cfg.DataDir, "sftp_host_ed25519_key")
 	}
 	s, err := sftpd.New(sftpd.Config{Addr: c.Addr, HostKeyPath: hostKey, Root: filepath.Join(g.cfg.DataDir, "sftp"),
-		Accounts: accounts, MaxFileSize: c.MaxFileBytes, MaxFilesPerSession: c.MaxFilesPerSession, Logger: g.log}, g.in)
+		Accounts: accounts, MaxFileSize: c.MaxFileBytes, MaxFilesPerSession: c.MaxFilesPerSession, Logger: g.log,
+		OnAuthFailure: g.onSFTPAuthFailure}, g.in)
 	if err != nil {
 		return fmt.Errorf("sftp: %w", err)
 	}

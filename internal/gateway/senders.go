@@ -97,8 +97,23 @@ func (g *Gateway) onRefuse(remote net.Addr, reason string, cause error) {
 	if cause != nil {
 		detail = cause.Error()
 	}
-	e := store.AuditEntry{Actor: "unknown", Action: "mllp.connect", Target: g.cfg.MLLP.Addr, Outcome: "refused: " + reason,
-		Peer: hostOf(remote), Detail: detail}
+	g.auditAsync(store.AuditEntry{Actor: "unknown", Action: "mllp.connect", Target: g.cfg.MLLP.Addr, Outcome: "refused: " + reason,
+		Peer: hostOf(remote), Detail: detail})
+}
+
+// onSFTPAuthFailure audits a failed SFTP login (never its password).
+func (g *Gateway) onSFTPAuthFailure(user, method, peer string) {
+	host := peer
+	if h, _, err := net.SplitHostPort(peer); err == nil {
+		host = h
+	}
+	g.auditAsync(store.AuditEntry{Actor: "unknown", Action: "sftp.login", Target: user, Outcome: "refused: " + method,
+		Peer: host})
+}
+
+// auditAsync writes an audit entry without blocking a listener: past 64
+// pending writes, entries are counted as dropped.
+func (g *Gateway) auditAsync(e store.AuditEntry) {
 	select {
 	case g.sec.inflight <- struct{}{}:
 	default:
@@ -110,7 +125,7 @@ func (g *Gateway) onRefuse(remote net.Addr, reason string, cause error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := g.db.Audit(ctx, e); err != nil {
-			g.log.Warn("audit of a refused mllp connection failed", "err", err)
+			g.log.Warn("audit write failed", "action", e.Action, "err", err)
 		}
 	}()
 }

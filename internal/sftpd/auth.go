@@ -167,6 +167,9 @@ func (s *Server) logAuth(c ssh.ConnMetadata, method string, err error) {
 	}
 	s.stats.authFailures.Add(1)
 	s.log.Info("sftp authentication failed", "user", c.User(), "method", method, "peer", c.RemoteAddr().String())
+	if s.cfg.OnAuthFailure != nil {
+		s.cfg.OnAuthFailure(c.User(), method, c.RemoteAddr().String())
+	}
 }
 
 // loadOrCreateHostKey reads an OpenSSH private key from path, or creates an

@@ -69,6 +69,9 @@ type Config struct {
 	IdleTimeout        time.Duration // a connection silent this long is closed (DefaultIdleTimeout)
 	RescanInterval     time.Duration // how often inbox/ is scanned for files to retry (DefaultRescanInterval)
 	Logger             *slog.Logger  // slog.Default() if nil
+	// OnAuthFailure, when set, is told of every failed login (for the audit
+	// log); it never receives the password.
+	OnAuthFailure func(user, method, peer string)
 }
 
 // Defaults for the zero values of Config.

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/config"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+)
+
+// TestSFTPUploadBecomesEvents: an EMR logs in over SFTP and drops a C-CDA;
+// the file is committed, moved to processed/, and its document event reaches
+// Kafka. A wrong password is refused and audited.
+func TestSFTPUploadBecomesEvents(t *testing.T) {
+	dataDir := t.TempDir()
+	c := testConfig(t, dataDir, "")
+	c.SFTP.Addr = "127.0.0.1:0"
+	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SFTP.Accounts = []config.SFTPAccount{{Name: "emr1", PasswordHash: string(hash)}}
+	r := start(t, c)
+	defer r.shutdown(t)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); {
+		addr = r.g.SFTPAddr()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatal("sftp listener did not start")
+	}
+	dial := func(password string) (*ssh.Client, error) {
+		return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "emr1", Auth: []ssh.AuthMethod{ssh.Password(password)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	}
+	if _, err := dial("wrong"); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	conn, err := dial("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cl, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ccda", "sample_ccd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := cl.Create("/inbox/summary.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	processed := filepath.Join(dataDir, "sftp", "emr1", "processed", "summary.xml")
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if got, err := os.ReadFile(processed); err == nil {
+			if !bytes.Equal(got, doc) {
+				t.Fatal("processed/ holds different bytes")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never reached processed/")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	evs := readEvents(t, r.g.BrokerAddr(), "hie.events", 1, 30*time.Second)
+	var found bool
+	for _, e := range evs {
+		if e.headers["hiegw-sender"] == "emr1" && e.headers["hiegw-event"] == "document" {
+			found = len(resourcesOf(e.bundle, "DocumentReference")) == 1 && len(resourcesOf(e.bundle, "Patient")) == 1
+		}
+	}
+	if !found {
+		t.Fatalf("no document event with a Patient and a DocumentReference from emr1 among %d events", len(evs))
+	}
+	// The failed login is in the audit log (written asynchronously).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		entries, err := r.g.DB().AuditLog(context.Background(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var audited bool
+		for _, e := range entries {
+			if e.Action == "sftp.login" && e.Target == "emr1" && strings.HasPrefix(e.Outcome, "refused") {
+				audited = true
+			}
+		}
+		if audited {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed SFTP login was not audited")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
