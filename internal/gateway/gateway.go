@@ -47,6 +47,7 @@ type Gateway struct {
 	brk      *broker.Broker
 	producer *route.Kafka
 	maps     *mapping.Holder
+	mapped   *mapCache // intake's mapping results, reused by processing
 	router   *route.Router
 	in       *intake.Intake
 	pipe     *pipeline.Pipeline
@@ -90,6 +91,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 		return fmt.Errorf("mappings in %s:\n%w", cfg.Mappings.Dir, err)
 	}
 	g.maps = mapping.NewHolder(set)
+	g.mapped = newMapCache(512)
 	subs := []route.Subscription{route.DefaultSubscription}
 	if cfg.Subscriptions.File != "" {
 		if subs, err = route.LoadSubscriptions(cfg.Subscriptions.File); err != nil {
@@ -107,9 +109,9 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
-	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
+	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, Registerer: g.reg, Logger: log})
-	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
+	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
 		return err

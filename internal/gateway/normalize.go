@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/hl7"
@@ -14,7 +16,8 @@ import (
 // normalizer adapts the mapping set (HL7 v2) and the C-CDA reader to the
 // pipeline.
 type normalizer struct {
-	maps *mapping.Holder
+	maps  *mapping.Holder
+	cache *mapCache
 }
 
 var _ pipeline.Normalizer = normalizer{}
@@ -22,7 +25,12 @@ var _ pipeline.Normalizer = normalizer{}
 func (n normalizer) Version() string { return n.maps.Current().Version() }
 
 func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
-	res, err := n.maps.Current().MapHL7(sender, m)
+	set := n.maps.Current()
+	res, ok := n.cache.take(sender, set.Version(), m.Raw())
+	var err error
+	if !ok {
+		res, err = set.MapHL7(sender, m)
+	}
 	if err != nil {
 		return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
 	}
@@ -52,12 +60,15 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 // mappingCheck runs the mapping at intake so that a message it cannot
 // handle is answered AE naming the field and the rule.
 type mappingCheck struct {
-	maps *mapping.Holder
+	maps  *mapping.Holder
+	cache *mapCache
 }
 
 func (c mappingCheck) Check(sender string, m *hl7.Message) []hl7.ErrorDetail {
-	_, err := c.maps.Current().MapHL7(sender, m)
+	set := c.maps.Current()
+	res, err := set.MapHL7(sender, m)
 	if err == nil {
+		c.cache.put(sender, set.Version(), m.Raw(), res)
 		return nil
 	}
 	var details []hl7.ErrorDetail
@@ -109,4 +120,57 @@ func checkFile(kind string, data []byte) string {
 		}
 	}
 	return ""
+}
+
+// mapCache hands the mapping result that intake computed (to decide whether
+// to answer AE) to processing, which would otherwise map the same message a
+// second time moments later. Entries are keyed by sender, mapping version and
+// the message bytes, used once, and evicted oldest first; a miss (a restart,
+// a reload, a busy queue) just maps again.
+type mapCache struct {
+	mu    sync.Mutex
+	items map[[32]byte]*mapping.Result
+	ring  [][32]byte
+	next  int
+}
+
+func newMapCache(size int) *mapCache {
+	return &mapCache{items: make(map[[32]byte]*mapping.Result, size), ring: make([][32]byte, size)}
+}
+
+func cacheKey(sender, version string, raw []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(sender))
+	h.Write([]byte{0})
+	h.Write([]byte(version))
+	h.Write([]byte{0})
+	h.Write(raw)
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *mapCache) put(sender, version string, raw []byte, res *mapping.Result) {
+	if c == nil {
+		return
+	}
+	k := cacheKey(sender, version, raw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.items, c.ring[c.next])
+	c.ring[c.next] = k
+	c.next = (c.next + 1) % len(c.ring)
+	c.items[k] = res
+}
+
+func (c *mapCache) take(sender, version string, raw []byte) (*mapping.Result, bool) {
+	if c == nil {
+		return nil, false
+	}
+	k := cacheKey(sender, version, raw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	res, ok := c.items[k]
+	delete(c.items, k)
+	return res, ok
 }
