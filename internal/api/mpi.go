@@ -171,15 +171,12 @@ func (h *mpiAPI) tasks(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, t := range ts {
 			v := taskView{Task: t}
-			if e, ok, err := st.Get(r.Context(), t.Key); err != nil {
+			var err error
+			if v.Record, err = entryOf(r.Context(), st, t.Key); err != nil {
 				return err
-			} else if ok {
-				v.Record = &e
 			}
-			if e, ok, err := st.Get(r.Context(), t.Candidate); err != nil {
+			if v.Candidate, err = entryOf(r.Context(), st, t.Candidate); err != nil {
 				return err
-			} else if ok {
-				v.Candidate = &e
 			}
 			out = append(out, v)
 		}
@@ -326,10 +323,9 @@ func (h *mpiAPI) search(w http.ResponseWriter, r *http.Request) {
 		compared = n
 		for _, c := range cs {
 			v := candidate{Comparison: c}
-			if e, ok, err := st.Get(r.Context(), c.Candidate); err != nil {
+			var err error
+			if v.Record, err = entryOf(r.Context(), st, c.Candidate); err != nil {
 				return err
-			} else if ok {
-				v.Record = &e
 			}
 			out = append(out, v)
 		}
@@ -424,4 +420,13 @@ func (h *mpiAPI) undo(w http.ResponseWriter, r *http.Request) {
 	h.change(w, r, "mpi.undo", req.AuditID, req.Reason, func(ix *mpi.Index) ([]mpi.Event, error) {
 		return ix.Undo(r.Context(), req.AuditID, actor, req.Reason)
 	})
+}
+
+// entryOf returns the index entry stored under k, or nil when there is none.
+func entryOf(ctx context.Context, st *sqlstore.Store, k mpi.Key) (*mpi.Entry, error) {
+	e, ok, err := st.Get(ctx, k)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &e, nil
 }

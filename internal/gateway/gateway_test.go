@@ -16,7 +16,6 @@ import (
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/mllp"
 	"github.com/hiegw/hiegw/internal/store"
-	"github.com/segmentio/kafka-go"
 )
 
 // running is a gateway started in-process on free ports.
@@ -103,45 +102,17 @@ type event struct {
 	bundle  map[string]any
 }
 
-// readEvents reads n events from the topic with a real Kafka client.
+// readEvents reads at least n events from the topic with a real Kafka
+// client (or what is there when wait passes) and decodes their Bundles.
 func readEvents(t *testing.T, broker, topic string, n int, wait time.Duration) []event {
 	t.Helper()
-	// Without a consumer group, read every partition from the start.
 	var out []event
-	conns, err := kafka.DialContext(context.Background(), "tcp", broker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts, err := conns.ReadPartitions(topic)
-	conns.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(wait)
-	for _, p := range parts {
-		pr := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: p.ID,
-			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond})
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			m, err := pr.ReadMessage(ctx)
-			cancel()
-			if err != nil {
-				break
-			}
-			ev := event{key: string(m.Key), headers: map[string]string{}}
-			for _, h := range m.Headers {
-				ev.headers[h.Key] = string(h.Value)
-			}
-			if err := json.Unmarshal(m.Value, &ev.bundle); err != nil {
-				t.Fatalf("event value is not JSON: %v", err)
-			}
-			out = append(out, ev)
+	for _, m := range readTopic(t, broker, topic, n, wait) {
+		ev := event{key: m.key, headers: m.headers}
+		if err := json.Unmarshal(m.value, &ev.bundle); err != nil {
+			t.Fatalf("event value is not JSON: %v", err)
 		}
-		pr.Close()
-	}
-	if len(out) < n && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		return readEvents(t, broker, topic, n, time.Until(deadline))
+		out = append(out, ev)
 	}
 	return out
 }
