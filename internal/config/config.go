@@ -120,6 +120,10 @@ type Config struct {
 	Store struct {
 		PostgresDSN string `yaml:"postgres_dsn"` // empty means the embedded store in data_dir
 		Sync        string `yaml:"sync"`         // embedded store: full (default) or normal
+		// RawRetention is how long raw message bodies (PHI) are kept once a
+		// message is settled (processed or rejected); 0 keeps them. The
+		// record, the message log row and its ACK stay.
+		RawRetention Duration `yaml:"raw_retention"`
 	} `yaml:"store"`
 	Mappings struct {
 		Dir            string   `yaml:"dir"`
@@ -368,6 +372,9 @@ func (c *Config) Validate() error {
 	}
 	tlsPair("kafka.tls", c.Kafka.TLS, false)
 	c.validateSecurity(bad)
+	if c.Store.RawRetention < 0 || (c.Store.RawRetention > 0 && c.Store.RawRetention < Duration(time.Hour)) {
+		bad("store.raw_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.RawRetention)
+	}
 	if s := strings.ToLower(c.Store.Sync); s != "full" && s != "normal" {
 		bad("store.sync", "%q is not full or normal", c.Store.Sync)
 	}

@@ -395,6 +395,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.log.Info("subscriptions reloaded", "count", n)
 	})
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
+	if ret := time.Duration(g.cfg.Store.RawRetention); ret > 0 {
+		go g.purgeRaw(workCtx, ret, time.Hour)
+	}
 	go func() {
 		if err := g.mllpSrv.Serve(g.mllpLn); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
 			errc <- fmt.Errorf("mllp: %w", err)
@@ -535,4 +538,27 @@ func loadPool(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return pool, nil
+}
+
+// purgeRaw removes raw message bodies older than ret every interval (and at
+// start), keeping the record and the message log.
+func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := g.db.PurgeRaw(ctx, time.Now().Add(-ret))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			g.log.Warn("purge of raw message bodies failed", "err", err)
+		case n > 0:
+			g.log.Info("raw message bodies removed after retention", "count", n, "retention", ret.String())
+			_ = g.db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "store.purge_raw", Outcome: "ok",
+				Detail: fmt.Sprintf("%d bodies older than %s", n, ret)})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -282,3 +282,16 @@ func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, 
 	}
 	return res.RowsAffected()
 }
+
+// PurgeRaw removes the raw bodies (PHI) of settled envelopes (processed or
+// rejected) received before t. The row, its hash and its ACK stay, so a
+// duplicate is still recognised and answered. It returns how many bodies it
+// removed.
+func (db *DB) PurgeRaw(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.log.ExecContext(ctx, db.log.Rebind(`UPDATE envelopes SET raw = NULL
+		WHERE received_at < ? AND status IN ('processed', 'rejected') AND raw IS NOT NULL`), before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("purge raw bodies: %w", err)
+	}
+	return res.RowsAffected()
+}

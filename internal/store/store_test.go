@@ -251,3 +251,39 @@ func TestLostLogUpdateIsRepaired(t *testing.T) {
 		t.Fatalf("log not repaired: %+v", got)
 	}
 }
+
+func TestPurgeRawKeepsTheLogAndTheAnswer(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		old := env("e1", "A", "1")
+		old.ReceivedAt = time.Now().Add(-48 * time.Hour)
+		pending := env("e2", "A", "2")
+		pending.ReceivedAt = old.ReceivedAt
+		recent := env("e3", "A", "3")
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{old, pending, recent}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"e1", "e3"} {
+			if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, id, "p", "v") }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := db.PurgeRaw(ctx, time.Now().Add(-24*time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("purged %d (%v), want 1: only the old settled envelope", n, err)
+		}
+		e1, _ := db.GetEnvelope(ctx, "e1")
+		if len(e1.Raw) != 0 || string(e1.ACK) != "ACK-e1" || e1.SHA256 == "" {
+			t.Fatalf("old envelope after purge: raw %d bytes, ack %q", len(e1.Raw), e1.ACK)
+		}
+		for _, id := range []string{"e2", "e3"} {
+			if e, _ := db.GetEnvelope(ctx, id); len(e.Raw) == 0 {
+				t.Fatalf("%s lost its body: it is unsettled or recent", id)
+			}
+		}
+		res, err := db.InsertEnvelopes(ctx, []*Envelope{env("e4", "A", "1")})
+		if err != nil || !res[0].Duplicate || string(res[0].ACK) != "ACK-e1" {
+			t.Fatalf("a duplicate of a purged message: %+v %v", res, err)
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hiegw/hiegw/internal/config"
+	"github.com/hiegw/hiegw/internal/store"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
@@ -110,5 +111,51 @@ func TestSFTPUploadBecomesEvents(t *testing.T) {
 			t.Fatal("the failed SFTP login was not audited")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRawRetentionPurgesSettledBodies: past the retention, a processed
+// message's body (PHI) goes; the message log row and the record stay.
+func TestRawRetentionPurgesSettledBodies(t *testing.T) {
+	r := start(t, testConfig(t, t.TempDir(), ""))
+	defer r.shutdown(t)
+	if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	db := r.g.DB()
+	var id string
+	for deadline := time.Now().Add(20 * time.Second); id == ""; {
+		envs, err := db.ListEnvelopes(context.Background(), store.EnvelopeFilter{Status: "processed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(envs) == 1 {
+			id = envs[0].ID
+		} else if time.Now().After(deadline) {
+			t.Fatal("the message was not processed")
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	r.g.purgeRaw(ctx, time.Nanosecond, 50*time.Millisecond)
+	e, err := db.GetEnvelope(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Raw) != 0 || len(e.ACK) == 0 || e.Status != "processed" {
+		t.Fatalf("after the purge: raw %d bytes, ack %d bytes, status %s", len(e.Raw), len(e.ACK), e.Status)
+	}
+	if rs, err := db.PatientResources(context.Background(), e.PatientID, 0, 100); err != nil || len(rs) == 0 {
+		t.Fatalf("the record went with the body: %d resources, %v", len(rs), err)
+	}
+	entries, _ := db.AuditLog(context.Background(), 50)
+	var audited bool
+	for _, a := range entries {
+		audited = audited || a.Action == "store.purge_raw"
+	}
+	if !audited {
+		t.Fatal("the purge was not audited")
 	}
 }
