@@ -64,8 +64,27 @@ func (in *Intake) acceptMessage(ctx context.Context, env *Envelope) (Receipt, er
 		return Receipt{Status: StatusRejected, Reason: "store unavailable", ACK: ack}, fmt.Errorf("store envelope: %w", err)
 	}
 	in.count(env.Channel, KindHL7, ins)
-	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error, ACK: ins.ACK,
+	ack := ins.ACK
+	if !wantsAck(h, ins.Status == StatusReceived) {
+		ack = nil // stored, but the sender asked not to be told
+	}
+	return Receipt{EnvelopeID: ins.ID, Duplicate: ins.Duplicate, Status: ins.Status, Reason: ins.Error, ACK: ack,
 		Denied: denied}, nil
+}
+
+// wantsAck applies the sender's accept acknowledgement type (MSH-15, table
+// 0155) in enhanced mode: AL always, NE never, ER only for a message that
+// was not accepted, SU only for one that was. Original mode always answers.
+func wantsAck(h hl7.Header, accepted bool) bool {
+	switch h.AcceptAckType {
+	case "NE":
+		return false
+	case "ER":
+		return !accepted
+	case "SU":
+		return accepted
+	}
+	return true
 }
 
 // facilityAllowed tells whether the message's MSH-4 is one of allowed (nil
@@ -114,6 +133,11 @@ func (in *Intake) judge(env *Envelope, h hl7.Header, herr error) (int, []hl7.Err
 	}
 	if in.opt.Check != nil {
 		if problems := in.opt.Check.Check(senderOf(env, h), m); len(problems) > 0 {
+			for _, p := range problems {
+				if p.Code == "200" || p.Code == "201" {
+					return reject, problems // no mapping handles this message type or event
+				}
+			}
 			return errOut, problems
 		}
 	}

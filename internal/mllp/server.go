@@ -36,8 +36,9 @@ const (
 // Handler answers frames. It is called once per frame, in order, for each
 // connection; the reply it returns is written back as one frame before the
 // next frame is read. frameErr is non-nil when the frame was refused by the
-// codec (ErrFrameTooLarge); frame then holds its first bytes. A Handler must
-// always return a reply: the server never drops a message silently.
+// codec (ErrFrameTooLarge); frame then holds its first bytes. A Handler
+// returns a reply for every frame unless the sender asked not to receive one
+// (enhanced mode, MSH-15): nil writes nothing.
 type Handler interface {
 	ServeMLLP(ctx context.Context, ci ConnInfo, frame []byte, frameErr error) []byte
 }
@@ -258,6 +259,9 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		s.frames.Add(1)
 		reply := s.Handler.ServeMLLP(s.ctx, ci, frame, err)
+		if reply == nil {
+			continue // the sender asked for no acknowledgement (MSH-15 NE, ER, SU)
+		}
 		if s.WriteTimeout > 0 {
 			_ = c.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
 		}
