@@ -194,6 +194,7 @@ func (g *Gateway) startMLLP() error {
 		return fmt.Errorf("mllp listen: %w", err)
 	}
 	g.mllpSrv, g.mllpLn = s, ln
+	g.registerMLLPMetrics()
 	g.log.Info("mllp listening", "addr", ln.Addr().String(), "tls", s.TLSConfig != nil)
 	return nil
 }
@@ -561,4 +562,23 @@ func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// registerMLLPMetrics exports the MLLP listener's counters.
+func (g *Gateway) registerMLLPMetrics() {
+	stat := func(f func(mllp.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(g.mllpSrv.Stats())) }
+	}
+	g.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_connections_total",
+			Help: "MLLP connections accepted."}, stat(func(s mllp.Stats) int64 { return s.Accepted })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hiegw_mllp_connections_active",
+			Help: "MLLP connections open now."}, stat(func(s mllp.Stats) int64 { return s.Active })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_frames_total",
+			Help: "MLLP frames received (each answered unless the sender asked for no acknowledgement)."}, stat(func(s mllp.Stats) int64 { return s.Frames })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_oversize_frames_total",
+			Help: "MLLP frames refused for exceeding mllp.max_message_bytes."}, stat(func(s mllp.Stats) int64 { return s.Oversize })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_skipped_bytes_total",
+			Help: "Bytes received outside MLLP frames and skipped."}, stat(func(s mllp.Stats) int64 { return s.SkippedBytes })),
+	)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -213,6 +214,21 @@ func endToEnd(t *testing.T, dsn string) {
 	resp.Body.Close()
 	if n := len(resourcesOf(everything, "Observation")); n != 3 {
 		t.Fatalf("everything has %d Observations", n)
+	}
+	// Bytes outside frames are skipped and counted.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The noise precedes a duplicate of ADT0001, so nothing new is stored.
+	raw.Write(append(append([]byte("noise\x0b"), readFile(t, "adt_a01.hl7")...), 0x1c, '\r'))
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := raw.Read(make([]byte, 512)); err != nil {
+		t.Fatalf("no answer after noise: %v", err)
+	}
+	raw.Close()
+	if got := metric(t, r.g.HTTPAddr(), "hiegw_mllp_skipped_bytes_total"); got != "5" {
+		t.Fatalf("skipped bytes counted %s, want 5", got)
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + r.g.HTTPAddr() + path)
