@@ -21,6 +21,9 @@ type Store interface {
 	Lookup(ctx context.Context, id Identifier) ([]Key, error)
 	// Candidates returns the active entries filed under any of blocks,
 	// each once, skipping blocks that hold more than maxBlock entries.
+	// The entries are for scoring only: a store may fill just the record's
+	// key and compared fields (not Sender or Identifiers), EnterpriseID and
+	// NotSame. Never Put a candidate back; Get the entry instead.
 	Candidates(ctx context.Context, blocks []string, maxBlock int) ([]Entry, error)
 	// Members returns the active entries of an enterprise patient.
 	Members(ctx context.Context, enterpriseID string) ([]Entry, error)

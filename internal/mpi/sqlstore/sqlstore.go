@@ -1,5 +1,5 @@
 // Package sqlstore keeps the master patient index in hiegw's database (the
-// mpi_* tables of migration 00002), on the embedded SQLite store and on
+// mpi_* tables of migrations 00002 and 00003), on the embedded SQLite store and on
 // PostgreSQL. A Store is bound to one handle: bind it to the processing
 // transaction (store.Tx.SQL) so that the index's rows commit with the record
 // they describe, and call Lock first in every transaction that changes the
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hiegw/hiegw/internal/mpi"
 	"github.com/jmoiron/sqlx"
@@ -120,45 +121,84 @@ func (s *Store) LookupValue(ctx context.Context, authority, value string) ([]mpi
 	return toKeys(rows), nil
 }
 
-// Candidates implements mpi.Store.
+// Candidates implements mpi.Store. The entries it returns hold what
+// scoring reads (the record's compared fields, the enterprise id and the
+// not-same list), decoded from the cand column; see mpi.Store.
 func (s *Store) Candidates(ctx context.Context, blocks []string, maxBlock int) ([]mpi.Entry, error) {
 	if len(blocks) == 0 {
 		return nil, nil
 	}
-	use := blocks
-	if maxBlock > 0 {
-		q, args, err := sqlx.In(`SELECT block, COUNT(*) AS n FROM mpi_block WHERE block IN (?) GROUP BY block`, blocks)
-		if err != nil {
-			return nil, fmt.Errorf("candidates: %w", err)
-		}
-		var counts []struct {
-			Block string `db:"block"`
-			N     int    `db:"n"`
-		}
-		if err := sqlx.SelectContext(ctx, s.x, &counts, s.q(q), args...); err != nil {
-			return nil, fmt.Errorf("candidates: count blocks: %w", err)
-		}
-		use = use[:0:0]
-		for _, c := range counts {
-			if c.N <= maxBlock {
-				use = append(use, c.Block)
-			}
-		}
-		if len(use) == 0 {
-			return nil, nil
-		}
-	}
-	q, args, err := sqlx.In(`SELECT e.body FROM mpi_entry e WHERE e.active = 1 AND EXISTS
-		(SELECT 1 FROM mpi_block b WHERE b.authority = e.authority AND b.mrn = e.mrn AND b.block IN (?))
-		ORDER BY e.authority, e.mrn`, use)
+	q, args := candidatesQuery(blocks, maxBlock)
+	rows, err := s.x.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("candidates: %w", err)
 	}
-	var bodies []string
-	if err := sqlx.SelectContext(ctx, s.x, &bodies, s.q(q), args...); err != nil {
+	defer rows.Close()
+	var (
+		out  []mpi.Entry
+		old  []int // entries without a cand column, read from their body
+		cand sql.RawBytes
+	)
+	for rows.Next() {
+		var e mpi.Entry
+		if err := rows.Scan(&e.Record.Authority, &e.Record.MRN, &e.EnterpriseID, &cand); err != nil {
+			return nil, fmt.Errorf("candidates: %w", err)
+		}
+		if n := len(out); n > 0 && out[n-1].Record.Authority == e.Record.Authority && out[n-1].Record.MRN == e.Record.MRN {
+			continue
+		}
+		if len(cand) == 0 {
+			old = append(old, len(out))
+		} else if err := decodeCand(string(cand), &e); err != nil {
+			return nil, fmt.Errorf("candidates: entry: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("candidates: %w", err)
 	}
-	return decodeEntries(bodies)
+	rows.Close()
+	for _, i := range old {
+		e, ok, err := s.Get(ctx, out[i].Key())
+		if err != nil {
+			return nil, fmt.Errorf("candidates: %w", err)
+		}
+		if ok {
+			out[i] = e
+		}
+	}
+	return out, nil
+}
+
+// candidatesQuery is one statement: the blocks holding at most maxBlock
+// entries (each count stops at maxBlock+1 rows, so a key shared by
+// thousands of entries costs no more than a small one), then their entries,
+// driven by the blocking key's primary key and each entry's. A record
+// shares several keys with a close match, so rows repeat; Candidates skips
+// the repeats rather than asking for DISTINCT.
+func candidatesQuery(blocks []string, maxBlock int) (string, []any) {
+	var b strings.Builder
+	args := make([]any, 0, len(blocks)+2)
+	if maxBlock > 0 {
+		b.WriteString(`WITH small (block) AS (SELECT column1 FROM (VALUES `)
+		b.WriteString(tuples(len(blocks), 1))
+		b.WriteString(`) v WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM mpi_block c WHERE c.block = v.column1 LIMIT ?) n) <= ?) `)
+	}
+	b.WriteString(`SELECT e.authority, e.mrn, e.enterprise_id, e.cand FROM mpi_block b
+		JOIN mpi_entry e ON e.authority = b.authority AND e.mrn = b.mrn WHERE b.block IN (`)
+	if maxBlock > 0 {
+		b.WriteString(`SELECT block FROM small`)
+	} else {
+		b.WriteString(strings.Repeat("?, ", len(blocks)-1) + "?")
+	}
+	b.WriteString(`) AND e.active = 1 ORDER BY e.authority, e.mrn`)
+	for _, blk := range blocks {
+		args = append(args, blk)
+	}
+	if maxBlock > 0 {
+		args = append(args, maxBlock+1, maxBlock)
+	}
+	return b.String(), args
 }
 
 // Members implements mpi.Store.
@@ -201,11 +241,16 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 	if e.MergedInto != nil {
 		active, ma, mm = 0, e.MergedInto.Authority, e.MergedInto.MRN
 	}
+	var cand []byte
+	if e.Active() {
+		cand = encodeCand(&e)
+	}
 	if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_entry (authority, mrn, enterprise_id, active, merged_authority,
-		merged_mrn, version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		merged_mrn, version, body, cand) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (authority, mrn) DO UPDATE SET enterprise_id = excluded.enterprise_id, active = excluded.active,
 		merged_authority = excluded.merged_authority, merged_mrn = excluded.merged_mrn, version = excluded.version,
-		body = excluded.body`), k.Authority, k.MRN, e.EnterpriseID, active, ma, mm, e.Version, string(body)); err != nil {
+		body = excluded.body, cand = excluded.cand`), k.Authority, k.MRN, e.EnterpriseID, active, ma, mm, e.Version,
+		string(body), cand); err != nil {
 		return fmt.Errorf("put mpi entry: %w", err)
 	}
 	for _, q := range []string{`DELETE FROM mpi_block WHERE authority = ? AND mrn = ?`,
@@ -214,20 +259,34 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 			return fmt.Errorf("put mpi entry: clear index rows: %w", err)
 		}
 	}
-	insBlock := s.q(`INSERT INTO mpi_block (block, authority, mrn) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
-	for _, b := range blocks {
-		if _, err := s.x.ExecContext(ctx, insBlock, b, k.Authority, k.MRN); err != nil {
-			return fmt.Errorf("put mpi entry: block: %w", err)
+	if len(blocks) > 0 {
+		args := make([]any, 0, 3*len(blocks))
+		for _, b := range blocks {
+			args = append(args, b, k.Authority, k.MRN)
+		}
+		if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_block (block, authority, mrn) VALUES `+
+			tuples(len(blocks), 3)+` ON CONFLICT DO NOTHING`), args...); err != nil {
+			return fmt.Errorf("put mpi entry: blocks: %w", err)
 		}
 	}
-	insID := s.q(`INSERT INTO mpi_identifier (id_type, id_authority, id_value, authority, mrn) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`)
-	for _, id := range e.Record.Identifiers {
-		if _, err := s.x.ExecContext(ctx, insID, id.Type, id.Authority, id.Value, k.Authority, k.MRN); err != nil {
-			return fmt.Errorf("put mpi entry: identifier: %w", err)
+	if ids := e.Record.Identifiers; len(ids) > 0 {
+		args := make([]any, 0, 5*len(ids))
+		for _, id := range ids {
+			args = append(args, id.Type, id.Authority, id.Value, k.Authority, k.MRN)
+		}
+		if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_identifier (id_type, id_authority, id_value, authority, mrn)
+			VALUES `+tuples(len(ids), 5)+` ON CONFLICT DO NOTHING`), args...); err != nil {
+			return fmt.Errorf("put mpi entry: identifiers: %w", err)
 		}
 	}
 	return nil
+}
+
+// tuples returns n placeholder tuples of width columns for a multi-row
+// VALUES list: (?, ?), (?, ?).
+func tuples(n, width int) string {
+	one := "(" + strings.Repeat("?, ", width-1) + "?)"
+	return strings.Repeat(one+", ", n-1) + one
 }
 
 // PutTask implements mpi.Store.
@@ -295,11 +354,16 @@ func (s *Store) AppendAudit(ctx context.Context, a mpi.AuditEntry) error {
 		RETURNING seq`), a.ID, a.At.UTC(), a.Actor, a.Action, string(body)); err != nil {
 		return fmt.Errorf("append mpi audit: %w", err)
 	}
-	ins := s.q(`INSERT INTO mpi_audit_key (audit_seq, authority, mrn) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	if len(a.Keys) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*len(a.Keys))
 	for _, k := range a.Keys {
-		if _, err := s.x.ExecContext(ctx, ins, seq, k.Authority, k.MRN); err != nil {
-			return fmt.Errorf("append mpi audit: key: %w", err)
-		}
+		args = append(args, seq, k.Authority, k.MRN)
+	}
+	if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_audit_key (audit_seq, authority, mrn) VALUES `+
+		tuples(len(a.Keys), 3)+` ON CONFLICT DO NOTHING`), args...); err != nil {
+		return fmt.Errorf("append mpi audit: keys: %w", err)
 	}
 	return nil
 }

@@ -68,6 +68,18 @@ func keys(es []mpi.Entry) []string {
 	return out
 }
 
+// scoringView is the part of an entry that Candidates must return.
+func scoringView(e mpi.Entry) any {
+	r := e.Record
+	return struct {
+		Authority, MRN, Family, Given, Middle, BirthDate, Sex, NationalID string
+		AddressLines                                                      []string
+		City, State, Postcode, Phone, EnterpriseID                        string
+		NotSame                                                           []mpi.Key
+	}{r.Authority, r.MRN, r.Family, r.Given, r.Middle, r.BirthDate, r.Sex, r.NationalID, r.AddressLines,
+		r.City, r.State, r.Postcode, r.Phone, e.EnterpriseID, e.NotSame}
+}
+
 func testPutGet(t *testing.T, st mpi.Store) {
 	ctx := context.Background()
 	if _, ok, err := st.Get(ctx, mpi.Key{Authority: "A", MRN: "1"}); err != nil || ok {
@@ -109,6 +121,12 @@ func testBlocks(t *testing.T, st mpi.Store) {
 		t.Fatal(err)
 	}
 	same(t, "candidates, each once", keys(got), []string{"A|1", "A|2", "A|3"})
+	// A candidate carries what scoring reads: the compared fields of its
+	// record, its enterprise patient and its "not the same" list.
+	for _, c := range got {
+		want := entry("A", c.Record.MRN, "E"+c.Record.MRN)
+		same(t, "candidate "+c.Key().String(), scoringView(c), scoringView(want))
+	}
 	got, _ = st.Candidates(ctx, []string{"shared", "own-1"}, 2)
 	same(t, "candidates skipping a block larger than maxBlock", keys(got), []string{"A|1"})
 	// Replacing an entry replaces its blocks.
