@@ -253,6 +253,17 @@ func (st *state) appendCells(out []cell, p *hpath) []cell {
 	return append(out, base.withRep())
 }
 
+// filledCell resolves a path argument and returns its cell when the cell
+// holds a value (ok is false for an absent or empty one).
+func (st *state) filledCell(arg any) (c cell, ok bool, err error) {
+	p, err := st.path(arg)
+	if err != nil {
+		return cell{}, false, err
+	}
+	c, ok = st.cell(p)
+	return c, ok && c.p(1) != "", nil
+}
+
 func (st *state) cell(p *hpath) (cell, bool) {
 	seg := st.segIndex(p)
 	if seg < 0 || p.field == 0 {
@@ -481,13 +492,9 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 }
 
 func fnInteger(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
-	if err != nil {
+	c, ok, err := st.filledCell(a[0])
+	if err != nil || !ok {
 		return nil, err
-	}
-	c, ok := st.cell(p)
-	if !ok || c.p(1) == "" {
-		return nil, nil
 	}
 	n, err := strconv.ParseInt(strings.TrimPrefix(c.p(1), "+"), 10, 64)
 	if err != nil {
@@ -497,13 +504,9 @@ func fnInteger(st *state, a []any) (any, error) {
 }
 
 func fnDecimal(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
-	if err != nil {
+	c, ok, err := st.filledCell(a[0])
+	if err != nil || !ok {
 		return nil, err
-	}
-	c, ok := st.cell(p)
-	if !ok || c.p(1) == "" {
-		return nil, nil
 	}
 	d, err := fhirDecimal(c.p(1))
 	if err != nil {
@@ -1068,13 +1071,9 @@ func (st *state) quantity(value string, c cell, part int, unitPath any) (map[str
 }
 
 func fnQuantity(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
-	if err != nil {
+	c, ok, err := st.filledCell(a[0])
+	if err != nil || !ok {
 		return nil, err
-	}
-	c, ok := st.cell(p)
-	if !ok || c.p(1) == "" {
-		return nil, nil
 	}
 	var up any
 	if len(a) > 1 {
@@ -1149,13 +1148,9 @@ func fnSN(st *state, a []any) (any, error) {
 // refrange: OBX-7 ("3.5-5.0", "3.5 to 5.0", "<5", ">=10", or text) →
 // Observation.referenceRange, with OBX-6 units on low/high.
 func fnRefRange(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
-	if err != nil {
+	c, ok, err := st.filledCell(a[0])
+	if err != nil || !ok {
 		return nil, err
-	}
-	c, ok := st.cell(p)
-	if !ok || c.p(1) == "" {
-		return nil, nil
 	}
 	var up any
 	if len(a) > 1 {
