@@ -188,7 +188,14 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 	return version, true, nil
 }
 
+// jsonEqual tells whether two JSON documents hold the same value. Bodies are
+// written as encoding/json produces them (keys sorted), so equal bytes settle
+// it at once; PostgreSQL's jsonb returns another layout, which needs the
+// decoding comparison.
 func jsonEqual(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return bytes.Equal(a, b)
