@@ -48,6 +48,7 @@ type Gateway struct {
 	producer *route.Kafka
 	maps     *mapping.Holder
 	mapped   *mapCache // intake's mapping results, reused by processing
+	mapState *mappingState
 	router   *route.Router
 	in       *intake.Intake
 	pipe     *pipeline.Pipeline
@@ -92,6 +93,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.maps = mapping.NewHolder(set)
 	g.mapped = newMapCache(512)
+	g.mapState = newMappingState(g.reg)
 	subs := []route.Subscription{route.DefaultSubscription}
 	if cfg.Subscriptions.File != "" {
 		if subs, err = route.LoadSubscriptions(cfg.Subscriptions.File); err != nil {
@@ -109,7 +111,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
-	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
+	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
@@ -279,6 +281,9 @@ func (g *Gateway) startHTTP() error {
 		}},
 	}
 	extra := api.MPIHandlers(g.identity, g.db)
+	for pattern, h := range g.mappingRoutes() {
+		extra[pattern] = h
+	}
 	// The analysts' console (static files under /console/ and the JSON it reads).
 	for pattern, ch := range api.Console(g.db, api.ConsoleOptions{Mappings: g.maps.Current, Gatherer: g.reg,
 		Started: time.Now(), Listeners: g.consoleListeners}) {
@@ -349,14 +354,7 @@ func (g *Gateway) DB() *store.DB { return g.db }
 // is refused and the running one stays.
 func (g *Gateway) Reload() error {
 	err := g.maps.Reload(g.cfg.Mappings.Dir)
-	outcome := "ok"
-	if err != nil {
-		outcome = "refused"
-		g.log.Error("mapping reload refused; the previous set keeps serving", "err", err)
-	} else {
-		g.log.Info("mappings reloaded", "version", g.maps.Current().Version())
-	}
-	_ = g.db.Audit(context.Background(), store.AuditEntry{Actor: "system", Action: "mappings.reload", Target: g.cfg.Mappings.Dir, Outcome: outcome})
+	g.mappingsReloaded(err)
 	if g.cfg.Subscriptions.File != "" {
 		subs, serr := route.LoadSubscriptions(g.cfg.Subscriptions.File)
 		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", len(subs)), serr)
@@ -379,13 +377,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer work.Done(); g.pipe.Run(workCtx) }()
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer work.Done(); g.relay.Run(relayCtx) }()
-	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(version string, err error) {
-		g.auditReload("mappings.reload", g.cfg.Mappings.Dir, "version "+version, err)
-		if err != nil {
-			g.log.Error("mapping reload refused; the previous set keeps serving", "err", err)
-			return
-		}
-		g.log.Info("mappings reloaded", "version", version)
+	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(_ string, err error) {
+		g.mappingsReloaded(err)
 	})
 	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, func(n int, err error) {
 		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", n), err)

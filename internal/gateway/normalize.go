@@ -18,6 +18,7 @@ import (
 type normalizer struct {
 	maps  *mapping.Holder
 	cache *mapCache
+	state *mappingState // counts unmapped codes
 }
 
 var _ pipeline.Normalizer = normalizer{}
@@ -30,6 +31,9 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 	var err error
 	if !ok {
 		res, err = set.MapHL7(sender, m)
+	}
+	if err == nil {
+		n.state.countUnmapped(res)
 	}
 	if err != nil {
 		return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
