@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hiegw/hiegw/internal/api"
+	"github.com/hiegw/hiegw/internal/store"
 )
 
 func TestSetControlID(t *testing.T) {
@@ -69,5 +71,35 @@ func TestCommands(t *testing.T) {
 	err = run(context.Background(), []string{"serve", "--mllp-addr", "bad"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "mllp.addr") {
 		t.Fatalf("serve with a bad address: %v", err)
+	}
+}
+
+func TestReplayCommand(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(ctx, func(tx *store.Tx) error {
+		return tx.AddOutbox(ctx,
+			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p1", Headers: map[string]string{}, Payload: []byte("a")},
+			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p2", Headers: map[string]string{}, Payload: []byte("b")},
+			store.OutboxEntry{Subscriber: "lab", Topic: "lab", Key: "p1", Headers: map[string]string{}, Payload: []byte("c")})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	if err := run(ctx, []string{"replay", "--subscriber", "pharmacy", "--since", since, "--data-dir", dir}, &out, &errb); err != nil {
+		t.Fatalf("replay: %v %s", err, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "queued 2 events of pharmacy") {
+		t.Fatalf("output %q", out.String())
+	}
+	if err := run(ctx, []string{"replay", "--subscriber", "pharmacy"}, &out, &errb); err == nil {
+		t.Fatal("replay without --since must fail")
 	}
 }

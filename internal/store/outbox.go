@@ -130,14 +130,15 @@ func (db *DB) OutboxCounts(ctx context.Context) ([]OutboxStats, error) {
 	return out, rows.Err()
 }
 
-// ReplayOutbox queues again, for a subscriber, every event created since t,
-// as new rows (the originals stay as they were). It returns how many.
+// ReplayOutbox queues again, for a subscriber, every original event created
+// since t, in their order, as new rows (the originals stay as they were;
+// earlier replays' copies are not copied again). It returns how many.
 func (db *DB) ReplayOutbox(ctx context.Context, subscriber string, since time.Time) (int64, error) {
 	now := time.Now().UTC()
 	res, err := db.x.ExecContext(ctx, db.rebind(`INSERT INTO outbox (subscriber, topic, msg_key, headers, payload, event_type,
-		envelope_id, created_at, next_attempt_at)
-		SELECT subscriber, topic, msg_key, headers, payload, event_type, envelope_id, ?, ? FROM outbox
-		WHERE subscriber = ? AND created_at >= ? ORDER BY seq`), now, now, subscriber, since.UTC())
+		envelope_id, created_at, next_attempt_at, replay_of)
+		SELECT subscriber, topic, msg_key, headers, payload, event_type, envelope_id, ?, ?, seq FROM outbox
+		WHERE subscriber = ? AND created_at >= ? AND replay_of IS NULL ORDER BY seq`), now, now, subscriber, since.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)
 	}

@@ -287,3 +287,45 @@ func TestPurgeRawKeepsTheLogAndTheAnswer(t *testing.T) {
 		}
 	})
 }
+
+func TestReplayCopiesOriginalsOnce(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		err := db.InTx(ctx, func(tx *Tx) error {
+			for i := range 3 {
+				if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "practice", Topic: "t", Key: fmt.Sprint("p", i),
+					Headers: map[string]string{"n": fmt.Sprint(i)}, Payload: []byte(fmt.Sprint(i))}); err != nil {
+					return err
+				}
+			}
+			return tx.AddOutbox(ctx, OutboxEntry{Subscriber: "lab", Topic: "l", Key: "x", Headers: map[string]string{}, Payload: []byte("x")})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := db.ClaimOutbox(ctx, "r", 100, time.Minute)
+		var seqs []int64
+		for _, r := range rows {
+			seqs = append(seqs, r.Seq)
+		}
+		if err := db.MarkSent(ctx, seqs); err != nil {
+			t.Fatal(err)
+		}
+		since := time.Now().Add(-time.Hour)
+		for round := 1; round <= 2; round++ {
+			n, err := db.ReplayOutbox(ctx, "practice", since)
+			if err != nil || n != 3 {
+				t.Fatalf("replay %d queued %d (%v), want 3", round, n, err)
+			}
+		}
+		again, err := db.ClaimOutbox(ctx, "r", 100, time.Minute)
+		if err != nil || len(again) != 6 {
+			t.Fatalf("claimed %d after two replays, want 6", len(again))
+		}
+		for i, r := range again {
+			if r.Subscriber != "practice" || string(r.Payload) != fmt.Sprint(i%3) || r.Headers()["n"] != fmt.Sprint(i%3) {
+				t.Fatalf("replayed row %d: %+v", i, r)
+			}
+		}
+	})
+}
