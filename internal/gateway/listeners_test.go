@@ -82,15 +82,26 @@ func TestSFTPUploadBecomesEvents(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	evs := readEvents(t, r.g.BrokerAddr(), "hie.events", 1, 30*time.Second)
-	var found bool
+	// The document is one event, and its medication list a medication update
+	// for pharmacies (a second event with its own Bundle id).
+	evs := readEvents(t, r.g.BrokerAddr(), "hie.events", 2, 30*time.Second)
+	var docEv, meds event
 	for _, e := range evs {
-		if e.headers["hiegw-sender"] == "emr1" && e.headers["hiegw-event"] == "document" {
-			found = len(resourcesOf(e.bundle, "DocumentReference")) == 1 && len(resourcesOf(e.bundle, "Patient")) == 1
+		if e.headers["hiegw-sender"] == "emr1" {
+			switch e.headers["hiegw-event"] {
+			case "document":
+				docEv = e
+			case "medication":
+				meds = e
+			}
 		}
 	}
-	if !found {
+	if docEv.bundle == nil || len(resourcesOf(docEv.bundle, "DocumentReference")) != 1 || len(resourcesOf(docEv.bundle, "Patient")) != 1 {
 		t.Fatalf("no document event with a Patient and a DocumentReference from emr1 among %d events", len(evs))
+	}
+	if meds.bundle == nil || len(resourcesOf(meds.bundle, "MedicationStatement")) == 0 || meds.bundle["id"] == docEv.bundle["id"] ||
+		meds.headers["hiegw-envelope"] != docEv.headers["hiegw-envelope"] || meds.key != docEv.key {
+		t.Fatalf("no medication event for the document's medications: %v", meds.headers)
 	}
 	// The failed login is in the audit log (written asynchronously).
 	for deadline := time.Now().Add(5 * time.Second); ; {

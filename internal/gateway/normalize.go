@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hiegw/hiegw/internal/ccda"
@@ -58,7 +59,17 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 			break
 		}
 	}
-	return pipeline.Normalized{Event: route.EventDocument, Resources: rs}, nil
+	out := pipeline.Normalized{Event: route.EventDocument, Resources: rs}
+	// A document's medication list is also a medication update, and its
+	// immunisations an immunisation update, for the subscribers of those.
+	also := map[string]string{"MedicationStatement": route.EventMedication, "MedicationRequest": route.EventMedication,
+		"Immunization": route.EventImmunisation}
+	for _, r := range rs {
+		if typ, ok := also[r.Type()]; ok && !slices.Contains(out.Also, typ) {
+			out.Also = append(out.Also, typ)
+		}
+	}
+	return out, nil
 }
 
 // mappingCheck runs the mapping at intake so that a message it cannot

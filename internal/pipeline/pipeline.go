@@ -30,6 +30,9 @@ import (
 type Normalized struct {
 	Event     string          // route event type
 	Resources []fhir.Resource // the Patient first, when there is one
+	// Also names further event types the same content is routed as (a
+	// document that carries medications is also a medication update).
+	Also []string
 }
 
 // Normalizer turns source content into canonical resources. Errors that are
@@ -420,13 +423,25 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 		// Nothing to key an event by: the record keeps it, routing does not.
 		return "", nil
 	}
-	entries, err := p.rt.Route(route.Event{Type: u.Event, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
-		MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now(), Raw: u.raw})
-	if err != nil {
-		return "", err
-	}
-	if err := tx.AddOutbox(ctx, entries...); err != nil {
-		return "", err
+	for i, typ := range append([]string{u.Event}, u.Also...) {
+		ev := route.Event{Type: typ, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
+			MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now(), Raw: u.raw}
+		if i > 0 {
+			ev.EnvelopeID = e.ID + "#" + typ // its own Bundle and MessageHeader ids
+		}
+		entries, err := p.rt.Route(ev)
+		if err != nil {
+			return "", err
+		}
+		for j := range entries {
+			entries[j].EnvelopeID = e.ID
+			if _, ok := entries[j].Headers["hiegw-envelope"]; ok {
+				entries[j].Headers["hiegw-envelope"] = e.ID
+			}
+		}
+		if err := tx.AddOutbox(ctx, entries...); err != nil {
+			return "", err
+		}
 	}
 	return patientID, nil
 }
