@@ -42,7 +42,13 @@ func TestMappingReloadRefusedThenFixed(t *testing.T) {
 	before := state("GET", 200)["version"]
 
 	broken := filepath.Join(dir, "senders", "acme.yaml")
-	os.WriteFile(broken, []byte("senders: [ACME]\nresources:\n  patient:\n    elements:\n      gender: lookupp(\"administrative-sex\", v(\"PID-8\"))\n"), 0o644)
+	if err := os.MkdirAll(filepath.Dir(broken), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := os.WriteFile(broken, []byte("senders: [ACME]\nresources:\n  patient:\n    elements:\n      gender: lookupp(\"administrative-sex\", v(\"PID-8\"))\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := state("POST", 422)
 	last := got["last_reload"].(map[string]any)
 	if last["outcome"] != "refused" || !strings.Contains(last["error"].(string), "senders/acme.yaml:5") || got["version"] != before {
