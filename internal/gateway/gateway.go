@@ -225,6 +225,11 @@ func (g *Gateway) startSFTP() error {
 	if c.Addr == "" {
 		return nil
 	}
+	if len(c.Accounts) == 0 {
+		// Nobody could log in; do not hold the port.
+		g.log.Info("sftp listener not started: no sender accounts configured (sftp.accounts)", "addr", c.Addr)
+		return nil
+	}
 	var accounts []sftpd.Account
 	for _, a := range c.Accounts {
 		acc := sftpd.Account{Name: a.Name, PasswordHash: a.PasswordHash}

@@ -170,3 +170,23 @@ func TestRawRetentionPurgesSettledBodies(t *testing.T) {
 		t.Fatal("the purge was not audited")
 	}
 }
+
+// TestDefaultsStart: the configuration a new user starts with (no file, no
+// flags but free ports) must start; SFTP without accounts stays off.
+func TestDefaultsStart(t *testing.T) {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.MLLP.Addr, c.HTTP.Addr, c.Broker.Addr, c.SFTP.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	c.Mappings.Dir = filepath.Join("..", "..", "mappings")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, c)
+	defer r.shutdown(t)
+	if r.g.SFTPAddr() != "" {
+		t.Fatal("an SFTP listener without accounts")
+	}
+	if ack := send(t, r.g.MLLPAddr(), readFile(t, "adt_a01.hl7")); ack.Get("MSA-1") != "CA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+}
