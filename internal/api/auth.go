@@ -109,8 +109,8 @@ func Allowed(role Role, method, path string) bool {
 	default:
 		return false
 	}
-	if path == "/api/v1/audit" || strings.HasPrefix(path, "/api/v1/audit/") {
-		return false // it names patients and who looked at them: for operators only
+	if path == "/api/v1/audit" || strings.HasPrefix(path, "/api/v1/audit/") || path == "/api/v1/mpi/records/audit" {
+		return false // audit trails name patients and who looked at them or changed them: for operators only
 	}
 	if method == http.MethodGet || method == http.MethodHead {
 		return true

@@ -303,3 +303,19 @@ func TestAuditExportFHIR(t *testing.T) {
 		t.Errorf("unknown format: %d", w.Code)
 	}
 }
+
+func TestAuditTrailsAreForOperators(t *testing.T) {
+	for _, path := range []string{"/api/v1/audit", "/api/v1/mpi/records/audit"} {
+		for _, role := range []Role{RoleReadOnly, RoleAnalyst} {
+			if Allowed(role, http.MethodGet, path) {
+				t.Errorf("%s may read %s", role, path)
+			}
+		}
+		if !Allowed(RoleOperator, http.MethodGet, path) {
+			t.Errorf("an operator may not read %s", path)
+		}
+	}
+	if !Allowed(RoleReadOnly, http.MethodGet, "/api/v1/mpi/records") {
+		t.Error("read-only lost its GET of MPI records")
+	}
+}
