@@ -270,7 +270,9 @@ func (in *Intake) detect(data []byte) string {
 	case hasPrefix(trim, "FHS") || hasPrefix(trim, "BHS"):
 		return KindHL7Batch
 	case hasPrefix(trim, "MSH"):
-		if countSegments(trim, "MSH") > 1 {
+		// Several messages one after another are a batch without headers;
+		// a split error is the processing's to report, not detection's.
+		if b, _ := hl7.SplitBatch(trim); len(b.Messages) > 1 {
 			return KindHL7Batch
 		}
 		return KindHL7
@@ -299,27 +301,6 @@ func trimBOM(b []byte) []byte {
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
-
-func countSegments(b []byte, name string) int {
-	n := 0
-	for i := 0; i+len(name) <= len(b); {
-		if (i == 0 || b[i-1] == '\r' || b[i-1] == '\n') && string(b[i:i+len(name)]) == name {
-			n++
-		}
-		j := i
-		for j < len(b) && b[j] != '\r' && b[j] != '\n' {
-			j++
-		}
-		for j < len(b) && (b[j] == '\r' || b[j] == '\n') {
-			j++
-		}
-		if j == i {
-			j++
-		}
-		i = j
-	}
-	return n
-}
 
 func messageType(h hl7.Header) string {
 	t := h.MessageCode
