@@ -241,22 +241,11 @@ const v20203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 // NationalID for scoring.
 func recordOf(sender string, p fhir.Resource) (mpi.Record, error) {
 	r := mpi.Record{Sender: sender}
-	type ident struct{ typ, system, value string }
-	var ids []ident
-	list, _ := p["identifier"].([]any)
-	for _, it := range list {
-		m, _ := it.(map[string]any)
-		sys, _ := m["system"].(string)
-		val, _ := m["value"].(string)
-		if sys == "" || val == "" || sys == enterpriseSystem {
-			continue
-		}
-		ids = append(ids, ident{typ: typeCode(m["type"]), system: sys, value: val})
-	}
+	ids := linkIdentifiers(p)
 	if len(ids) == 0 {
 		return mpi.Record{}, contentErr("the Patient has no identifier to link it by (PID-3)")
 	}
-	key := slices.IndexFunc(ids, func(i ident) bool { return i.typ == "MR" })
+	key := slices.IndexFunc(ids, func(i linkIdentifier) bool { return i.typ == "MR" })
 	if key < 0 {
 		key = 0
 	}

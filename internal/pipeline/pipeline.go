@@ -446,9 +446,12 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	return patientID, nil
 }
 
-// identifiersOf returns a Patient's identifiers that can link it.
-func identifiersOf(p fhir.Resource) []store.Identifier {
-	var out []store.Identifier
+// linkIdentifier is one of a Patient's identifiers that can link it: with
+// its v2-0203 type, and never the enterprise id hiegw adds itself.
+type linkIdentifier struct{ typ, system, value string }
+
+func linkIdentifiers(p fhir.Resource) []linkIdentifier {
+	var out []linkIdentifier
 	list, _ := p["identifier"].([]any)
 	for _, it := range list {
 		m, _ := it.(map[string]any)
@@ -457,7 +460,16 @@ func identifiersOf(p fhir.Resource) []store.Identifier {
 		if sys == "" || val == "" || sys == enterpriseSystem {
 			continue
 		}
-		out = append(out, store.Identifier{System: sys, Value: val})
+		out = append(out, linkIdentifier{typ: typeCode(m["type"]), system: sys, value: val})
+	}
+	return out
+}
+
+// identifiersOf returns a Patient's identifiers that can link it.
+func identifiersOf(p fhir.Resource) []store.Identifier {
+	var out []store.Identifier
+	for _, i := range linkIdentifiers(p) {
+		out = append(out, store.Identifier{System: i.system, Value: i.value})
 	}
 	return out
 }
