@@ -48,6 +48,7 @@ type Gateway struct {
 	producer *route.Kafka
 	maps     *mapping.Holder
 	mapped   *mapCache // intake's mapping results, reused by processing
+	docs     *docCache // C-CDA documents intake parsed, reused by processing
 	mapState *mappingState
 	router   *route.Router
 	in       *intake.Intake
@@ -93,6 +94,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.maps = mapping.NewHolder(set)
 	g.mapped = newMapCache(512)
+	g.docs = newDocCache(8)
 	g.mapState = newMappingState(g.reg)
 	subs := []route.Subscription{route.DefaultSubscription}
 	if cfg.Subscriptions.File != "" {
@@ -111,9 +113,9 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
-	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
+	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, Registerer: g.reg, Logger: log})
-	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: checkFile, DetectCCDA: ccda.Detect,
+	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: g.docs.checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
 		return err

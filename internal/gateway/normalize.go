@@ -9,6 +9,7 @@ import (
 
 	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/route"
@@ -19,6 +20,7 @@ import (
 type normalizer struct {
 	maps  *mapping.Holder
 	cache *mapCache
+	docs  *docCache
 	state *mappingState // counts unmapped codes
 }
 
@@ -47,7 +49,7 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 }
 
 func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normalized, error) {
-	doc, err := ccda.Parse(data, ccda.DefaultLimits)
+	doc, err := n.docs.parse(data)
 	if err != nil {
 		return pipeline.Normalized{}, fmt.Errorf("read C-CDA: %w", err)
 	}
@@ -117,13 +119,15 @@ func unwrapAll(err error) []error {
 
 // checkFile validates an uploaded file before it is committed, so that the
 // sender finds a refused file in failed/ with the reason.
-func checkFile(kind string, data []byte) string {
+func (c *docCache) checkFile(kind string, data []byte) string {
 	switch kind {
-	case "ccda":
-		if _, err := ccda.Parse(data, ccda.DefaultLimits); err != nil {
+	case intake.KindCCDA:
+		doc, err := ccda.Parse(data, ccda.DefaultLimits)
+		if err != nil {
 			return err.Error()
 		}
-	case "hl7v2", "hl7v2-batch":
+		c.put(data, doc)
+	case intake.KindHL7, intake.KindHL7Batch:
 		b, err := hl7.SplitBatch(data)
 		if err != nil {
 			return err.Error()
@@ -137,20 +141,36 @@ func checkFile(kind string, data []byte) string {
 	return ""
 }
 
-// mapCache hands the mapping result that intake computed (to decide whether
-// to answer AE) to processing, which would otherwise map the same message a
-// second time moments later. Entries are keyed by sender, mapping version and
-// the message bytes, used once, and evicted oldest first; a miss (a restart,
-// a reload, a busy queue) just maps again.
-type mapCache struct {
+// handoff passes a result computed at intake (to decide the answer) to
+// processing, which would otherwise compute it again moments later. Entries
+// are used once and evicted oldest first; a miss (a restart, a reload, a
+// long queue) just computes again.
+type handoff[T any] struct {
 	mu    sync.Mutex
-	items map[[32]byte]*mapping.Result
+	items map[[32]byte]T
 	ring  [][32]byte
 	next  int
 }
 
-func newMapCache(size int) *mapCache {
-	return &mapCache{items: make(map[[32]byte]*mapping.Result, size), ring: make([][32]byte, size)}
+func newHandoff[T any](size int) *handoff[T] {
+	return &handoff[T]{items: make(map[[32]byte]T, size), ring: make([][32]byte, size)}
+}
+
+func (h *handoff[T]) put(k [32]byte, v T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.items, h.ring[h.next])
+	h.ring[h.next] = k
+	h.next = (h.next + 1) % len(h.ring)
+	h.items[k] = v
+}
+
+func (h *handoff[T]) take(k [32]byte) (T, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.items[k]
+	delete(h.items, k)
+	return v, ok
 }
 
 func cacheKey(sender, version string, raw []byte) [32]byte {
@@ -165,27 +185,46 @@ func cacheKey(sender, version string, raw []byte) [32]byte {
 	return k
 }
 
+// mapCache hands intake's mapping results to processing, keyed by sender,
+// mapping version and the message bytes.
+type mapCache struct{ h *handoff[*mapping.Result] }
+
+func newMapCache(size int) *mapCache { return &mapCache{h: newHandoff[*mapping.Result](size)} }
+
 func (c *mapCache) put(sender, version string, raw []byte, res *mapping.Result) {
-	if c == nil {
-		return
+	if c != nil {
+		c.h.put(cacheKey(sender, version, raw), res)
 	}
-	k := cacheKey(sender, version, raw)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.items, c.ring[c.next])
-	c.ring[c.next] = k
-	c.next = (c.next + 1) % len(c.ring)
-	c.items[k] = res
 }
 
 func (c *mapCache) take(sender, version string, raw []byte) (*mapping.Result, bool) {
 	if c == nil {
 		return nil, false
 	}
-	k := cacheKey(sender, version, raw)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	res, ok := c.items[k]
-	delete(c.items, k)
-	return res, ok
+	return c.h.take(cacheKey(sender, version, raw))
+}
+
+// docCache hands the C-CDA document intake parsed (to refuse a broken
+// upload) to processing. Only documents up to maxHandedDoc bytes are kept,
+// which bounds its memory; larger ones are parsed again.
+type docCache struct{ h *handoff[*ccda.Document] }
+
+const maxHandedDoc = 1 << 20
+
+func newDocCache(size int) *docCache { return &docCache{h: newHandoff[*ccda.Document](size)} }
+
+// parse returns the document, from the hand-off when intake parsed it.
+func (c *docCache) parse(data []byte) (*ccda.Document, error) {
+	if c != nil && len(data) <= maxHandedDoc {
+		if doc, ok := c.h.take(cacheKey("", "ccda", data)); ok {
+			return doc, nil
+		}
+	}
+	return ccda.Parse(data, ccda.DefaultLimits)
+}
+
+func (c *docCache) put(data []byte, doc *ccda.Document) {
+	if c != nil && len(data) <= maxHandedDoc {
+		c.h.put(cacheKey("", "ccda", data), doc)
+	}
 }
