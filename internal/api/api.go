@@ -131,9 +131,6 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, out)
 }
 
-// actor names who made a request: the authenticated principal.
-func actor(r *http.Request) string { return Actor(r.Context()) }
-
 func peer(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -143,8 +140,7 @@ func peer(r *http.Request) string {
 }
 
 func (a *api) auditRead(r *http.Request, action, target, outcome string) error {
-	return a.st.Audit(r.Context(), store.AuditEntry{Actor: actor(r), Action: action, Target: target, Outcome: outcome,
-		Peer: peer(r), Detail: r.URL.Path})
+	return a.st.Audit(r.Context(), RequestAudit(r, action, target, outcome))
 }
 
 type messageView struct {
@@ -255,8 +251,9 @@ func (a *api) reprocess(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	_ = a.st.Audit(r.Context(), store.AuditEntry{Actor: actor(r), Action: "message.reprocess", Target: req.Sender,
-		Outcome: "ok", Peer: peer(r), Detail: strconv.FormatInt(n, 10) + " requeued"})
+	e := RequestAudit(r, "message.reprocess", req.Sender, "ok")
+	e.Detail = strconv.FormatInt(n, 10) + " requeued"
+	_ = a.st.Audit(r.Context(), e)
 	if a.o.OnRequeue != nil {
 		a.o.OnRequeue()
 	}

@@ -208,8 +208,7 @@ func (c *console) envelope(w http.ResponseWriter, r *http.Request) (*store.Envel
 
 // audit records a read of PHI; a read that cannot be audited is refused.
 func (c *console) audit(w http.ResponseWriter, r *http.Request, action, target string) bool {
-	err := c.st.Audit(r.Context(), store.AuditEntry{Actor: actor(r), Action: action, Target: target, Outcome: "ok",
-		Peer: peer(r), Detail: r.URL.Path})
+	err := c.st.Audit(r.Context(), RequestAudit(r, action, target, "ok"))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "audit: "+err.Error())
 		return false
