@@ -158,20 +158,13 @@ func (id *Identity) apply(ctx context.Context, b *bound, evs []mpi.Event, src ev
 		for _, k := range ev.Keys {
 			local = append(local, k.Authority+"|"+k.MRN)
 		}
-		entries, err := id.rt.Route(route.Event{Type: typ, Sender: src.sender,
-			EnvelopeID: fmt.Sprintf("%s#%d/mpi-%d", src.envelopeID, src.unit, n),
-			ControlID:  src.controlID, MessageType: src.messageType, PatientID: ev.EnterpriseID, LocalIDs: local,
+		// The event's own id keeps its bundle apart from the message's.
+		entries, err := id.rt.Route(route.Event{Type: typ, Sender: src.sender, EnvelopeID: src.envelopeID,
+			ID:        fmt.Sprintf("%s#%d/mpi-%d", src.envelopeID, src.unit, n),
+			ControlID: src.controlID, MessageType: src.messageType, PatientID: ev.EnterpriseID, LocalIDs: local,
 			Resources: []fhir.Resource{identityPatient(ev)}, At: time.Now(), Raw: src.raw})
 		if err != nil {
 			return err
-		}
-		// The event's own id keeps its bundle apart from the message's;
-		// the outbox row still names the envelope it came from.
-		for i := range entries {
-			entries[i].EnvelopeID = src.envelopeID
-			if _, ok := entries[i].Headers["hiegw-envelope"]; ok {
-				entries[i].Headers["hiegw-envelope"] = src.envelopeID
-			}
 		}
 		if err := b.tx.AddOutbox(ctx, entries...); err != nil {
 			return err

@@ -427,17 +427,11 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 		ev := route.Event{Type: typ, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
 			MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now(), Raw: u.raw}
 		if i > 0 {
-			ev.EnvelopeID = e.ID + "#" + typ // its own Bundle and MessageHeader ids
+			ev.ID = e.ID + "#" + typ // its own Bundle and MessageHeader ids
 		}
 		entries, err := p.rt.Route(ev)
 		if err != nil {
 			return "", err
-		}
-		for j := range entries {
-			entries[j].EnvelopeID = e.ID
-			if _, ok := entries[j].Headers["hiegw-envelope"]; ok {
-				entries[j].Headers["hiegw-envelope"] = e.ID
-			}
 		}
 		if err := tx.AddOutbox(ctx, entries...); err != nil {
 			return "", err

@@ -33,9 +33,13 @@ const (
 
 // Event is one processed envelope's outcome, ready to route.
 type Event struct {
-	Type        string
-	Sender      string
-	EnvelopeID  string
+	Type       string
+	Sender     string
+	EnvelopeID string
+	// ID tells apart several events from one envelope (a document that is
+	// also a medication update, an identity change): it names the event's
+	// Bundle and MessageHeader. Empty means EnvelopeID.
+	ID          string
 	ControlID   string
 	MessageType string
 	PatientID   string   // enterprise patient id: the Kafka key
@@ -353,7 +357,11 @@ func EventBundle(ev Event) ([]byte, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	hdr := fhir.New("MessageHeader", fhir.StableID(ev.Sender, "MessageHeader", ev.EnvelopeID))
+	id := ev.ID
+	if id == "" {
+		id = ev.EnvelopeID
+	}
+	hdr := fhir.New("MessageHeader", fhir.StableID(ev.Sender, "MessageHeader", id))
 	hdr["eventCoding"] = map[string]any{"system": "urn:hiegw:event", "code": ev.Type}
 	hdr["source"] = map[string]any{"name": ev.Sender, "endpoint": "urn:hiegw:sender:" + ev.Sender}
 	var focus []any
@@ -365,7 +373,7 @@ func EventBundle(ev Event) ([]byte, error) {
 	}
 	all := append([]fhir.Resource{hdr}, ev.Resources...)
 	b := fhir.NewBundle("message", all)
-	b.ID = fhir.StableID(ev.Sender, "Bundle", ev.EnvelopeID)
+	b.ID = fhir.StableID(ev.Sender, "Bundle", id)
 	b.Timestamp = at.UTC().Format(time.RFC3339)
 	return json.Marshal(b)
 }
