@@ -6,6 +6,7 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -261,15 +262,11 @@ func (in *Intake) acceptFile(ctx context.Context, env *Envelope) (Receipt, error
 }
 
 func (in *Intake) detect(data []byte) string {
-	trim := data
-	trim = trimBOM(trim)
-	for len(trim) > 0 && (trim[0] == ' ' || trim[0] == '\r' || trim[0] == '\n' || trim[0] == '\t') {
-		trim = trim[1:]
-	}
+	trim := bytes.TrimLeft(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), " \r\n\t")
 	switch {
-	case hasPrefix(trim, "FHS") || hasPrefix(trim, "BHS"):
+	case bytes.HasPrefix(trim, []byte("FHS")) || bytes.HasPrefix(trim, []byte("BHS")):
 		return KindHL7Batch
-	case hasPrefix(trim, "MSH"):
+	case bytes.HasPrefix(trim, []byte("MSH")):
 		// Several messages one after another are a batch without headers;
 		// a split error is the processing's to report, not detection's.
 		if b, _ := hl7.SplitBatch(trim); len(b.Messages) > 1 {
@@ -292,15 +289,6 @@ func (in *Intake) count(channel, kind string, ins store.Inserted) {
 		in.received.WithLabelValues(channel, kind).Inc()
 	}
 }
-
-func trimBOM(b []byte) []byte {
-	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
-		return b[3:]
-	}
-	return b
-}
-
-func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
 
 func messageType(h hl7.Header) string {
 	t := h.MessageCode
