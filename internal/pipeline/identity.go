@@ -47,7 +47,7 @@ type bound struct {
 }
 
 func (id *Identity) bind(ctx context.Context, tx *store.Tx) (*bound, error) {
-	st := sqlstore.New(tx.SQL())
+	st := sqlstore.New(tx.Ext())
 	if err := st.Lock(ctx); err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (id *Identity) Change(ctx context.Context, audit store.AuditEntry, fn func(
 // not change the index.
 func (id *Identity) View(ctx context.Context, fn func(ix *mpi.Index, st *sqlstore.Store) error) error {
 	return id.st.InTx(ctx, func(tx *store.Tx) error {
-		st := sqlstore.New(tx.SQL())
+		st := sqlstore.New(tx.Ext())
 		return fn(id.ix.WithStore(st), st)
 	})
 }

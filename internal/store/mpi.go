@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // The master patient index (internal/mpi/sqlstore) keeps its tables in this
@@ -16,7 +18,7 @@ import (
 // (authority, mrn) at the enterprise patient patientID, and returns how many
 // rows changed.
 func (t *Tx) MoveSource(ctx context.Context, authority, mrn, patientID string) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?
+	res, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?
 		WHERE source_authority = ? AND source_mrn = ? AND patient_id <> ?`), patientID, authority, mrn, patientID)
 	if err != nil {
 		return 0, fmt.Errorf("move resources of a source record: %w", err)
@@ -103,7 +105,7 @@ func (db *DB) PatientIdentifiers(ctx context.Context, patientID string) ([]Ident
 // the source record (authority, mrn).
 func (t *Tx) SourceResources(ctx context.Context, authority, mrn, resourceType string) ([]StoredResource, error) {
 	var out []StoredResource
-	err := t.tx.SelectContext(ctx, &out, t.db.rebind(`SELECT id, resource_type, patient_id, version, body, envelope_id, sender, updated_at
+	err := sqlx.SelectContext(ctx, t.x, &out, t.db.rebind(`SELECT id, resource_type, patient_id, version, body, envelope_id, sender, updated_at
 		FROM resources WHERE source_authority = ? AND source_mrn = ? AND resource_type = ? ORDER BY id`), authority, mrn, resourceType)
 	if err != nil {
 		return nil, fmt.Errorf("resources of a source record: %w", err)

@@ -18,6 +18,7 @@ import (
 // its outbox rows and its status change commit together or not at all.
 type Tx struct {
 	tx       *sqlx.Tx
+	x        *txExt // tx through the prepared-statement cache
 	db       *DB
 	now      time.Time
 	finished []finished // envelopes whose log status follows the commit
@@ -27,9 +28,12 @@ type Tx struct {
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	var t *Tx
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
-		t = &Tx{tx: tx, db: db, now: time.Now().UTC()}
+		t = &Tx{tx: tx, x: &txExt{tx: tx, cache: db.stmts}, db: db, now: time.Now().UTC()}
 		return fn(t)
 	})
+	if db.stmts != nil {
+		db.stmts.prepareWanted(context.WithoutCancel(ctx))
+	}
 	if err != nil || len(t.finished) == 0 {
 		return err
 	}
@@ -56,7 +60,7 @@ func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier
 	q := t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`)
 	for _, i := range ids {
 		var pid string
-		err := t.tx.GetContext(ctx, &pid, q, i.System, i.Value)
+		err := sqlx.GetContext(ctx, t.x, &pid, q, i.System, i.Value)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -76,7 +80,7 @@ func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier
 			return "", false, err
 		}
 		id, created = u.String(), true
-		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO patients (id, created_at, updated_at) VALUES (?, ?, ?)`),
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO patients (id, created_at, updated_at) VALUES (?, ?, ?)`),
 			id, t.now, t.now); err != nil {
 			return "", false, fmt.Errorf("create patient: %w", err)
 		}
@@ -84,7 +88,7 @@ func (t *Tx) ResolvePatient(ctx context.Context, sender string, ids []Identifier
 	ins := t.db.rebind(`INSERT INTO patient_identifiers (system, value, patient_id, sender, created_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (system, value) DO NOTHING`)
 	for _, i := range ids {
-		if _, err := t.tx.ExecContext(ctx, ins, i.System, i.Value, id, sender, t.now); err != nil {
+		if _, err := t.x.ExecContext(ctx, ins, i.System, i.Value, id, sender, t.now); err != nil {
 			return "", false, fmt.Errorf("link identifier: %w", err)
 		}
 	}
@@ -107,7 +111,7 @@ func (t *Tx) lockIdentifiers(ctx context.Context, ids []Identifier) error {
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	for _, k := range keys {
-		if _, err := t.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, k); err != nil {
+		if _, err := t.x.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, k); err != nil {
 			return fmt.Errorf("lock identifier: %w", err)
 		}
 	}
@@ -119,7 +123,7 @@ func (t *Tx) survivor(ctx context.Context, id string) (string, error) {
 	q := t.db.rebind(`SELECT merged_into FROM patients WHERE id = ?`)
 	for range 32 {
 		var next string
-		if err := t.tx.GetContext(ctx, &next, q, id); err != nil {
+		if err := sqlx.GetContext(ctx, t.x, &next, q, id); err != nil {
 			return "", fmt.Errorf("follow patient merge: %w", notFound(err))
 		}
 		if next == "" {
@@ -150,11 +154,11 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		Authority string `db:"source_authority"`
 		MRN       string `db:"source_mrn"`
 	}
-	err = t.tx.GetContext(ctx, &cur, t.db.rebind(`SELECT version, body, patient_id, source_authority, source_mrn
+	err = sqlx.GetContext(ctx, t.x, &cur, t.db.rebind(`SELECT version, body, patient_id, source_authority, source_mrn
 		FROM resources WHERE id = ?`), r.ID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
 			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
 			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`),
 			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
@@ -167,19 +171,19 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		if jsonEqual([]byte(cur.Body), r.Body) {
 			if cur.PatientID != r.PatientID || cur.Authority != r.SourceAuthority || cur.MRN != r.SourceMRN {
 				// Same content, new owner: not a new version.
-				if _, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?, source_authority = ?,
+				if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?, source_authority = ?,
 					source_mrn = ? WHERE id = ?`), r.PatientID, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
 					return 0, false, fmt.Errorf("relink %s: %w", r.Type, err)
 				}
 			}
 			return cur.Version, false, nil
 		}
-		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
 			SELECT id, version, body, envelope_id, updated_at FROM resources WHERE id = ?`), r.ID); err != nil {
 			return 0, false, fmt.Errorf("keep %s history: %w", r.Type, err)
 		}
 		version = cur.Version + 1
-		if _, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
 			envelope_id = ?, sender = ?, updated_at = ?, source_authority = ?, source_mrn = ? WHERE id = ?`),
 			version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
 			return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
@@ -221,7 +225,7 @@ func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
 		if err != nil {
 			return err
 		}
-		if _, err := t.tx.ExecContext(ctx, q, e.Subscriber, e.Topic, e.Key, string(h), e.Payload, e.EventType,
+		if _, err := t.x.ExecContext(ctx, q, e.Subscriber, e.Topic, e.Key, string(h), e.Payload, e.EventType,
 			e.EnvelopeID, t.now, t.now); err != nil {
 			return fmt.Errorf("queue event: %w", err)
 		}
@@ -232,7 +236,7 @@ func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
 // FinishEnvelope marks an envelope processed.
 func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion string) error {
 	if t.db.split {
-		_, err := t.tx.ExecContext(ctx, t.db.rebind(`INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version,
+		_, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version,
 			processed_at) VALUES (?, ?, ?, ?) ON CONFLICT (envelope_id) DO NOTHING`), id, patientID, mappingVersion, t.now)
 		if err != nil {
 			return fmt.Errorf("record envelope processed: %w", err)
@@ -240,7 +244,7 @@ func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion s
 		t.finished = append(t.finished, finished{EnvelopeID: id, PatientID: patientID, MappingVersion: mappingVersion, ProcessedAt: t.now})
 		return nil
 	}
-	_, err := t.tx.ExecContext(ctx, t.db.rebind(`UPDATE envelopes SET status = 'processed', error = '', patient_id = ?,
+	_, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE envelopes SET status = 'processed', error = '', patient_id = ?,
 		mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`), patientID, mappingVersion, t.now, id)
 	if err != nil {
 		return fmt.Errorf("mark envelope processed: %w", err)
@@ -344,7 +348,7 @@ func (t *Tx) MergePatient(ctx context.Context, from, into string) error {
 		{`UPDATE patients SET merged_into = ? WHERE merged_into = ?`, []any{into, from}},
 	}
 	for _, s := range steps {
-		if _, err := t.tx.ExecContext(ctx, t.db.rebind(s.q), s.args...); err != nil {
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(s.q), s.args...); err != nil {
 			return fmt.Errorf("merge patient: %w", err)
 		}
 	}
@@ -355,7 +359,7 @@ func (t *Tx) MergePatient(ctx context.Context, from, into string) error {
 // identifier, or "" when none does.
 func (t *Tx) PatientOf(ctx context.Context, id Identifier) (string, error) {
 	var pid string
-	err := t.tx.GetContext(ctx, &pid, t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`), id.System, id.Value)
+	err := sqlx.GetContext(ctx, t.x, &pid, t.db.rebind(`SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?`), id.System, id.Value)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -369,6 +373,10 @@ func (t *Tx) PatientOf(ctx context.Context, id Identifier) (string, error) {
 // their tables in this schema (the MPI's), so their changes commit with the
 // record's.
 func (t *Tx) SQL() *sqlx.Tx { return t.tx }
+
+// Ext is the transaction for repositories written against sqlx (the MPI's):
+// recurring queries run as statements prepared once per connection.
+func (t *Tx) Ext() sqlx.ExtContext { return t.x }
 
 // Backend names the database backend (SQLite or Postgres).
 func (t *Tx) Backend() string { return t.db.backend }

@@ -65,6 +65,7 @@ type DB struct {
 	// power loss (envelopes, audit); the others (processing, outbox
 	// bookkeeping) are replayed from those if lost, so they skip the fsync.
 	durableSync bool
+	stmts       *stmtCache // the record's recurring queries, prepared
 }
 
 // Backend names the backend: SQLite or Postgres.
@@ -123,6 +124,11 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err := x.PingContext(pctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect %s store: %w", backend, err)
+	}
+	if backend == SQLite {
+		// PostgreSQL parses in its own process, and named statements do not
+		// survive a transaction-pooling proxy such as PgBouncer.
+		db.stmts = newStmtCache(x)
 	}
 	if o.skipMigrate {
 		return db, nil
@@ -188,6 +194,9 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	if db.stmts != nil {
+		db.stmts.close()
+	}
 	err := db.x.Close()
 	if db.split {
 		err = errors.Join(err, db.log.Close())
