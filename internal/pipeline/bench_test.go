@@ -58,3 +58,66 @@ func BenchmarkProcess(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBacklog processes a backlog of ADT messages (200 patients, two
+// senders, MPI on) with the pipeline running, committing one envelope per
+// transaction or up to 16 waiting envelopes of a lane together.
+func BenchmarkBacklog(b *testing.B) {
+	for _, batch := range []int{1, 16} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			db, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), Sync: "normal"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var envs []*store.Envelope
+			for i := 0; i < b.N; i++ {
+				n := i % 200
+				pr := person{mrn: fmt.Sprint(1000 + n), auth: "GHH", family: fmt.Sprintf("Fam%03d", n), given: "Given",
+					dob: fmt.Sprintf("19%02d0%d1%d", n%100, 1+n%9, n%10), sex: "F", street: fmt.Sprintf("%d Main St", n),
+					city: "Springfield", zip: fmt.Sprint(62000 + n), phone: fmt.Sprint(2175550000 + n)}
+				sender := "ghh"
+				if i%2 == 1 {
+					sender, pr.auth, pr.mrn = "nlab", "NLAB", "L"+pr.mrn
+				}
+				id := fmt.Sprintf("e%d", i)
+				envs = append(envs, &store.Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(),
+					Kind: intake.KindHL7, MessageType: "ADT", ControlID: id, DedupKey: id, SHA256: id, Status: "received",
+					Raw: msg("A08", id, pr)})
+			}
+			for i := 0; i < len(envs); i += 500 {
+				if _, err := db.InsertEnvelopes(ctx, envs[i:min(i+500, len(envs))]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rt := &captureRouter{}
+			ix, err := mpi.New(sqlstore.New(db.SQL()), mpi.DefaultConfig())
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := pipeline.New(db, pidNormalizer{}, rt, pipeline.Options{Batch: batch, Poll: time.Hour,
+				Identity: pipeline.NewIdentity(ix, db, rt)})
+			b.ResetTimer()
+			done := make(chan struct{})
+			go func() { p.Run(ctx); close(done) }()
+			for {
+				var n int
+				if err := db.SQL().GetContext(ctx, &n, `SELECT COUNT(*) FROM processed_envelopes`); err != nil {
+					b.Fatal(err)
+				}
+				if n == b.N {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			b.StopTimer()
+			cancel()
+			<-done
+			if got := len(rt.all()); got < b.N {
+				b.Fatalf("%d events for %d envelopes", got, b.N)
+			}
+		})
+	}
+}

@@ -60,7 +60,10 @@ type Router interface {
 
 // Options configure the pipeline.
 type Options struct {
-	Lanes    int           // parallel lanes (senders hash to a lane); default 4
+	Lanes int // parallel lanes (senders hash to a lane); default 4
+	// Batch is the most envelopes of a lane committed in one transaction
+	// when several wait; default 16, 1 commits each on its own.
+	Batch    int
 	Poll     time.Duration // look for work without a notification this often; default 1s
 	OnCommit func()        // called after each committed envelope (wakes the relay)
 	// Identity, when set, identifies patients through the master patient
@@ -96,6 +99,9 @@ type Pipeline struct {
 func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 	if o.Lanes <= 0 {
 		o.Lanes = 4
+	}
+	if o.Batch <= 0 {
+		o.Batch = 16
 	}
 	if o.Poll <= 0 {
 		o.Poll = time.Second
@@ -143,11 +149,14 @@ func (p *Pipeline) Run(ctx context.Context) {
 		go func(ch chan store.Envelope) {
 			defer wg.Done()
 			for e := range ch {
-				p.processWithRetry(ctx, e)
+				run := p.take(ch, e)
+				p.processRun(ctx, run)
 				p.mu.Lock()
-				delete(p.inflight, e.ID)
+				for _, e := range run {
+					delete(p.inflight, e.ID)
+				}
 				p.mu.Unlock()
-				p.idle.Done()
+				p.idle.Add(-len(run))
 			}
 		}(lanes[i])
 	}
@@ -212,6 +221,67 @@ func laneOf(sender string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
+// take returns first and whatever else already waits in its lane, up to
+// the batch size, in order.
+func (p *Pipeline) take(ch <-chan store.Envelope, first store.Envelope) []store.Envelope {
+	run := []store.Envelope{first}
+	for len(run) < p.o.Batch {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				return run
+			}
+			run = append(run, e)
+		default:
+			return run
+		}
+	}
+	return run
+}
+
+// processRun processes a lane's consecutive envelopes, committing as many as
+// it can in one transaction: on the embedded store a transaction's fixed
+// cost (begin, commit, the envelope log's status) is about as large as one
+// envelope's work. An envelope that cannot be normalised is recorded as
+// failed between the runs before and after it, so a sender's order holds;
+// if the shared transaction fails, each envelope is processed on its own
+// and gets its own outcome.
+func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
+	if len(run) == 1 {
+		p.processWithRetry(ctx, run[0])
+		return
+	}
+	for len(run) > 0 {
+		var ready []prepared
+		var bad *ContentError
+		for _, e := range run {
+			units, err := p.normalize(e)
+			if err != nil {
+				if !errors.As(err, &bad) {
+					bad = &ContentError{Err: err}
+				}
+				break
+			}
+			ready = append(ready, prepared{e: e, units: units})
+		}
+		switch {
+		case len(ready) == 1:
+			p.processWithRetry(ctx, ready[0].e)
+		case len(ready) > 1:
+			if err := p.commit(ctx, ready...); err != nil {
+				for _, r := range ready {
+					p.processWithRetry(ctx, r.e)
+				}
+			}
+		}
+		if bad == nil {
+			return
+		}
+		p.fail(ctx, run[len(ready)], bad)
+		run = run[len(ready)+1:]
+	}
+}
+
 // processWithRetry retries store failures (the database may be briefly
 // away) so that a sender's order is kept; content failures are final.
 func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
@@ -223,14 +293,7 @@ func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
 		}
 		var ce *ContentError
 		if errors.As(err, &ce) {
-			p.failed.WithLabelValues(e.Kind).Inc()
-			p.o.Logger.Info("envelope failed processing", "envelope", e.ID, "sender", e.Sender,
-				"control_id", e.ControlID, "reason", ce.Error())
-			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			if merr := p.st.MarkFailed(mctx, e.ID, ce.Error()); merr != nil {
-				p.o.Logger.Error("mark envelope failed", "envelope", e.ID, "err", merr)
-			}
-			cancel()
+			p.fail(ctx, e, ce)
 			return
 		}
 		if ctx.Err() != nil {
@@ -243,6 +306,18 @@ func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// fail records that e's content cannot be processed.
+func (p *Pipeline) fail(ctx context.Context, e store.Envelope, ce *ContentError) {
+	p.failed.WithLabelValues(e.Kind).Inc()
+	p.o.Logger.Info("envelope failed processing", "envelope", e.ID, "sender", e.Sender,
+		"control_id", e.ControlID, "reason", ce.Error())
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if merr := p.st.MarkFailed(mctx, e.ID, ce.Error()); merr != nil {
+		p.o.Logger.Error("mark envelope failed", "envelope", e.ID, "err", merr)
 	}
 }
 
@@ -259,13 +334,25 @@ func contentErr(format string, args ...any) error {
 // Process turns one envelope into record changes and events, in one
 // transaction.
 func (p *Pipeline) Process(ctx context.Context, e store.Envelope) error {
-	start := time.Now()
 	units, err := p.normalize(e)
 	if err != nil {
 		return err
 	}
+	return p.commit(ctx, prepared{e: e, units: units})
+}
+
+// prepared is an envelope normalised and ready to commit.
+type prepared struct {
+	e     store.Envelope
+	units []unit
+}
+
+// commit writes the record changes and events of envelopes in one
+// transaction.
+func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
+	start := time.Now()
 	version := p.norm.Version()
-	err = p.st.InTx(ctx, func(tx *store.Tx) error {
+	err := p.st.InTx(ctx, func(tx *store.Tx) error {
 		if p.o.Identity != nil {
 			// Take the index lock before any row: a transaction that wrote
 			// rows and then waited for the lock could deadlock with the
@@ -274,23 +361,31 @@ func (p *Pipeline) Process(ctx context.Context, e store.Envelope) error {
 				return err
 			}
 		}
-		var patient string
-		for i, u := range units {
-			pid, err := p.commitUnit(ctx, tx, e, i, u)
-			if err != nil {
+		for _, pe := range envs {
+			var patient string
+			for i, u := range pe.units {
+				pid, err := p.commitUnit(ctx, tx, pe.e, i, u)
+				if err != nil {
+					return err
+				}
+				if patient == "" {
+					patient = pid
+				}
+			}
+			if err := tx.FinishEnvelope(ctx, pe.e.ID, patient, version); err != nil {
 				return err
 			}
-			if patient == "" {
-				patient = pid
-			}
 		}
-		return tx.FinishEnvelope(ctx, e.ID, patient, version)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	p.processed.WithLabelValues(e.Kind).Inc()
-	p.seconds.Observe(time.Since(start).Seconds())
+	each := time.Since(start).Seconds() / float64(len(envs))
+	for _, pe := range envs {
+		p.processed.WithLabelValues(pe.e.Kind).Inc()
+		p.seconds.Observe(each)
+	}
 	if p.o.OnCommit != nil {
 		p.o.OnCommit()
 	}

@@ -1,0 +1,131 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/pipeline"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// countingStore counts processing transactions.
+type countingStore struct {
+	*store.DB
+	txs atomic.Int64
+}
+
+func (c *countingStore) InTx(ctx context.Context, fn func(*store.Tx) error) error {
+	c.txs.Add(1)
+	return c.DB.InTx(ctx, fn)
+}
+
+// refuses fails to normalise the messages whose control id it names, and
+// gives the messages it names in noID a Patient without identifiers, which
+// only the processing transaction refuses.
+type refuses struct {
+	pidNormalizer
+	bad, noID map[string]bool
+}
+
+func (r refuses) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
+	cid := m.Header().ControlID
+	if r.bad[cid] {
+		return pipeline.Normalized{}, fmt.Errorf("PID-7: not a date")
+	}
+	n, err := r.pidNormalizer.NormalizeHL7(sender, m)
+	if err == nil && r.noID[cid] {
+		delete(n.Resources[0], "identifier")
+	}
+	return n, err
+}
+
+// TestWaitingEnvelopesShareTransactions: envelopes already waiting in a lane
+// are committed together, an envelope that cannot be normalised fails on its
+// own between them, one that fails inside the shared transaction sends the
+// others of its run through one by one, and every good envelope's events
+// come out in the order received.
+func TestWaitingEnvelopesShareTransactions(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Sync: "normal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const n = 40
+	norm := refuses{bad: map[string]bool{"C07": true, "C21": true}, noID: map[string]bool{"C30": true}}
+	var envs []*store.Envelope
+	for i := 1; i <= n; i++ {
+		cid := fmt.Sprintf("C%02d", i)
+		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(100 + i%5), family: "DOE", given: "JANE",
+			dob: "19800101", sex: "F"})
+		envs = append(envs, &store.Envelope{ID: "e" + cid, Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
+			Kind: "hl7v2", ControlID: cid, DedupKey: "msh10:" + cid, SHA256: cid, Status: "received", Raw: raw})
+	}
+	// Everything is stored before the pipeline starts, so its lane finds
+	// runs waiting.
+	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{DB: db}
+	rt := &captureRouter{}
+	p := pipeline.New(cs, norm, rt, pipeline.Options{Lanes: 1, Batch: 8, Poll: time.Hour})
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	for _, e := range envs {
+		want := "processed"
+		if norm.bad[e.ControlID] || norm.noID[e.ControlID] {
+			want = "failed"
+		}
+		waitStatus(t, db, e.ID, want)
+	}
+	cancel()
+	<-done
+
+	var got, want []string
+	for _, ev := range rt.all() {
+		if ev.Type != "update" {
+			continue
+		}
+		got = append(got, ev.ControlID)
+	}
+	for _, e := range envs {
+		if !norm.bad[e.ControlID] && !norm.noID[e.ControlID] {
+			want = append(want, e.ControlID)
+		}
+	}
+	// The run that held C30 was rolled back and redone one by one, so its
+	// events were routed twice; the committed outbox holds them once, in
+	// order.
+	got = dedupe(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("events in order %v, want %v", got, want)
+	}
+	// 37 good envelopes; committed one by one they would take 37
+	// transactions (plus the redone run of C30).
+	t.Logf("%d processing transactions for %d envelopes", cs.txs.Load(), n)
+	if txs := cs.txs.Load(); txs > 20 {
+		t.Fatalf("%d processing transactions for %d envelopes: waiting envelopes were not committed together", txs, n)
+	}
+	e, err := db.GetEnvelope(context.Background(), "eC30")
+	if err != nil || e.Error == "" {
+		t.Fatalf("C30 failed without a reason: %+v %v", e, err)
+	}
+}
+
+func dedupe(ids []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
