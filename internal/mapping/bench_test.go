@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/hl7"
 )
 
@@ -124,4 +125,37 @@ func BenchmarkParseAndMap(b *testing.B) {
 			reportCPU(b, cpu)
 		})
 	}
+}
+
+// BenchmarkMapCCDA maps a 100 KB C-CDA document (parsed once) with the
+// default mapping files, and, for comparison, with internal/ccda's Go
+// converter.
+func BenchmarkMapCCDA(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(ccdaCorpusDir, "emerge_patient_0.xml"))
+	if err != nil {
+		b.Skipf("shared corpus not found: %v", err)
+	}
+	doc, err := ccda.Parse(data, ccda.DefaultLimits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := loadDefault(b)
+	b.Run("files", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := processCPU()
+		for b.Loop() {
+			if _, err := s.MapCCDA("BENCH", doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportCPU(b, cpu)
+	})
+	b.Run("converter", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := processCPU()
+		for b.Loop() {
+			doc.ToFHIR("BENCH")
+		}
+		reportCPU(b, cpu)
+	})
 }

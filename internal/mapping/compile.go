@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+	"github.com/hiegw/hiegw/internal/ccda"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -66,6 +67,7 @@ type compiler struct {
 	opts    []expr.Option
 	msgRefs []msgRef
 	pconf   *conf.Config
+	ccda    bool // compiling a rule that reads C-CDA documents
 }
 
 func newCompiler(s *Set, errs *errorList) *compiler {
@@ -187,25 +189,32 @@ func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[stri
 				}
 			}
 			if len(args) == len(call.Arguments) {
-				p.direct, p.args = funcByName[id.Value], resolvePaths(funcByName[id.Value], args, c.set.paths)
+				p.direct, p.args = funcByName[id.Value], resolvePaths(funcByName[id.Value], args, c.set)
 				return
 			}
 		}
 	}
 	p.tree, _ = buildTree(parsed.Node)
-	p.tree.resolvePaths(c.set.paths)
+	p.tree.resolvePaths(c.set)
 }
 
 // resolvePaths replaces the constant path arguments of a call of f by their
 // parsed form, so that a run does not look them up by text.
-func resolvePaths(f *fnSpec, args []any, paths map[string]*hpath) []any {
+func resolvePaths(f *fnSpec, args []any, set *Set) []any {
 	for i, a := range args {
 		s, ok := a.(string)
-		if !ok || f.argKind(i) != argPath {
+		if !ok {
 			continue
 		}
-		if hp := paths[s]; hp != nil {
-			args[i] = hp
+		switch f.argKind(i) {
+		case argPath:
+			if hp := set.paths[s]; hp != nil {
+				args[i] = hp
+			}
+		case argXPath:
+			if xp := set.xpaths[s]; xp != nil {
+				args[i] = xp
+			}
 		}
 	}
 	return args
@@ -234,6 +243,15 @@ func (v *callChecker) Visit(node *ast.Node) {
 		if spec == nil {
 			return
 		}
+		if k := spec.source(); k != srcAny && (k == srcCCDA) != v.c.ccda {
+			at := runeOffset(v.src, n.Location().From)
+			if v.c.ccda {
+				v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s reads HL7 v2 messages; this rule reads C-CDA documents (use the C-CDA functions: xv, cd, ii, ts, ...)", id.Value)))
+			} else {
+				v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s reads C-CDA documents; this rule reads HL7 v2 messages (a C-CDA rule has each: /ClinicalDocument/...)", id.Value)))
+			}
+			return
+		}
 		for i, a := range n.Arguments {
 			s, ok := a.(*ast.StringNode)
 			if !ok {
@@ -258,6 +276,17 @@ func (v *callChecker) Visit(node *ast.Node) {
 				v.c.set.paths[s.Value] = hp
 				if v.p.path == nil {
 					v.p.path = hp
+				}
+			case argXPath:
+				xp, off, err := parseXPath(s.Value)
+				if err != nil {
+					v.c.errs.add(v.pm.errAt(at+off, fmt.Sprintf("%s: %v", id.Value, err)))
+					continue
+				}
+				v.c.set.xpaths[s.Value] = xp
+			case argOID:
+				if !ccda.IsOID(s.Value) {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s: expected a code system OID such as 2.16.840.1.113883.5.83", id.Value)))
 				}
 			case argTable:
 				if v.c.set.tables[s.Value] == nil {

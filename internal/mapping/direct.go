@@ -346,7 +346,7 @@ func (st *state) eval(t *tree) (any, error) {
 }
 
 // resolvePaths applies resolvePaths to every call with constant arguments.
-func (t *tree) resolvePaths(paths map[string]*hpath) {
+func (t *tree) resolvePaths(paths *Set) {
 	if t == nil {
 		return
 	}

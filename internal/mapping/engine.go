@@ -10,14 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beevik/etree"
 	"github.com/expr-lang/expr/vm"
+	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 )
 
 // Result is what one message maps to.
 type Result struct {
-	Event     string          // admit, discharge, transfer, register, update, merge, result, medication, immunisation, other
+	Event     string          // admit, discharge, transfer, register, update, merge, result, medication, immunisation, document, other
 	Resources []fhir.Resource // Patient first
 	Unmapped  []Unmapped      // codes not found in a code table, kept as sent
 	Warnings  []string        // values left out (named by location and rule, never by value)
@@ -43,7 +45,8 @@ type produced struct {
 	seg  int
 	res  fhir.Resource
 	rr   *resRule
-	ref  any // res.Ref(), made once for every reference to it
+	ref  any            // res.Ref(), made once for every reference to it
+	node *etree.Element // the C-CDA node it was made from (nil for HL7 v2)
 }
 
 // state is the evaluation state of one message. Expression functions receive
@@ -69,6 +72,11 @@ type state struct {
 	args              []any    // argument stack of the evaluation trees
 	keys              []string // the id keys of the resource being made
 	check             validator
+
+	// C-CDA documents (ccda.go): the document, its root and the current node.
+	doc  *ccda.Document
+	root *etree.Element
+	node *etree.Element
 }
 
 // context.Context, so that expr passes the state to our functions.
@@ -163,6 +171,13 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 	if entry == nil {
 		return nil, &MapError{Location: "MSH^1^9", Msg: "no mapping for this message type", Code: CodeUnsupportedType}
 	}
+	return st.mapEntry(entry)
+}
+
+// mapEntry runs the resource rules of a message entry and checks, orders
+// and returns what they made.
+func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
+	p, sender := st.p, st.sender
 	res := &Result{Event: entry.event}
 	for _, name := range entry.resources {
 		rr := p.resources[name]
@@ -182,7 +197,7 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 			seen[k] = n + 1
 			pr.res["id"] = fhir.StableID(sender, pr.res.Type(), pr.res.ID(), strconv.Itoa(n+1))
 			st.warnings = append(st.warnings, fmt.Sprintf("%s from %s has the same source keys as an earlier one (rule %s); its id was made unique by position",
-				pr.res.Type(), st.segLoc(pr.seg), pr.rr.pos))
+				pr.res.Type(), st.prodLoc(pr), pr.rr.pos))
 			continue
 		}
 		seen[k] = 1
@@ -224,7 +239,16 @@ func (st *state) invalid(pr produced, probs []string) error {
 	if len(probs) > 1 {
 		msg += fmt.Sprintf(" (and %d more problems)", len(probs)-1)
 	}
-	return &MapError{Location: st.segLoc(pr.seg), Field: path, Rule: rule, Msg: "invalid FHIR output: " + msg, Code: CodeApplication}
+	return &MapError{Location: st.prodLoc(&pr), Field: path, Rule: rule, Msg: "invalid FHIR output: " + msg, Code: CodeApplication}
+}
+
+// prodLoc is where a produced resource came from: its segment (OBX^3) or
+// its C-CDA node's XML path.
+func (st *state) prodLoc(pr *produced) string {
+	if pr.node != nil {
+		return st.doc.Path(pr.node)
+	}
+	return st.segLoc(pr.seg)
 }
 
 // segLoc is the ERR-2 style location of a segment: "OBX^3".
@@ -239,6 +263,12 @@ func (st *state) occurrence(seg int) int { return st.occs[seg] }
 
 // produce runs one resource rule.
 func (st *state) produce(rr *resRule) error {
+	if st.doc != nil {
+		return st.produceDoc(rr)
+	}
+	if rr.xeach != nil {
+		return nil // a C-CDA rule has nothing to read in an HL7 message
+	}
 	segs := []int{-1}
 	if rr.each != nil {
 		segs = segs[:0]
@@ -334,6 +364,8 @@ func (st *state) mapErr(err error, field, rule string, path *hpath) error {
 	loc := ""
 	if path != nil {
 		loc = st.pathLoc(path)
+	} else if st.node != nil {
+		loc = st.doc.Path(st.node)
 	}
 	return &MapError{Location: loc, Field: field, Rule: rule, Msg: "expression failed: " + scrub(err.Error()), Code: CodeApplication}
 }
@@ -393,6 +425,9 @@ func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
 				break
 			}
 		}
+		if loc == "" && st.node != nil {
+			loc = st.doc.Path(st.node)
+		}
 		return &MapError{Location: loc, Field: field, Rule: er.pos, Msg: "required value missing", Code: CodeRequiredMissing}
 	}
 	return nil
@@ -403,6 +438,9 @@ func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
 func (st *state) evalAlt(a *alt, er *elemRule, field string) (any, error) {
 	if a.each != nil {
 		return st.iterate(a, er, field)
+	}
+	if a.xeach != nil {
+		return st.iterateDoc(a, er, field)
 	}
 	return st.evalOne(a, er, field)
 }

@@ -18,7 +18,7 @@ import (
 // binding). Backbone elements name their own type, e.g. "Patient.link".
 const fhirDefs = `
 Element: extension*:Extension
-Extension: url!:uri value[x]:string|code|boolean|integer|decimal|dateTime|date|uri|Coding|CodeableConcept|Quantity|Reference|Identifier|Period|Attachment
+Extension: url!:uri extension*:Extension value[x]:string|code|boolean|integer|decimal|dateTime|date|uri|Coding|CodeableConcept|Quantity|Reference|Identifier|Period|Attachment
 Identifier: use:code{usual,official,temp,secondary,old} type:CodeableConcept system:uri value:string period:Period assigner:Reference
 HumanName: use:code{usual,official,temp,nickname,anonymous,old,maiden} text:string family:string given*:string prefix*:string suffix*:string period:Period
 Address: use:code{home,work,temp,old,billing} type:code{postal,physical,both} text:string line*:string city:string district:string state:string postalCode:string country:string period:Period
@@ -32,7 +32,8 @@ Range: low:Quantity high:Quantity
 Ratio: numerator:Quantity denominator:Quantity
 Attachment: contentType:code language:code data:base64Binary url:url size:unsignedInt hash:base64Binary title:string creation:dateTime
 Annotation: author[x]:Reference|string time:dateTime text!:markdown
-Timing: event*:dateTime code:CodeableConcept
+Timing: event*:dateTime repeat:Timing.repeat code:CodeableConcept
+Timing.repeat: bounds[x]:Range|Period count:positiveInt countMax:positiveInt duration:decimal durationMax:decimal durationUnit:code{s,min,h,d,wk,mo,a} frequency:positiveInt frequencyMax:positiveInt period:decimal periodMax:decimal periodUnit:code{s,min,h,d,wk,mo,a} dayOfWeek*:code{mon,tue,wed,thu,fri,sat,sun} timeOfDay*:time when*:code offset:unsignedInt
 Dosage: sequence:integer text:string timing:Timing asNeeded[x]:boolean|CodeableConcept site:CodeableConcept route:CodeableConcept method:CodeableConcept doseAndRate*:Dosage.doseAndRate
 Dosage.doseAndRate: type:CodeableConcept dose[x]:Range|Quantity rate[x]:Ratio|Range|Quantity
 Meta: versionId:id lastUpdated:instant source:uri profile*:canonical tag*:Coding
@@ -64,11 +65,16 @@ MedicationStatement: identifier*:Identifier basedOn*:Reference status!:code{acti
 
 Immunization: identifier*:Identifier status!:code{completed,entered-in-error,not-done} statusReason:CodeableConcept vaccineCode!:CodeableConcept patient!:Reference encounter:Reference occurrence[x]!:dateTime|string recorded:dateTime primarySource:boolean reportOrigin:CodeableConcept location:Reference manufacturer:Reference lotNumber:string expirationDate:date site:CodeableConcept route:CodeableConcept doseQuantity:Quantity performer*:Immunization.performer note*:Annotation reasonCode*:CodeableConcept isSubpotent:boolean programEligibility*:CodeableConcept fundingSource:CodeableConcept
 Immunization.performer: function:CodeableConcept actor!:Reference
+
+Condition: identifier*:Identifier clinicalStatus:CodeableConcept verificationStatus:CodeableConcept category*:CodeableConcept severity:CodeableConcept code:CodeableConcept bodySite*:CodeableConcept subject!:Reference encounter:Reference onset[x]:dateTime|Period|Range|string abatement[x]:dateTime|Period|Range|string recordedDate:dateTime recorder:Reference asserter:Reference note*:Annotation
+
+AllergyIntolerance: identifier*:Identifier clinicalStatus:CodeableConcept verificationStatus:CodeableConcept type:code{allergy,intolerance} category*:code{food,medication,environment,biologic} criticality:code{low,high,unable-to-assess} code:CodeableConcept patient!:Reference encounter:Reference onset[x]:dateTime|Period|Range|string recordedDate:dateTime recorder:Reference asserter:Reference lastOccurrence:dateTime note*:Annotation reaction*:AllergyIntolerance.reaction
+AllergyIntolerance.reaction: substance:CodeableConcept manifestation*!:CodeableConcept description:string onset:dateTime severity:code{mild,moderate,severe} exposureRoute:CodeableConcept note*:Annotation
 `
 
 // Resource types with a definition above.
 var resourceTypes = []string{"Patient", "Encounter", "Observation", "DiagnosticReport",
-	"MedicationRequest", "MedicationDispense", "MedicationStatement", "Immunization"}
+	"MedicationRequest", "MedicationDispense", "MedicationStatement", "Immunization", "Condition", "AllergyIntolerance"}
 
 // primitives are the FHIR primitive types used above.
 var primitives = map[string]bool{

@@ -24,7 +24,31 @@ const (
 	argTable
 	argRule
 	argType
+	argXPath // a C-CDA path (xpath.go)
+	argOID   // a code system OID
 )
+
+// sourceKind is what a function reads: HL7 v2 (path arguments), C-CDA
+// (C-CDA path arguments) or neither.
+type sourceKind uint8
+
+const (
+	srcAny sourceKind = iota
+	srcHL7
+	srcCCDA
+)
+
+func (f *fnSpec) source() sourceKind {
+	for _, a := range f.args {
+		switch a {
+		case argPath:
+			return srcHL7
+		case argXPath:
+			return srcCCDA
+		}
+	}
+	return srcAny
+}
 
 type fnSpec struct {
 	name     string
@@ -56,7 +80,7 @@ type (
 	fnVariadicS = func(context.Context, ...string) string
 )
 
-var funcs = []*fnSpec{
+var funcs = append([]*fnSpec{
 	{name: "v", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV, str: fnVString},
 	{name: "exists", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) bool)}, impl: fnExists},
 	{name: "count", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) int)}, impl: fnCount},
@@ -95,10 +119,10 @@ var funcs = []*fnSpec{
 	{name: "refid", args: []argKind{argRule}, types: []any{new(func(context.Context, string) string)}, impl: fnRefID},
 	{name: "display", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupDisplay)},
 
-	{name: "ref", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: fnRef},
-	{name: "refs", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: fnRefs},
+	{name: "ref", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(false)},
+	{name: "refs", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(true)},
 	{name: "choice", args: []argKind{argType}, types: []any{new(func(context.Context, string, any) any)}, impl: fnChoice},
-}
+}, ccdaFuncs...)
 
 var funcByName = func() map[string]*fnSpec {
 	m := map[string]*fnSpec{}
@@ -1270,6 +1294,25 @@ func fnRef(st *state, a []any) (any, error) {
 	return map[string]any{"reference": best.ref}, nil
 }
 
+// refOrRefs is ref (refs with many) for HL7 v2 messages and C-CDA documents
+// alike. fnRef itself stays small enough to be inlined into fnRefID, whose
+// Reference then never reaches the heap.
+func refOrRefs(many bool) func(st *state, a []any) (any, error) {
+	return func(st *state, a []any) (any, error) {
+		if st.doc != nil {
+			rule, _ := a[0].(string)
+			if many {
+				return st.refsDoc(rule), nil
+			}
+			return st.refDoc(rule), nil
+		}
+		if many {
+			return fnRefs(st, a)
+		}
+		return fnRef(st, a)
+	}
+}
+
 // refs(rule): References to every resource the rule made inside the current
 // segment's group (all of them with no current segment).
 func fnRefs(st *state, a []any) (any, error) {
@@ -1319,6 +1362,13 @@ func fnHas(st *state, a []any) (any, error) {
 // refid(rule) is ref(rule) as the string "Type/id" ("" when none), for ids
 // and conditions.
 func fnRefID(st *state, a []any) (any, error) {
+	if st.doc != nil {
+		rule, _ := a[0].(string)
+		if r, ok := st.refDoc(rule).(map[string]any); ok {
+			return r["reference"], nil
+		}
+		return "", nil
+	}
 	r, err := fnRef(st, a)
 	if err != nil || r == nil {
 		return "", err

@@ -29,6 +29,7 @@ type Set struct {
 	profiles []*profile
 	tables   map[string]*codeTable
 	paths    map[string]*hpath // every constant path argument, parsed once
+	xpaths   map[string]*xpath // every constant C-CDA path argument, parsed once
 	ruleFile map[string]string // sender name → the file that defines it
 }
 
@@ -59,7 +60,8 @@ type profile struct {
 
 // msgEntry says what a message type produces.
 type msgEntry struct {
-	patterns  []string // "ADT^A01", "ADT^*", "*"
+	patterns  []string // "ADT^A01", "ADT^*", "*"; C-CDA: "CCDA^34133-9", "CCDA^*", "CCDA"
+	ccda      bool     // the patterns are C-CDA ones
 	event     string
 	resources []string
 	rule      string // file:line
@@ -67,13 +69,14 @@ type msgEntry struct {
 
 // Events a message entry may name.
 var events = []string{"admit", "discharge", "transfer", "register", "update", "merge", "result",
-	"medication", "immunisation", "other"}
+	"medication", "immunisation", "document", "other"}
 
 // resRule produces resources of one type.
 type resRule struct {
 	name  string
 	typ   string
 	each  *hpath
+	xeach *xpath // a C-CDA rule: one resource per node (each: /ClinicalDocument/...)
 	when  *program
 	id    []*program
 	elems []*elemRule
@@ -93,6 +96,7 @@ type elemRule struct {
 // holds and that yields a value wins.
 type alt struct {
 	each     *hpath
+	xeach    *xpath // in a C-CDA rule: the nodes, relative to the current one
 	when     *program
 	value    *program
 	constant any
@@ -105,7 +109,7 @@ type alt struct {
 	pos      string
 }
 
-var reMsgPattern = regexp.MustCompile(`^([A-Z0-9]{3}(\^([A-Z0-9]{3}|\*))?|\*)$`)
+var reMsgPattern = regexp.MustCompile(`^([A-Z0-9]{3}(\^([A-Z0-9]{3}|\*))?|\*|CCDA(\^([0-9A-Za-z][0-9A-Za-z.-]*|\*))?)$`)
 
 // Load reads and compiles a mapping directory: DIR/default/*.yaml (the
 // default set, required), DIR/senders/*.yaml (per-sender overrides) and
@@ -303,7 +307,7 @@ func scalarList(f *srcFile, n *yaml.Node, errs *errorList, what string) []*yaml.
 func compileSet(dir string, files []*srcFile) (*Set, error) {
 	errs := &errorList{}
 	s := &Set{version: hashFiles(files), dir: dir, senders: map[string]*profile{},
-		tables: map[string]*codeTable{}, paths: map[string]*hpath{}, ruleFile: map[string]string{}}
+		tables: map[string]*codeTable{}, paths: map[string]*hpath{}, xpaths: map[string]*xpath{}, ruleFile: map[string]string{}}
 	var defFiles, senderFiles []*rawFile
 	for _, f := range files {
 		switch {
@@ -490,11 +494,18 @@ func (c *compiler) messages(f *srcFile, n *yaml.Node, prior []*msgEntry) []*msgE
 			has[k.Value] = v
 			switch k.Value {
 			case "match":
+				hl7Pat := false
 				for _, p := range scalarList(f, v, c.errs, "a message type such as ADT^A01, ADT^* or *") {
 					if !reMsgPattern.MatchString(p.Value) {
-						c.errs.add(f.errAt(p, "expected a message type such as ADT^A01, ADT^* or *"))
+						c.errs.add(f.errAt(p, "expected a message type such as ADT^A01, ADT^* or *, or a C-CDA document: CCDA, CCDA^* or CCDA^<LOINC document type>"))
 						continue
 					}
+					isDoc := strings.HasPrefix(p.Value, "CCDA")
+					if isDoc && hl7Pat || !isDoc && e.ccda {
+						c.errs.add(f.errAt(p, "an entry matches HL7 v2 messages or C-CDA documents, not both"))
+						continue
+					}
+					e.ccda, hl7Pat = isDoc, !isDoc
 					if prev, dup := seen[p.Value]; dup {
 						c.errs.add(f.errAt(p, "message type %s is already matched by the entry at %s", p.Value, prev))
 						continue
@@ -510,7 +521,7 @@ func (c *compiler) messages(f *srcFile, n *yaml.Node, prior []*msgEntry) []*msgE
 			case "resources":
 				for _, r := range scalarList(f, v, c.errs, "a list of resource rule names") {
 					e.resources = append(e.resources, r.Value)
-					c.msgRefs = append(c.msgRefs, msgRef{f, r})
+					c.msgRefs = append(c.msgRefs, msgRef{f, r, e})
 				}
 			default:
 				c.errs.add(f.errAt(k, "unknown key %q (expected one of: %s)", k.Value, strings.Join(msgKeys, ", ")))
@@ -529,6 +540,7 @@ func (c *compiler) messages(f *srcFile, n *yaml.Node, prior []*msgEntry) []*msgE
 type msgRef struct {
 	f *srcFile
 	n *yaml.Node
+	e *msgEntry
 }
 
 // checkMessages checks that every resource named by the files' message
@@ -539,8 +551,17 @@ func (c *compiler) checkMessages(p *profile, files []*rawFile) {
 		inFiles[rf.src] = true
 	}
 	for _, r := range c.msgRefs {
-		if inFiles[r.f] && p.resources[r.n.Value] == nil {
+		if !inFiles[r.f] {
+			continue
+		}
+		rr := p.resources[r.n.Value]
+		switch {
+		case rr == nil:
 			c.errs.add(r.f.errAt(r.n, "no resource rule %q (expected one of: %s)", r.n.Value, strings.Join(ruleNames(p.resources), ", ")))
+		case r.e.ccda && rr.xeach == nil:
+			c.errs.add(r.f.errAt(r.n, "resource rule %q reads HL7 v2 (each: a segment); a C-CDA entry needs rules with each: /ClinicalDocument/...", r.n.Value))
+		case !r.e.ccda && rr.xeach != nil:
+			c.errs.add(r.f.errAt(r.n, "resource rule %q reads C-CDA documents; an HL7 v2 entry cannot run it", r.n.Value))
 		}
 	}
 }
@@ -603,8 +624,23 @@ func (c *compiler) resource(f *srcFile, key, n *yaml.Node, base *resRule, names 
 		c.errs.add(f.errAt(key, "resource rule %q needs a type (%s)", key.Value, strings.Join(resourceTypes, ", ")))
 		return nil
 	}
+	c.ccda = base != nil && base.xeach != nil
+	defer func() { c.ccda = false }()
 	if e := fields["each"]; e != nil {
-		r.each = c.eachPath(f, e, true)
+		if e.Kind == yaml.ScalarNode && strings.HasPrefix(e.Value, "/") {
+			if base != nil && base.xeach == nil {
+				c.errs.add(f.errAt(e, "the default rule %q reads HL7 v2 messages: each must be a segment such as OBX", key.Value))
+				return nil
+			}
+			r.each, r.xeach = nil, c.docPath(f, e, true)
+			c.ccda = true
+		} else {
+			if base != nil && base.xeach != nil {
+				c.errs.add(f.errAt(e, "the default rule %q reads C-CDA documents: each must be a C-CDA path starting with /", key.Value))
+				return nil
+			}
+			r.each = c.eachPath(f, e, true)
+		}
 	}
 	if w := fields["when"]; w != nil {
 		r.when = c.compile(f, w, kindBool, names)
@@ -728,7 +764,11 @@ func (c *compiler) element(f *srcFile, typ string, key, n *yaml.Node, names map[
 					c.errs.add(f.errAt(e, "%s holds one value: each only applies to repeating elements", last.name))
 					continue
 				}
-				a.each = c.eachPath(f, e, false)
+				if c.ccda {
+					a.xeach = c.docPath(f, e, false)
+				} else {
+					a.each = c.eachPath(f, e, false)
+				}
 			}
 			if w := fields["when"]; w != nil {
 				a.when = c.compile(f, w, kindBool, names)
@@ -822,6 +862,35 @@ func (c *compiler) eachPath(f *srcFile, n *yaml.Node, segmentOnly bool) *hpath {
 		return nil
 	}
 	return p
+}
+
+// docPath parses the each: of a C-CDA rule: for a resource an absolute path
+// (/ClinicalDocument/...), for an element a path from the current node.
+func (c *compiler) docPath(f *srcFile, n *yaml.Node, absolute bool) *xpath {
+	if n.Kind != yaml.ScalarNode {
+		c.errs.add(f.errAt(n, "expected a C-CDA path such as entry/act/entryRelationship/observation"))
+		return nil
+	}
+	x, off, err := parseXPath(n.Value)
+	if err != nil {
+		e := f.errAt(n, "%v", err)
+		e.Column += off + quoteShift(n)
+		c.errs.add(e)
+		return nil
+	}
+	if x.attrs {
+		c.errs.add(f.errAt(n, "each visits elements: the path may not end in an attribute"))
+		return nil
+	}
+	if absolute {
+		for _, r := range x.alts {
+			if !r.abs {
+				c.errs.add(f.errAt(n, "a C-CDA resource rule's each starts at the document: /ClinicalDocument/... or //..."))
+				return nil
+			}
+		}
+	}
+	return x
 }
 
 func quoteShift(n *yaml.Node) int {

@@ -58,13 +58,14 @@ func TestMappingFileTests(t *testing.T) {
 	dir := filepath.Join(mappingsDir, "default", "tests")
 	if *update {
 		cases, _ := filepath.Glob(filepath.Join(dir, "*.hl7"))
-		for _, c := range cases {
+		xml, _ := filepath.Glob(filepath.Join(dir, "*.xml"))
+		for _, c := range append(cases, xml...) {
 			data, _ := os.ReadFile(c)
 			var out bytes.Buffer
 			if err := DryRun(&out, s, "", data); err != nil {
 				t.Fatalf("%s: %v", c, err)
 			}
-			if err := os.WriteFile(strings.TrimSuffix(c, ".hl7")+".json", out.Bytes(), 0o644); err != nil {
+			if err := os.WriteFile(strings.TrimSuffix(c, filepath.Ext(c))+".json", out.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -73,7 +74,7 @@ func TestMappingFileTests(t *testing.T) {
 	if err := RunTests(&out, s, dir); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "5 test(s), 0 failed") {
+	if !strings.Contains(out.String(), "6 test(s), 0 failed") || !strings.Contains(out.String(), "ok   ccda_ccd.xml") {
 		t.Fatalf("unexpected summary:\n%s", out.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 )
@@ -43,9 +44,20 @@ func Check(w io.Writer, dir string) error {
 }
 
 // MapBytes parses data (one message, or a batch or several messages back to
-// back) and maps every message. It stops at the first message that cannot be
-// parsed or mapped.
+// back, or one C-CDA document) and maps every message. It stops at the first
+// message that cannot be parsed or mapped.
 func (s *Set) MapBytes(sender string, data []byte) ([]*Result, error) {
+	if ccda.Detect(data) {
+		doc, err := ccda.Parse(data, ccda.DefaultLimits)
+		if err != nil {
+			return nil, fmt.Errorf("parse C-CDA document: %w", err)
+		}
+		r, err := s.MapCCDA(sender, doc)
+		if err != nil {
+			return nil, fmt.Errorf("map C-CDA document: %w", err)
+		}
+		return []*Result{r}, nil
+	}
 	msgs := [][]byte{data}
 	if bytes.Count(data, []byte("MSH")) > 1 || bytes.Contains(data, []byte("FHS")) || bytes.Contains(data, []byte("BHS")) {
 		b, err := hl7.SplitBatch(data)
@@ -120,9 +132,10 @@ func outcomeOf(r *Result) fhir.Resource {
 	return oo
 }
 
-// RunTests runs the test cases under dir: every *.hl7 (or *.er7) file is
-// mapped and compared with the JSON file of the same name, which holds the
-// expected dry-run output (one Bundle). A case under a directory named
+// RunTests runs the test cases under dir: every *.hl7 (or *.er7) file, and
+// every *.xml file that is a C-CDA document, is mapped and compared with the
+// JSON file of the same name, which holds the expected dry-run output (one
+// Bundle). A case under a directory named
 // senders/NAME/ is mapped as sent by NAME; others as sent by an unknown
 // sender (the default mappings). A readable difference is printed for each
 // failure; the error says how many failed.
@@ -133,7 +146,7 @@ func RunTests(w io.Writer, set *Set, dir string) error {
 			return err
 		}
 		ext := strings.ToLower(filepath.Ext(p))
-		if !d.IsDir() && (ext == ".hl7" || ext == ".er7") {
+		if !d.IsDir() && (ext == ".hl7" || ext == ".er7" || ext == ".xml" && isCCDAFile(p)) {
 			cases = append(cases, p)
 		}
 		return nil
@@ -151,7 +164,7 @@ func RunTests(w io.Writer, set *Set, dir string) error {
 	}
 	fmt.Fprintf(w, "%d test(s), %d failed\n", len(cases), failed)
 	if len(cases) == 0 {
-		return fmt.Errorf("run mapping tests: no *.hl7 test case under %s", dir)
+		return fmt.Errorf("run mapping tests: no *.hl7 or C-CDA *.xml test case under %s", dir)
 	}
 	if failed > 0 {
 		return fmt.Errorf("run mapping tests: %d of %d failed", failed, len(cases))
@@ -304,4 +317,16 @@ func short(v any) string {
 		s = s[:117] + "..."
 	}
 	return s
+}
+
+// isCCDAFile reports whether the file at p starts like a C-CDA document.
+func isCCDAFile(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 64<<10)
+	n, _ := io.ReadFull(f, head)
+	return ccda.Detect(head[:n])
 }

@@ -1,0 +1,338 @@
+package mapping
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/beevik/etree"
+	"github.com/hiegw/hiegw/internal/ccda"
+	"github.com/hiegw/hiegw/internal/fhir"
+)
+
+// C-CDA documents run through the same rules as HL7 v2 messages: a message
+// entry matches CCDA (any document), CCDA^<LOINC document type> or CCDA^*;
+// its resource rules visit nodes (each: /ClinicalDocument/...) instead of
+// segments, and their expressions read the document with the C-CDA
+// functions (ccdafuncs.go) relative to the node being visited.
+
+// MapCCDA maps a parsed C-CDA document from sender with the sender's mappings
+// (or the default ones). Every resource is validated before it is returned;
+// a document that cannot be mapped gives a *MapError whose Location is an
+// XML path.
+func (s *Set) MapCCDA(sender string, doc *ccda.Document) (*Result, error) {
+	if doc == nil || doc.Root() == nil {
+		return nil, &MapError{Msg: "empty document", Code: CodeSegmentSequence}
+	}
+	p := s.profileFor(sender)
+	st := statePool.Get().(*state)
+	defer statePool.Put(st)
+	st.resetDoc(s, p, sender, doc)
+	entry := p.matchDoc(doc.Type.Code)
+	if entry == nil {
+		return nil, &MapError{Location: "/ClinicalDocument/code", Msg: "no mapping for this document type", Code: CodeUnsupportedType}
+	}
+	return st.mapEntry(entry)
+}
+
+func (st *state) resetDoc(s *Set, p *profile, sender string, doc *ccda.Document) {
+	*st = state{set: s, p: p, sender: sender, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
+		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
+		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]},
+		doc: doc, root: doc.Root(), node: doc.Root()}
+	clear(st.produced[:cap(st.produced)])
+	st.vmEnv = exprEnv{Ctx: st}
+}
+
+// matchDoc finds the entry for a document of LOINC type code: CCDA^code,
+// then CCDA^*, then CCDA, sender entries before the default's.
+func (p *profile) matchDoc(code string) *msgEntry {
+	wants := [3]string{"CCDA^" + code, "CCDA^*", "CCDA"}
+	var layers [][]*msgEntry
+	cut := 0
+	for i, e := range p.messages {
+		if i > 0 && e.layer() != p.messages[i-1].layer() {
+			layers = append(layers, p.messages[cut:i])
+			cut = i
+		}
+	}
+	layers = append(layers, p.messages[cut:])
+	for _, l := range layers {
+		for _, want := range wants {
+			if want == "CCDA^" && code == "" {
+				continue
+			}
+			for _, e := range l {
+				if !e.ccda {
+					continue
+				}
+				for _, pat := range e.patterns {
+					if pat == want {
+						return e
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// produceDoc runs one resource rule over a document: once per node its
+// each: selects (once, at the root, without each:).
+func (st *state) produceDoc(rr *resRule) error {
+	if rr.xeach == nil && rr.each != nil {
+		return nil // an HL7 v2 rule has nothing to read in a document
+	}
+	nodes := []*etree.Element{st.root}
+	if rr.xeach != nil {
+		nodes = nodes[:0]
+		for _, n := range rr.xeach.nodes(st.root, nil) {
+			nodes = append(nodes, n.e)
+		}
+	}
+	for _, node := range nodes {
+		st.node, st.seg = node, -1
+		st.where = nil
+		if rr.when != nil {
+			ok, err := st.evalBool(rr.when)
+			if err != nil {
+				return st.mapErr(err, rr.typ, rr.when.pos, nil)
+			}
+			if !ok {
+				continue
+			}
+		}
+		keys := st.keys[:0]
+		haveKey := false
+		for _, p := range rr.id {
+			v, err := st.run(p)
+			if err != nil {
+				return st.mapErr(err, rr.typ+".id", p.pos, nil)
+			}
+			vs, isList := v.([]any)
+			if !isList {
+				vs = []any{v}
+			}
+			for _, x := range vs {
+				k := stringOf(x)
+				keys = append(keys, k)
+				haveKey = haveKey || k != ""
+			}
+		}
+		st.keys = keys
+		if !haveKey {
+			return &MapError{Location: st.doc.Path(node), Field: rr.typ + ".id", Rule: rr.pos, Code: CodeRequiredMissing,
+				Msg: "no source key to identify the resource (required field missing)"}
+		}
+		res := fhir.New(rr.typ, fhir.StableID(st.sender, rr.typ, keys...))
+		for _, er := range rr.elems {
+			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
+				return err
+			}
+		}
+		if prev := st.sameID(res); prev != nil {
+			if !conflict(prev.res, res) {
+				// the same fact listed twice (a problem in two sections)
+				merge(prev.res, res)
+				continue
+			}
+			// an identifier reused for different facts: identified by position
+			res["id"] = fhir.StableID(st.sender, rr.typ, docPathKey(st.doc, node)...)
+			st.warnings = append(st.warnings, fmt.Sprintf("%s from %s has the same source keys as an earlier, different one (rule %s); identified by its position instead",
+				rr.typ, st.doc.Path(node), rr.pos))
+		}
+		st.produced = append(st.produced, produced{rule: rr.name, seg: -1, res: res, rr: rr, ref: res.Ref(), node: node})
+	}
+	st.node = st.root
+	return nil
+}
+
+// sameID returns the resource already made with res's type and id, if any.
+func (st *state) sameID(res fhir.Resource) *produced {
+	typ, id := res.Type(), res.ID()
+	for i := range st.produced {
+		pr := &st.produced[i]
+		if pr.res.ID() == id && pr.res.Type() == typ {
+			return pr
+		}
+	}
+	return nil
+}
+
+// docPathKey is the id key of a node without a usable identifier: the
+// document's identity and the node's XML path.
+func docPathKey(doc *ccda.Document, node *etree.Element) []string {
+	var keys []string
+	if doc.ID.Valid() {
+		keys = []string{doc.ID.Root, doc.ID.Extension}
+	} else {
+		keys = []string{"sha1", hexString(doc.SHA1)}
+	}
+	return append(keys, doc.Path(node))
+}
+
+// identifying are the elements that tell two facts with the same id apart.
+var identifying = []string{"code", "vaccineCode", "medicationCodeableConcept", "status",
+	"effectiveDateTime", "effectivePeriod", "performedDateTime", "performedPeriod", "occurrenceDateTime",
+	"onsetDateTime", "abatementDateTime", "period", "valueQuantity", "valueCodeableConcept", "valueString",
+	"valueRange", "valueInteger", "valueBoolean", "valueDateTime", "dosage", "dosageInstruction"}
+
+// conflict reports whether two resources with the same id disagree on an
+// identifying element (an unknown status and concepts sharing a coding, or
+// with the same text, agree).
+func conflict(a, b fhir.Resource) bool {
+	for _, k := range identifying {
+		x, okx := a[k]
+		y, oky := b[k]
+		if !okx || !oky || reflect.DeepEqual(x, y) {
+			continue
+		}
+		switch k {
+		case "status":
+			if x == "unknown" || y == "unknown" {
+				continue
+			}
+		case "code", "vaccineCode", "medicationCodeableConcept", "valueCodeableConcept":
+			if shareCoding(x, y) {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func shareCoding(x, y any) bool {
+	cx, _ := x.(map[string]any)
+	cy, _ := y.(map[string]any)
+	lx, _ := cx["coding"].([]any)
+	ly, _ := cy["coding"].([]any)
+	if len(lx) == 0 && len(ly) == 0 {
+		return cx["text"] == cy["text"]
+	}
+	for _, a := range lx {
+		for _, b := range ly {
+			ma, _ := a.(map[string]any)
+			mb, _ := b.(map[string]any)
+			if ma["system"] == mb["system"] && ma["code"] == mb["code"] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// merge fills the elements dst lacks from src, replaces an unknown status
+// and joins the categories.
+func merge(dst, src fhir.Resource) {
+	for k, v := range src {
+		old, ok := dst[k]
+		switch {
+		case !ok:
+			dst[k] = v
+		case k == "status" && old == "unknown":
+			dst[k] = v
+		case k == "category":
+			list, _ := old.([]any)
+			add, _ := v.([]any)
+			for _, c := range add {
+				dup := false
+				for _, o := range list {
+					if reflect.DeepEqual(o, c) {
+						dup = true
+					}
+				}
+				if !dup {
+					list = append(list, c)
+				}
+			}
+			dst[k] = list
+		}
+	}
+}
+
+// iterateDoc evaluates an alternative once per node its each: selects from
+// the current node.
+func (st *state) iterateDoc(a *alt, er *elemRule, field string) (any, error) {
+	saved := st.node
+	defer func() { st.node = saved }()
+	if st.root == nil {
+		return nil, nil
+	}
+	var out []any
+	for _, n := range a.xeach.nodes(st.root, saved) {
+		st.node = n.e
+		v, err := st.evalOne(a, er, field)
+		if err != nil {
+			return nil, err
+		}
+		switch x := v.(type) {
+		case nil:
+		case []any:
+			out = append(out, x...)
+		default:
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// within reports whether e is anc or inside it.
+func within(e, anc *etree.Element) bool {
+	for ; e != nil; e = e.Parent() {
+		if e == anc {
+			return true
+		}
+	}
+	return false
+}
+
+// refDoc: ref(rule) in a document: the resource the rule made from the
+// nearest node enclosing the current one, else the first it made.
+func (st *state) refDoc(rule string) any {
+	var best *produced
+	depth := -1
+	for i := range st.produced {
+		pr := &st.produced[i]
+		if pr.rule != rule {
+			continue
+		}
+		if best == nil {
+			best = pr
+		}
+		if d := enclosingDepth(st.node, pr.node); d >= 0 && (depth < 0 || d < depth) {
+			best, depth = pr, d
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return map[string]any{"reference": best.ref}
+}
+
+// enclosingDepth is how many levels up from e the node anc is, or -1.
+func enclosingDepth(e, anc *etree.Element) int {
+	for d := 0; e != nil; d, e = d+1, e.Parent() {
+		if e == anc {
+			return d
+		}
+	}
+	return -1
+}
+
+// refsDoc: refs(rule) in a document: references to every resource the rule
+// made from nodes inside the current one.
+func (st *state) refsDoc(rule string) any {
+	var out []any
+	for _, pr := range st.produced {
+		if pr.rule == rule && within(pr.node, st.node) {
+			out = append(out, map[string]any{"reference": pr.ref})
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
