@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/hiegw/hiegw/internal/mapping"
@@ -35,5 +38,66 @@ func TestMapCacheHandsOnOnceAndEvictsOldest(t *testing.T) {
 	nilCache.put("S", "v1", nil, a)
 	if _, ok := nilCache.take("S", "v1", nil); ok {
 		t.Fatal("a nil cache handed something on")
+	}
+}
+
+// TestCCDAIsMappedByTheFiles: a C-CDA document is mapped by the mapping set,
+// so a sender's file changes what its documents become; what the files do
+// not cover yet comes from the converter, once, with references that meet.
+func TestCCDAIsMappedByTheFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "mappings"))); err != nil {
+		t.Fatal(err)
+	}
+	override := "senders: [EMR1]\nresources:\n  ccda-patient:\n    elements:\n      active:\n        const: true\n"
+	if err := os.WriteFile(filepath.Join(dir, "senders", "emr1.yaml"), []byte(override), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := mapping.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := normalizer{maps: mapping.NewHolder(set), cache: newMapCache(4), docs: newDocCache(4)}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ccda", "sample_ccd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sender := range []string{"EMR1", "OTHER"} {
+		out, err := n.NormalizeCCDA(sender, doc)
+		if err != nil {
+			t.Fatalf("%s: %v", sender, err)
+		}
+		rs := out.Resources
+		if len(rs) == 0 || rs[0].Type() != "Patient" {
+			t.Fatalf("%s: the Patient is not first", sender)
+		}
+		if got := rs[0]["active"]; (sender == "EMR1") != (got == true) {
+			t.Fatalf("%s: Patient.active = %v; the sender's file was not applied to its documents alone", sender, got)
+		}
+		seen := map[string]bool{}
+		count := map[string]int{}
+		for _, r := range rs {
+			if seen[r.Ref()] {
+				t.Fatalf("%s: %s twice", sender, r.Ref())
+			}
+			seen[r.Ref()] = true
+			count[r.Type()]++
+		}
+		if count["DocumentReference"] != 1 || count["Condition"] == 0 || count["MedicationStatement"]+count["MedicationRequest"] == 0 {
+			t.Fatalf("%s: resources %v", sender, count)
+		}
+		patient := rs[0].Ref()
+		for _, r := range rs[1:] {
+			subj, _ := r["subject"].(map[string]any)
+			if subj == nil {
+				subj, _ = r["patient"].(map[string]any)
+			}
+			if subj != nil && subj["reference"] != patient {
+				t.Fatalf("%s: %s points to %v, not %s", sender, r.Ref(), subj["reference"], patient)
+			}
+		}
+		if !slices.Contains(out.Also, "medication") {
+			t.Fatalf("%s: no medication event among %v", sender, out.Also)
+		}
 	}
 }
