@@ -24,6 +24,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	ListEnvelopes(ctx context.Context, f store.EnvelopeFilter) ([]store.Envelope, error)
 	GetEnvelope(ctx context.Context, id string) (*store.Envelope, error)
+	EnvelopeNotes(ctx context.Context, id string) ([]store.Note, error)
 	PatientResources(ctx context.Context, patientID string, offset, limit int) ([]store.StoredResource, error)
 	PatientIdentifiers(ctx context.Context, patientID string) ([]store.Identifier, error)
 	PatientByIdentifier(ctx context.Context, system, value string) (string, error)
@@ -159,8 +160,11 @@ type messageView struct {
 	Attempts       int        `json:"attempts"`
 	ProcessedAt    *time.Time `json:"processed_at,omitempty"`
 	PatientID      string     `json:"patient_id,omitempty"`
-	Body           string     `json:"body,omitempty"`
-	ACK            string     `json:"ack,omitempty"`
+	// Notes: what processing noticed without failing (unmapped codes kept
+	// as sent, values left out); on GET /api/v1/messages/{id} only.
+	Notes []store.Note `json:"notes,omitempty"`
+	Body  string       `json:"body,omitempty"`
+	ACK   string       `json:"ack,omitempty"`
 }
 
 func view(e store.Envelope) messageView {
@@ -226,6 +230,10 @@ func (a *api) getMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := view(*e)
+	if v.Notes, err = a.st.EnvelopeNotes(r.Context(), id); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if r.URL.Query().Get("body") == "true" {
 		// The body is PHI: its read is audited.
 		if err := a.auditRead(r, "message.read_body", id, "ok"); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/route"
+	"github.com/hiegw/hiegw/internal/store"
 )
 
 // normalizer adapts the mapping set (HL7 v2) and the C-CDA reader to the
@@ -46,7 +47,21 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 	if ev == "" {
 		ev = route.EventOther
 	}
-	return pipeline.Normalized{Event: ev, Resources: res.Resources}, nil
+	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notesOf(res)}, nil
+}
+
+// notesOf turns what a mapping noticed into the envelope's notes: codes no
+// table mapped and values left out, by location and rule.
+func notesOf(res *mapping.Result) []store.Note {
+	var out []store.Note
+	for _, u := range res.Unmapped {
+		out = append(out, store.Note{Kind: store.NoteUnmappedCode, Detail: fmt.Sprintf(
+			"%s: code %q of system %q is in no row of table %s; kept as sent", u.Where, u.Code, u.System, u.Table)})
+	}
+	for _, w := range res.Warnings {
+		out = append(out, store.Note{Kind: store.NoteWarning, Detail: w})
+	}
+	return out
 }
 
 func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normalized, error) {
@@ -77,7 +92,7 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 	if ev == "" {
 		ev = route.EventDocument
 	}
-	out := pipeline.Normalized{Event: ev, Resources: rs}
+	out := pipeline.Normalized{Event: ev, Resources: rs, Notes: notesOf(res)}
 	// A document's medication list is also a medication update, and its
 	// immunisations an immunisation update, for the subscribers of those.
 	also := map[string]string{"MedicationStatement": route.EventMedication, "MedicationRequest": route.EventMedication,

@@ -33,6 +33,9 @@ type Normalized struct {
 	// Also names further event types the same content is routed as (a
 	// document that carries medications is also a medication update).
 	Also []string
+	// Notes are what mapping noticed without failing: unmapped codes kept
+	// as sent, values left out. They are kept with the envelope's status.
+	Notes []store.Note
 }
 
 // Normalizer turns source content into canonical resources. Errors that are
@@ -347,6 +350,24 @@ type prepared struct {
 	units []unit
 }
 
+// saveNotes keeps what mapping noticed with the envelope (a message of a
+// batch is named by its position).
+func (pe prepared) saveNotes(ctx context.Context, tx *store.Tx) error {
+	var notes []store.Note
+	for i, u := range pe.units {
+		for _, n := range u.Notes {
+			if len(pe.units) > 1 {
+				n.Detail = fmt.Sprintf("message %d: %s", i+1, n.Detail)
+			}
+			notes = append(notes, n)
+		}
+	}
+	if len(notes) == 0 && pe.e.Attempts == 0 {
+		return nil
+	}
+	return tx.SetNotes(ctx, pe.e.ID, pe.e.Attempts > 0, notes)
+}
+
 // commit writes the record changes and events of envelopes in one
 // transaction.
 func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
@@ -371,6 +392,9 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 				if patient == "" {
 					patient = pid
 				}
+			}
+			if err := pe.saveNotes(ctx, tx); err != nil {
+				return err
 			}
 			if err := tx.FinishEnvelope(ctx, pe.e.ID, patient, version); err != nil {
 				return err

@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// TestUnmappedCodesShowInTheMessageStatus: a result whose local code no
+// table maps is processed, its code kept as sent, and the message's status
+// on the API says which code, where and in which table.
+func TestUnmappedCodesShowInTheMessageStatus(t *testing.T) {
+	r := start(t, testConfig(t, t.TempDir(), ""))
+	defer r.shutdown(t)
+	msg := bytes.ReplaceAll(readFile(t, "oru_r01.hl7"), []byte("2345-7^Glucose^LN"), []byte("GLU^Glucose^99LOCAL"))
+	if ack := send(t, r.g.MLLPAddr(), msg); ack.Get("MSA-1") != "AA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	db := r.g.DB()
+	var e store.Envelope
+	for deadline := time.Now().Add(20 * time.Second); e.Status != "processed"; {
+		envs, err := db.ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "LAB0001"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(envs) == 1 {
+			e = envs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not processed: %+v", e)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	code, body := apiGet(t, "http://"+r.g.HTTPAddr()+"/api/v1/messages/"+e.ID, "")
+	if code != 200 {
+		t.Fatalf("GET message: %d %s", code, body)
+	}
+	var v struct {
+		Status string       `json:"status"`
+		Notes  []store.Note `json:"notes"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, n := range v.Notes {
+		if n.Kind == store.NoteUnmappedCode && strings.Contains(n.Detail, `"GLU"`) && strings.Contains(n.Detail, `"99LOCAL"`) &&
+			strings.Contains(n.Detail, "OBX^1^3") {
+			found = true
+		}
+	}
+	if v.Status != "processed" || !found {
+		t.Fatalf("status %q, notes %+v: the unmapped code is not in the message's status", v.Status, v.Notes)
+	}
+	// The codes that were mapped leave no note.
+	for _, n := range v.Notes {
+		if strings.Contains(n.Detail, "2160-0") {
+			t.Fatalf("a mapped code has a note: %+v", n)
+		}
+	}
+}
