@@ -251,10 +251,16 @@ func Unescape(value []byte, d Delimiters) []byte {
 }
 
 // Escape encodes text for use as a value with delimiters d: delimiters become \F\ \S\ \T\ \R\ \E\, newline
-// becomes \.br\ and other control characters \Xhh\ (newline too when the escape character is '.'). When d has no escape character, delimiters and control
-// characters are replaced by spaces, since they cannot be written safely.
+// becomes \.br\ and other control characters \Xhh\ (newline too when '.' is one of the delimiters). When d has no
+// escape character, delimiters and control characters are replaced by spaces, since they cannot be written safely.
 func Escape(text string, d Delimiters) string {
 	return string(AppendEscaped(nil, text, d))
+}
+
+// has reports whether c is one of d's delimiters.
+func (d Delimiters) has(c byte) bool {
+	return c == d.Field || c == d.Component || c == d.Repetition || c == d.Escape || c == d.Subcomponent ||
+		c == d.Truncation
 }
 
 // AppendEscaped appends text encoded with d to dst (see Escape).
@@ -277,7 +283,7 @@ func AppendEscaped(dst []byte, text string, d Delimiters) []byte {
 			code = 'E'
 		case c == d.Truncation && c != 0:
 			code = 'P'
-		case c == '\n' && esc != '.': // with '.' as escape character \.br\ cannot be written; use hex
+		case c == '\n' && !d.has('.'): // with '.' as a delimiter \.br\ cannot be written; use hex
 			code = '.'
 		case c < ' ' || c == 0x7f:
 			code = 'X'

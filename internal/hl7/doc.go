@@ -1,5 +1,5 @@
 // Package hl7 parses, validates and encodes HL7 version 2 messages, splits batch files and builds
-// acknowledgments.
+// messages (Builder, Edit) and acknowledgments.
 //
 // Parsing is zero-copy: Parse indexes segment and field boundaries once and keeps a reference to the input;
 // repetitions, components and subcomponents are located, and escape sequences and character sets decoded, only

@@ -18,9 +18,14 @@ type Node struct {
 	Segment Segment
 }
 
-// Warning is a structural problem found by Structure: a segment out of place, one not part of the structure,
-// or a required segment or group missing. It is located like a ParseError and wraps ErrStructure.
+// Warning is a problem that does not stop a message from being read. Structure reports structural ones (a
+// segment out of place, one not part of the structure, a required segment or group missing), wrapping
+// ErrStructure; Validate reports a character set that the bytes contradict, wrapping ErrCharset. It is located
+// like a ParseError.
 type Warning struct{ ParseError }
+
+// Unwrap returns the located ParseError, so that errors.As finds its location and errors.Is its sentinel.
+func (w *Warning) Unwrap() error { return &w.ParseError }
 
 // Segments returns the segments of g and its subgroups in message order.
 func (g *Group) Segments() []Segment {
@@ -80,9 +85,40 @@ type elem struct {
 	first              map[string]bool // names that can start the element
 }
 
-// Structure definitions (HL7 v2.5.1, with v2.8 segments such as PRT and ARV admitted). Syntax: [x] optional,
-// {x} repeating, a bracket whose first token ends in ':' is a named group.
-var structureDefs = map[string]string{
+// Structure definitions, one set per family of HL7 versions. Syntax: [x] optional, {x} repeating, a bracket
+// whose first token ends in ':' is a named group. Groups keep the names later versions gave them (v2.3 left
+// them unnamed), so a caller finds INSURANCE or PROCEDURE whatever the version.
+//
+//   - v2.7 and later (defsV27): v2.8, with PRT, ARV, CDO, the PERSON_OBSERVATION group of VXU_V04 and AUT/RF1
+//     in INSURANCE.
+//   - v2.5 and v2.6 (defsV25): v2.5.1, admitting ARV (v2.6). PRT, added in v2.7, is not part of it.
+//   - v2.4 (defsV24): no SFT, UAC, TQ1 or SPECIMEN; ROL after PD1, PV2 and IN1; CTD and FT1 in ORU_R01; NK1
+//     before NTE in the ORU_R01 PATIENT group.
+//   - before v2.4 (defsV23): v2.3/v2.3.1: as v2.4 without the ROLs outside PROCEDURE, IN3 once, no CTD or FT1.
+//
+// ORC is optional in VXU_V04 before v2.5. RDE_O11 and RDS_O13 (the pharmacy structures of v2.4 and later) fall
+// back to defsV25 for older versions.
+//
+// The ORDER_DETAIL supplement of RDE/RDS (NTE before RXR) is read leniently in every family: senders leave out
+// the NTE.
+var defsV27 = map[string]string{
+	"ADT_A01": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}] [{AUT}] [{RF1}]}] [ACC] [UB1] [UB2] [PDA]`,
+	"ADT_A02": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]`,
+	"ADT_A03": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}] [{AUT}] [{RF1}]}] [ACC] [PDA]`,
+	"ADT_A05": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}] [{AUT}] [{RF1}]}] [ACC] [UB1] [UB2]`,
+	"ADT_A06": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [MRG] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}] [{AUT}] [{RF1}]}] [ACC] [UB1] [UB2]`,
+	"ADT_A09": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] PV1 [PV2] [{ARV}] [{DB1}] [{OBX}] [{DG1}]`,
+	"ADT_A12": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] PV1 [PV2] [{ARV}] [{DB1}] [{OBX}] [DG1]`,
+	"ADT_A30": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] MRG`,
+	"ADT_A39": `MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] [{ARV}] MRG [PV1]}`,
+	"ORU_R01": `MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [{PATIENT_OBSERVATION: OBX [{PRT}]}] [VISIT: PV1 [PV2] [{ARV}] [{PRT}]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{PRT}] [{TIMING_QTY: TQ1 [{TQ2}]}] [CTD] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [{CTI}] [{SPECIMEN: SPM [{OBX}]}]}} [DSC]`,
+	"RDE_O11": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{ARV}] [PATIENT_VISIT: PV1 [PV2] [{ARV}] [{PRT}]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{PRT}] [{NTE}] {RXR} [{RXC}] [{NTE}]] RXE [{PRT}] [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}] [{CDO}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [BLG] [{CTI}]}`,
+	"RDS_O13": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{ARV}] [{AL1}] [PATIENT_VISIT: PV1 [PV2] [{ARV}] [{PRT}]]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{PRT}] [{NTE}] {RXR} [{RXC}] [{NTE}]] [ENCODING: RXE [{PRT}] [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}]] RXD [{PRT}] [{NTE}] {RXR} [{RXC}] [{CDO}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}]}`,
+	"VXU_V04": `MSH [{SFT}] [UAC] PID [PD1] [{NK1}] [{ARV}] [PATIENT_VISIT: PV1 [PV2] [{ARV}]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{PERSON_OBSERVATION: OBX [{PRT}] [{NTE}]}] [{ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] RXA [{PRT}] [RXR] [{OBSERVATION: OBX [{PRT}] [{NTE}]}]}]`,
+	"ACK":     `MSH [{SFT}] [UAC] MSA [{ERR}]`,
+}
+
+var defsV25 = map[string]string{
 	"ADT_A01": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2] [PDA]`,
 	"ADT_A02": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]`,
 	"ADT_A03": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [PDA]`,
@@ -92,12 +128,56 @@ var structureDefs = map[string]string{
 	"ADT_A12": `MSH [{SFT}] [UAC] EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [DG1]`,
 	"ADT_A30": `MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] MRG`,
 	"ADT_A39": `MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] [{ARV}] MRG [PV1]}`,
-	"ORU_R01": `MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [{PATIENT_OBSERVATION: OBX [{PRT}]}] [VISIT: PV1 [PV2] [{PRT}]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{PRT}] [{TIMING_QTY: TQ1 [{TQ2}]}] [CTD] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [{CTI}] [{SPECIMEN: SPM [{OBX}]}]}} [DSC]`,
-	"RDE_O11": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{ARV}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{NTE}] [{PRT}] {RXR} [{RXC}] [{NTE}]] RXE [{PRT}] [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}] [BLG] [{CTI}]}`,
-	"RDS_O13": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2] [{PRT}]]] {ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{NTE}] {RXR} [{RXC}] [{NTE}]] [ENCODING: RXE [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}]] RXD [{PRT}] [{NTE}] {RXR} [{RXC}] [{OBSERVATION: OBX [{PRT}] [{NTE}]}] [{FT1}]}`,
-	"VXU_V04": `MSH [{SFT}] [UAC] PID [PD1] [{PRT}] [{NK1}] [{ARV}] [PATIENT: PV1 [PV2] [{PRT}]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{ORDER: ORC [{PRT}] [{TIMING: TQ1 [{TQ2}]}] RXA [RXR] [{OBSERVATION: OBX [{PRT}] [{NTE}]}]}]`,
+	"ORU_R01": `MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{NTE}] [{NK1}] [{ARV}] [{PATIENT_OBSERVATION: OBX}] [VISIT: PV1 [PV2]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{TIMING_QTY: TQ1 [{TQ2}]}] [CTD] [{OBSERVATION: OBX [{NTE}]}] [{FT1}] [{CTI}] [{SPECIMEN: SPM [{OBX}]}]}} [DSC]`,
+	"RDE_O11": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [{ARV}] [PATIENT_VISIT: PV1 [PV2]] [{INSURANCE: IN1 [IN2] [IN3]}] [GT1] [{AL1}]] {ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{NTE}] {RXR} [{RXC}] [{NTE}]] RXE [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}] [{OBSERVATION: OBX [{NTE}]}] [{FT1}] [BLG] [{CTI}]}`,
+	"RDS_O13": `MSH [{SFT}] [UAC] [{NTE}] [PATIENT: PID [PD1] [{NTE}] [{AL1}] [PATIENT_VISIT: PV1 [PV2]]] {ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] [ORDER_DETAIL: RXO [{NTE}] {RXR} [{RXC}] [{NTE}]] [ENCODING: RXE [{NTE}] {TIMING_ENCODED: TQ1 [{TQ2}]} {RXR} [{RXC}]] RXD [{NTE}] {RXR} [{RXC}] [{OBSERVATION: OBX [{NTE}]}] [{FT1}]}`,
+	"VXU_V04": `MSH [{SFT}] [UAC] PID [PD1] [{NK1}] [{ARV}] [PATIENT: PV1 [PV2]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{ORDER: ORC [{TIMING: TQ1 [{TQ2}]}] RXA [RXR] [{OBSERVATION: OBX [{NTE}]}]}]`,
 	"ACK":     `MSH [{SFT}] [UAC] MSA [{ERR}]`,
 }
+
+var defsV24 = map[string]string{
+	"ADT_A01": `MSH EVN PID [PD1] [{ROL}] [{NK1}] PV1 [PV2] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]`,
+	"ADT_A02": `MSH EVN PID [PD1] [{ROL}] PV1 [PV2] [{ROL}] [{DB1}] [{OBX}]`,
+	"ADT_A03": `MSH EVN PID [PD1] [{ROL}] PV1 [PV2] [{ROL}] [{DB1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}]`,
+	"ADT_A05": `MSH EVN PID [PD1] [{ROL}] [{NK1}] PV1 [PV2] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]`,
+	"ADT_A06": `MSH EVN PID [PD1] [{ROL}] [MRG] [{NK1}] PV1 [PV2] [{ROL}] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]`,
+	"ADT_A09": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [{DG1}]`,
+	"ADT_A12": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [DG1]`,
+	"ADT_A30": `MSH EVN PID [PD1] MRG`,
+	"ADT_A39": `MSH EVN {PATIENT: PID [PD1] MRG [PV1]}`,
+	"ORU_R01": `MSH {PATIENT_RESULT: [PATIENT: PID [PD1] [{NK1}] [{NTE}] [VISIT: PV1 [PV2]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [CTD] [{OBSERVATION: OBX [{NTE}]}] [{FT1}] [{CTI}]}} [DSC]`,
+	"VXU_V04": `MSH PID [PD1] [{NK1}] [PATIENT: PV1 [PV2]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{ORDER: [ORC] RXA [RXR] [{OBSERVATION: OBX [{NTE}]}]}]`,
+	"ACK":     `MSH MSA [ERR]`,
+}
+
+var defsV23 = map[string]string{
+	"ADT_A01": `MSH EVN PID [PD1] [{NK1}] PV1 [PV2] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [UB1] [UB2]`,
+	"ADT_A02": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}]`,
+	"ADT_A03": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}]`,
+	"ADT_A05": `MSH EVN PID [PD1] [{NK1}] PV1 [PV2] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [UB1] [UB2]`,
+	"ADT_A06": `MSH EVN PID [PD1] [MRG] [{NK1}] PV1 [PV2] [{DB1}] [{OBX}] [{AL1}] [{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [ACC] [UB1] [UB2]`,
+	"ADT_A09": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [{DG1}]`,
+	"ADT_A12": `MSH EVN PID [PD1] PV1 [PV2] [{DB1}] [{OBX}] [DG1]`,
+	"ADT_A30": `MSH EVN PID [PD1] MRG`,
+	"ADT_A39": `MSH EVN {PATIENT: PID [PD1] MRG [PV1]}`,
+	"ORU_R01": `MSH {PATIENT_RESULT: [PATIENT: PID [PD1] [{NK1}] [{NTE}] [VISIT: PV1 [PV2]]] {ORDER_OBSERVATION: [ORC] OBR [{NTE}] [{OBSERVATION: OBX [{NTE}]}] [{CTI}]}} [DSC]`,
+	"VXU_V04": `MSH PID [PD1] [{NK1}] [PATIENT: PV1 [PV2]] [{GT1}] [{INSURANCE: IN1 [IN2] [IN3]}] [{ORDER: [ORC] RXA [RXR] [{OBSERVATION: OBX [{NTE}]}]}]`,
+	"ACK":     `MSH MSA [ERR]`,
+}
+
+// structureFamilies are the definition sets, newest first, each with the first version it applies to.
+var structureFamilies = []struct {
+	since [2]int
+	defs  map[string]*elem
+}{
+	{[2]int{2, 7}, compileDefs(defsV27)},
+	{[2]int{2, 5}, compileDefs(defsV25)},
+	{[2]int{2, 4}, compileDefs(defsV24)},
+	{[2]int{2, 1}, compileDefs(defsV23)},
+}
+
+// defaultFamily (v2.5.1) serves messages whose version cannot be read.
+const defaultFamily = 1
 
 // structureOf maps a message code and trigger event to a structure when MSH-9.3 is absent.
 var structureOf = map[string]string{
@@ -113,9 +193,9 @@ var structureOf = map[string]string{
 	"VXU^V04": "VXU_V04",
 }
 
-var structures = func() map[string]*elem {
-	out := make(map[string]*elem, len(structureDefs))
-	for name, def := range structureDefs {
+func compileDefs(defs map[string]string) map[string]*elem {
+	out := make(map[string]*elem, len(defs))
+	for name, def := range defs {
 		toks := strings.Fields(strings.NewReplacer("[", " [ ", "]", " ] ", "{", " { ", "}", " } ").Replace(def))
 		children, rest := parseDef(toks)
 		if len(rest) != 0 {
@@ -126,7 +206,45 @@ var structures = func() map[string]*elem {
 		out[name] = root
 	}
 	return out
-}()
+}
+
+// family returns the index in structureFamilies for a version id such as "2.3.1"; defaultFamily when it
+// cannot be read.
+func family(v string) int {
+	v = strings.TrimSpace(v)
+	if len(v) < 3 || v[0] < '0' || v[0] > '9' || v[1] != '.' || v[2] < '0' || v[2] > '9' ||
+		(len(v) > 3 && v[3] >= '0' && v[3] <= '9') {
+		return defaultFamily
+	}
+	got := [2]int{int(v[0] - '0'), int(v[2] - '0')}
+	for i, f := range structureFamilies {
+		if got[0] > f.since[0] || got[0] == f.since[0] && got[1] >= f.since[1] {
+			return i
+		}
+	}
+	return defaultFamily
+}
+
+// definition returns the definition of structure name for the message's version (MSH-12): from its family, or
+// from the nearest newer family that has one.
+func (m *Message) definition(name string) *elem {
+	for i := family(m.Segment(0).Field(12).Rep(1).Component(1).String()); i >= 0; i-- {
+		if d := structureFamilies[i].defs[name]; d != nil {
+			return d
+		}
+	}
+	return nil
+}
+
+// knownStructure reports whether any family defines name.
+func knownStructure(name string) bool {
+	for _, f := range structureFamilies {
+		if f.defs[name] != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // parseDef reads elements until a closing bracket or the end; it returns the remaining tokens after the
 // closing bracket.
@@ -200,7 +318,7 @@ func collectNames(e *elem, into map[string]bool) {
 func (m *Message) StructureName() string {
 	h := m.Segment(0)
 	msh9 := h.Field(9).Rep(1)
-	if s := msh9.Component(3).String(); structures[s] != nil {
+	if s := msh9.Component(3).String(); knownStructure(s) {
 		return s
 	}
 	code := msh9.Component(1).String()
@@ -211,14 +329,14 @@ func (m *Message) StructureName() string {
 }
 
 // Structure groups the segments by the message structure named by MSH-9.3, or by the message code and trigger
-// event: ADT A01-A13, A28, A31, A30/A34, A39/A40, ORU^R01, RDE^O11, RDS^O13, VXU^V04 and ACK. Segments are
-// matched greedily in order; Z-segments are kept silently where they occur, other unknown segments are kept
+// event: ADT A01-A13, A28, A31, A30/A34, A39/A40, ORU^R01, RDE^O11, RDS^O13, VXU^V04 and ACK, as the message's
+// version (MSH-12) defines it (see defsV27 and the families below it). Segments are matched greedily in order; Z-segments are kept silently where they occur, other unknown segments are kept
 // with a warning, and a segment out of place or a required segment missing gives a located warning, never a
 // failure. For a structure it does not know it returns a flat group of all segments and an error wrapping
 // ErrStructure. With Options.Strict the first warning is returned as the error.
 func (m *Message) Structure() (*Group, []Warning, error) {
 	name := m.StructureName()
-	def := structures[name]
+	def := m.definition(name)
 	if def == nil {
 		root := &Group{Name: "UNKNOWN"}
 		for i := range m.SegmentCount() {

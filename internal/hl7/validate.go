@@ -14,13 +14,19 @@ const maxValidateErrors = 50
 // text is valid in the declared character set (invalid UTF-8, or bytes above 0x7F in an ASCII message). It
 // returns nil or the problems found (at most 50) as *ParseErrors joined with errors.Join. Plain getters never
 // fail: they keep malformed escapes literally and replace invalid bytes with U+FFFD.
+//
+// A message declared in a single-byte character set (8859/1, Windows-1252, ...) whose non-ASCII bytes are valid
+// multi-byte UTF-8 is almost always a UTF-8 sender with a wrong MSH-18. Its text still decodes (as declared, so
+// "Zoë" reads "ZoÃ«"), so Validate reports the first such field as a *Warning wrapping ErrCharset, located, not
+// quoting the text. OnlyWarnings tells a result holding nothing else; Options.Strict refuses it like an error.
+// Bytes above 0x7F in a message declared ASCII remain errors; their detail says when the bytes are valid UTF-8.
 func (m *Message) Validate() error {
 	if len(m.segs) == 0 {
 		return &ParseError{Err: ErrEmpty}
 	}
 	msh := m.Segment(0)
 	errs := checkHeader(msh)
-	if v := msh.Field(12).Rep(1).Component(1).Raw(); len(v) > 0 && !knownVersion(v) {
+	if v := msh.Field(12).Rep(1).Component(1).String(); v != "" && !knownVersion([]byte(v)) {
 		errs = append(errs, &ParseError{Segment: "MSH", SegmentIndex: 1, Occurrence: 1, Field: 12, Component: 1,
 			Line: msh.Line(), Err: ErrVersion, Detail: "not an HL7 version 2 id (2.1 to 2.8.2)"})
 	}
@@ -29,6 +35,7 @@ func (m *Message) Validate() error {
 			Line: msh.Line(), Err: ErrCharset, Detail: "character set not supported; text is read as UTF-8"})
 	}
 	occ := map[string]int{}
+	warned := false
 	for i := range m.segs {
 		seg := m.Segment(i)
 		name := seg.Name()
@@ -42,12 +49,20 @@ func (m *Message) Validate() error {
 			if m.plain(fld.Raw()) && (m.cs.kind != csASCII || isASCII(fld.Raw())) && !hasControl(fld.Raw()) {
 				continue
 			}
-			if pe := m.checkField(fld); pe != nil {
+			pe := m.checkField(fld)
+			if pe == nil && !warned && m.cs.kind == csCharmap && looksUTF8(fld.Raw()) {
+				warned = true
+				w := &Warning{ParseError{Rep: 1, Err: ErrCharset, Detail: "declared " + string(m.msh18()) +
+					" but the bytes are valid multi-byte UTF-8 (first such field): MSH-18 is probably wrong; text is read as declared"}}
+				w.Segment, w.SegmentIndex, w.Occurrence, w.Field, w.Line = name, i+1, occ[name], f, seg.Line()
+				errs = append(errs, w)
+			}
+			if pe != nil {
 				pe.Segment, pe.SegmentIndex, pe.Occurrence, pe.Field, pe.Line = name, i+1, occ[name], f, seg.Line()
 				errs = append(errs, pe)
-				if len(errs) >= maxValidateErrors {
-					return errors.Join(errs...)
-				}
+			}
+			if len(errs) >= maxValidateErrors {
+				return errors.Join(errs...)
 			}
 		}
 	}
@@ -88,11 +103,17 @@ func (m *Message) checkValue(b []byte) (error, string) {
 	switch m.cs.kind {
 	case csASCII:
 		if !isASCII(dec) {
+			if looksUTF8(dec) {
+				return ErrCharset, "byte above 0x7F in a message declared ASCII (the bytes are valid UTF-8: MSH-18 is probably wrong)"
+			}
 			return ErrCharset, "byte above 0x7F in a message declared ASCII"
 		}
 	case csCharmap:
 		for _, c := range dec {
 			if m.cs.cm.DecodeByte(c) == utf8.RuneError {
+				if looksUTF8(dec) {
+					return ErrCharset, "byte not defined in the declared character set (the bytes are valid UTF-8: MSH-18 is probably wrong)"
+				}
 				return ErrCharset, "byte not defined in the declared character set"
 			}
 		}
@@ -102,6 +123,29 @@ func (m *Message) checkValue(b []byte) (error, string) {
 		}
 	}
 	return nil, ""
+}
+
+// looksUTF8 reports whether b holds at least one multi-byte UTF-8 sequence and is valid UTF-8 throughout.
+func looksUTF8(b []byte) bool {
+	return !isASCII(b) && utf8.Valid(b)
+}
+
+// OnlyWarnings reports whether err, as returned by Validate, holds warnings only (*Warning): nothing stops the
+// message from being read as declared, but something about it is probably wrong.
+func OnlyWarnings(err error) bool {
+	if err == nil {
+		return false
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if _, ok := e.(*Warning); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // hasControl reports whether b holds a control character other than tab.

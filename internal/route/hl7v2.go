@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/hiegw/hiegw/internal/hl7"
 )
@@ -20,67 +21,47 @@ var ErrNoPID = errors.New("message has no PID segment")
 // "id^^^authority^PI". A repetition already carrying the same assigning
 // authority is replaced, so re-encoding twice gives the same bytes. The
 // message's own delimiters and segment terminators are kept; the id and
-// authority are escaped.
+// authority are escaped. Everything but PID-3 keeps its bytes (hl7.Edit).
 func AddEnterpriseID(raw []byte, id, authority string) ([]byte, error) {
 	start := bytes.Index(raw, []byte("MSH"))
 	if start < 0 || len(bytes.Trim(raw[:start], "\ufeff\r\n\t ")) > 0 {
 		return nil, fmt.Errorf("add enterprise id: %w", ErrNotHL7)
 	}
-	_, d, _ := hl7.ParseHeader(raw)
-	if d.Field == 0 || d.Component == 0 || d.Repetition == 0 {
+	m, err := hl7.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("add enterprise id: %w: %w", ErrNotHL7, err)
+	}
+	d := m.Delimiters()
+	if d.Component == 0 || d.Repetition == 0 {
 		return nil, fmt.Errorf("add enterprise id: MSH-1/MSH-2: %w", ErrNotHL7)
+	}
+	pids := m.Segments("PID")
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("add enterprise id: %w", ErrNoPID)
 	}
 	comp := string([]byte{d.Component})
 	escAuth := hl7.Escape(authority, d)
 	rep := hl7.Escape(id, d) + comp + comp + comp + escAuth + comp + "PI"
-	out := make([]byte, 0, len(raw)+len(rep)+8)
-	found := false
-	rest := raw
-	for len(rest) > 0 {
-		// One segment and its terminator (CR, LF or CRLF).
-		end := bytes.IndexAny(rest, "\r\n")
-		line, term := rest, []byte(nil)
-		if end >= 0 {
-			line = rest[:end]
-			t := end + 1
-			if rest[end] == '\r' && t < len(rest) && rest[t] == '\n' {
-				t++
+	b := hl7.Edit(m)
+	for k, pid := range pids {
+		prefix := "PID[" + strconv.Itoa(k+1) + "]-3"
+		f := pid.Field(3)
+		n := f.RepCount()
+		// An earlier enterprise id from this authority goes; from the last
+		// repetition to the first, so the numbers of the others hold. A
+		// repetition holding a raw line break (a wrapped segment) stays.
+		for r := n; r >= 1; r-- {
+			rr := f.Rep(r)
+			if string(rr.Component(4).Raw()) == escAuth && !bytes.ContainsAny(rr.Raw(), "\r\n") {
+				if err := b.Remove(prefix + "[" + strconv.Itoa(r) + "]"); err != nil {
+					return nil, fmt.Errorf("add enterprise id: %w", err)
+				}
+				n--
 			}
-			term = rest[end:t]
-			rest = rest[t:]
-		} else {
-			rest = nil
 		}
-		if len(line) > 3 && string(line[:3]) == "PID" && line[3] == d.Field {
-			found = true
-			line = withPID3(line, d, rep, escAuth)
-		}
-		out = append(out, line...)
-		out = append(out, term...)
-	}
-	if !found {
-		return nil, fmt.Errorf("add enterprise id: %w", ErrNoPID)
-	}
-	return out, nil
-}
-
-// withPID3 rebuilds a PID segment with rep appended to field 3.
-func withPID3(line []byte, d hl7.Delimiters, rep, escAuth string) []byte {
-	fields := bytes.Split(line, []byte{d.Field})
-	for len(fields) < 4 {
-		fields = append(fields, nil)
-	}
-	var reps [][]byte
-	if len(fields[3]) > 0 {
-		for _, r := range bytes.Split(fields[3], []byte{d.Repetition}) {
-			comps := bytes.Split(r, []byte{d.Component})
-			if len(comps) >= 4 && string(comps[3]) == escAuth {
-				continue // an earlier enterprise id from this authority
-			}
-			reps = append(reps, r)
+		if err := b.SetEncoded(prefix+"["+strconv.Itoa(n+1)+"]", rep); err != nil {
+			return nil, fmt.Errorf("add enterprise id: %w", err)
 		}
 	}
-	reps = append(reps, []byte(rep))
-	fields[3] = bytes.Join(reps, []byte{d.Repetition})
-	return bytes.Join(fields, []byte{d.Field})
+	return b.Bytes(), nil
 }
