@@ -66,6 +66,15 @@ type MLLPSender struct {
 	CertSHA256 string `yaml:"cert_sha256"`
 	// Facilities the sender may send as (MSH-4 namespace ids); empty allows any.
 	Facilities []string `yaml:"facilities"`
+	// AckAddr (host:port) is the sender's MLLP receiver for application
+	// acknowledgements: a message in enhanced mode whose MSH-16 asks for one
+	// (AL, ER, SU) is answered there once it is processed. Empty: they are
+	// kept in the store as "no_route" and not sent.
+	AckAddr string `yaml:"ack_addr"`
+	// AckTLS, when any of it is set, speaks TLS 1.2+ to AckAddr: ca verifies
+	// the sender's receiver (the system's roots without it), cert and key are
+	// hiegw's client certificate if the receiver asks for one.
+	AckTLS TLS `yaml:"ack_tls"`
 }
 
 // Config is the whole configuration.
@@ -372,6 +381,22 @@ func (c *Config) Validate() error {
 	}
 	tlsPair("kafka.tls", c.Kafka.TLS, false)
 	c.validateSecurity(bad)
+	for i, s := range c.MLLP.Senders {
+		p := fmt.Sprintf("mllp.senders[%d]", i)
+		if s.AckAddr != "" {
+			addr(p+".ack_addr", s.AckAddr, false)
+			if h, port, err := net.SplitHostPort(s.AckAddr); err == nil && (h == "" || port == "0") {
+				bad(p+".ack_addr", "%q must name a host and a port to connect to", s.AckAddr)
+			}
+		}
+		if s.AckTLS.Enabled() && s.AckAddr == "" {
+			bad(p+".ack_tls", "applies to ack_addr, which is empty")
+		}
+		if s.AckTLS.ClientCA != "" {
+			bad(p+".ack_tls.client_ca", "is for servers; hiegw verifies the sender's receiver with ack_tls.ca")
+		}
+		tlsPair(p+".ack_tls", s.AckTLS, false)
+	}
 	if c.Store.RawRetention < 0 || (c.Store.RawRetention > 0 && c.Store.RawRetention < Duration(time.Hour)) {
 		bad("store.raw_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.RawRetention)
 	}

@@ -108,6 +108,11 @@ func (c *Config) Warnings() []string {
 			w = append(w, "mllp.addr is not a loopback address and has no TLS: messages cross the network in plain text")
 		}
 	}
+	for _, s := range c.MLLP.Senders {
+		if s.AckAddr != "" && !s.AckTLS.Enabled() && !IsLoopback(s.AckAddr) {
+			w = append(w, fmt.Sprintf("mllp.senders %s: application acknowledgements go to ack_addr without TLS (set ack_tls)", s.Name))
+		}
+	}
 	if c.MLLP.TLS.ClientCA != "" && len(c.MLLP.Senders) == 0 {
 		w = append(w, "mllp.tls.client_ca without mllp.senders: any certificate the CA signed may send as any facility")
 	}

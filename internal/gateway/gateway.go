@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hiegw/hiegw/internal/api"
+	"github.com/hiegw/hiegw/internal/appack"
 	"github.com/hiegw/hiegw/internal/broker"
 	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/config"
@@ -55,6 +56,7 @@ type Gateway struct {
 	pipe     *pipeline.Pipeline
 	identity *pipeline.Identity
 	relay    *route.Relay
+	acks     *appack.Acks // application acknowledgements (enhanced mode, MSH-16)
 	mllpSrv  *mllp.Server
 	sftpSrv  *sftpd.Server
 	httpSrv  *http.Server
@@ -113,8 +115,13 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
+	routes, err := appAckRoutes(cfg)
+	if err != nil {
+		return err
+	}
+	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log})
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
-		OnCommit: g.relay.Notify, Identity: g.identity, Registerer: g.reg, Logger: log})
+		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: g.docs.checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
@@ -127,6 +134,27 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 		return err
 	}
 	return nil
+}
+
+// appAckRoutes are the MLLP senders' return addresses for application
+// acknowledgements (mllp.senders[].ack_addr, ack_tls).
+func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
+	routes := map[string]appack.Route{}
+	for _, s := range cfg.MLLP.Senders {
+		if s.AckAddr == "" {
+			continue
+		}
+		r := appack.Route{Addr: s.AckAddr}
+		if s.AckTLS.Enabled() {
+			tc, err := clientTLS(s.AckTLS)
+			if err != nil {
+				return nil, fmt.Errorf("mllp.senders %s: ack_tls: %w", s.Name, err)
+			}
+			r.TLS = tc
+		}
+		routes[s.Name] = r
+	}
+	return routes, nil
 }
 
 func relayOwner() string {
@@ -380,8 +408,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	errc := make(chan error, 4)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Add(2)
+	work.Add(3)
 	go func() { defer work.Done(); g.pipe.Run(workCtx) }()
+	go func() { defer work.Done(); g.acks.Run(workCtx) }()
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer work.Done(); g.relay.Run(relayCtx) }()
 	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(_ string, err error) {

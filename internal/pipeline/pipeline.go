@@ -61,6 +61,17 @@ type Router interface {
 	Route(ev route.Event) ([]store.OutboxEntry, error)
 }
 
+// AppAcks queues the application acknowledgements that senders in enhanced
+// mode ask for (MSH-16), each with the outcome it reports.
+type AppAcks interface {
+	// Queue adds e's acknowledgement to tx (failure nil: processed) and
+	// returns what to call once tx has committed, or nil.
+	Queue(ctx context.Context, tx *store.Tx, e store.Envelope, failure error) (func(), error)
+	// QueueFailure queues the acknowledgement of a failure in a transaction
+	// of its own, before the envelope is marked failed.
+	QueueFailure(ctx context.Context, e store.Envelope, failure error) error
+}
+
 // Options configure the pipeline.
 type Options struct {
 	Lanes int // parallel lanes (senders hash to a lane); default 4
@@ -72,7 +83,9 @@ type Options struct {
 	// Identity, when set, identifies patients through the master patient
 	// index in the processing transaction; without it patients are linked
 	// by identifier only (store.Tx.ResolvePatient).
-	Identity   *Identity
+	Identity *Identity
+	// AppAcks, when set, queues application acknowledgements.
+	AppAcks    AppAcks
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -319,6 +332,13 @@ func (p *Pipeline) fail(ctx context.Context, e store.Envelope, ce *ContentError)
 		"control_id", e.ControlID, "reason", ce.Error())
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if p.o.AppAcks != nil {
+		if err := p.o.AppAcks.QueueFailure(mctx, e, ce); err != nil {
+			// Left "received": processed (and answered) again later.
+			p.o.Logger.Error("queue application ack of a failed envelope", "envelope", e.ID, "err", err)
+			return
+		}
+	}
 	if merr := p.st.MarkFailed(mctx, e.ID, ce.Error()); merr != nil {
 		p.o.Logger.Error("mark envelope failed", "envelope", e.ID, "err", merr)
 	}
@@ -373,6 +393,7 @@ func (pe prepared) saveNotes(ctx context.Context, tx *store.Tx) error {
 func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 	start := time.Now()
 	version := p.norm.Version()
+	var acked []func() // application acks queued, told once committed
 	err := p.st.InTx(ctx, func(tx *store.Tx) error {
 		if p.o.Identity != nil {
 			// Take the index lock before any row: a transaction that wrote
@@ -393,6 +414,15 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 					patient = pid
 				}
 			}
+			if p.o.AppAcks != nil {
+				done, err := p.o.AppAcks.Queue(ctx, tx, pe.e, nil)
+				if err != nil {
+					return err
+				}
+				if done != nil {
+					acked = append(acked, done)
+				}
+			}
 			if err := pe.saveNotes(ctx, tx); err != nil {
 				return err
 			}
@@ -404,6 +434,9 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, done := range acked {
+		done()
 	}
 	each := time.Since(start).Seconds() / float64(len(envs))
 	for _, pe := range envs {
