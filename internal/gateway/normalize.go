@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/hiegw/hiegw/internal/ccda"
-	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mapping"
@@ -75,19 +74,6 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 	}
 	n.state.countUnmapped(res)
 	rs := res.Resources // the Patient first, as the pipeline expects
-	// What the mapping files do not cover yet still comes from the C-CDA
-	// converter (mappings/default/ccda.yaml lists it); both key resources
-	// the same way, so their references meet.
-	conv, _ := doc.ToFHIR(sender)
-	mapped := make(map[string]bool, len(rs))
-	for _, r := range rs {
-		mapped[r.Ref()] = true
-	}
-	for _, r := range conv {
-		if !mapped[r.Ref()] && notYetInFiles(r) {
-			rs = append(rs, r)
-		}
-	}
 	ev := res.Event
 	if ev == "" {
 		ev = route.EventDocument
@@ -103,35 +89,6 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 		}
 	}
 	return out, nil
-}
-
-// notYetInFiles tells the converter's resources that the default C-CDA
-// mapping file does not make yet: the DocumentReference, encounters (with
-// their diagnoses), procedures and social history.
-func notYetInFiles(r fhir.Resource) bool {
-	switch r.Type() {
-	case "DocumentReference", "Encounter", "Procedure":
-		return true
-	case "Condition":
-		return hasCategory(r, "encounter-diagnosis")
-	case "Observation":
-		return hasCategory(r, "social-history")
-	}
-	return false
-}
-
-func hasCategory(r fhir.Resource, code string) bool {
-	cats, _ := r["category"].([]any)
-	for _, c := range cats {
-		cc, _ := c.(map[string]any)
-		codings, _ := cc["coding"].([]any)
-		for _, cd := range codings {
-			if m, _ := cd.(map[string]any); m["code"] == code {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // mappingCheck runs the mapping at intake so that a message it cannot

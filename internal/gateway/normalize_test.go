@@ -42,8 +42,8 @@ func TestMapCacheHandsOnOnceAndEvictsOldest(t *testing.T) {
 }
 
 // TestCCDAIsMappedByTheFiles: a C-CDA document is mapped by the mapping set,
-// so a sender's file changes what its documents become; what the files do
-// not cover yet comes from the converter, once, with references that meet.
+// so a sender's file changes what its documents become, every resource once,
+// with references that meet.
 func TestCCDAIsMappedByTheFiles(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "mappings"))); err != nil {

@@ -25,8 +25,8 @@ type segment struct {
 }
 
 // Message is a parsed message. It references raw without copying; values are decoded when read. The caller
-// must not modify raw while the Message is in use. A Message is not safe for concurrent use while it is being
-// Reset; concurrent reads of an unchanging Message are safe only after the first value has been read.
+// must not modify raw while the Message is in use. A Message is not safe for concurrent use: reading a value
+// may make the message's string copy, so each goroutine parses (or Resets) its own.
 type Message struct {
 	raw    []byte
 	str    string // lazily made copy of raw; decoded values that need no change are substrings of it

@@ -2,7 +2,9 @@ package mapping
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 
 	"github.com/beevik/etree"
 	"github.com/hiegw/hiegw/internal/ccda"
@@ -129,20 +131,106 @@ func (st *state) produceDoc(rr *resRule) error {
 				return err
 			}
 		}
+		if prev := st.madeFrom(node, rr); prev != nil {
+			// a second rule over the same node adds to what the first made
+			merge(prev.res, res)
+			st.alias(prev, rr, node)
+			continue
+		}
 		if prev := st.sameID(res); prev != nil {
+			// Two entries with the same source keys: the one the document lists
+			// first keeps the id and its values, whichever rule runs first (as
+			// internal/ccda, which reads the sections in document order).
+			first := docBefore(node, prev.node)
 			if !conflict(prev.res, res) {
 				// the same fact listed twice (a problem in two sections)
-				merge(prev.res, res)
+				if first {
+					merge(res, prev.res)
+					clear(prev.res)
+					maps.Copy(prev.res, res)
+				} else {
+					merge(prev.res, res)
+				}
+				st.alias(prev, rr, node)
 				continue
 			}
-			// an identifier reused for different facts: identified by position
-			res["id"] = fhir.StableID(st.sender, rr.typ, docPathKey(st.doc, node)...)
+			// an identifier reused for different facts: the later one is
+			// identified by its position
+			later, laterNode, laterRule := res, node, rr
+			if first {
+				later, laterNode, laterRule = prev.res, prev.node, prev.rr
+			}
+			later["id"] = fhir.StableID(st.sender, later.Type(), docPathKey(st.doc, laterNode)...)
+			if first {
+				st.rekey(prev)
+			}
 			st.warnings = append(st.warnings, fmt.Sprintf("%s from %s has the same source keys as an earlier, different one (rule %s); identified by its position instead",
-				rr.typ, st.doc.Path(node), rr.pos))
+				later.Type(), st.doc.Path(laterNode), laterRule.pos))
 		}
 		st.produced = append(st.produced, produced{rule: rr.name, seg: -1, res: res, rr: rr, ref: res.Ref(), node: node})
 	}
 	st.node = st.root
+	return nil
+}
+
+// rekey updates the reference of a resource whose id changed, and of the
+// nodes merged into it.
+func (st *state) rekey(pr *produced) {
+	old := pr.ref
+	pr.ref = pr.res.Ref()
+	for i := range st.aliases {
+		if st.aliases[i].ref == old {
+			st.aliases[i].ref = pr.ref
+		}
+	}
+}
+
+// docBefore reports whether a comes before b in document order (false when
+// either is missing or they are the same node).
+func docBefore(a, b *etree.Element) bool {
+	if a == nil || b == nil || a == b {
+		return false
+	}
+	pa, pb := ancestry(a), ancestry(b)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		if pa[i] != pb[i] {
+			return pa[i].Index() < pb[i].Index()
+		}
+	}
+	return len(pa) < len(pb) // an ancestor comes before what it holds
+}
+
+// ancestry lists e's ancestors from the root down to e.
+func ancestry(e *etree.Element) []*etree.Element {
+	var out []*etree.Element
+	for ; e != nil; e = e.Parent() {
+		out = append(out, e)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// alias records that rule rr's resource for node is prev's (merged into it),
+// so that ref and refs from or to that node find prev.
+func (st *state) alias(prev *produced, rr *resRule, node *etree.Element) {
+	st.aliases = append(st.aliases, produced{rule: rr.name, seg: -1, res: prev.res, rr: rr, ref: prev.ref, node: node})
+}
+
+// docProduced lists what a document's rules made: the resources, then the
+// aliases of merged nodes.
+func (st *state) docProduced() [2][]produced { return [2][]produced{st.produced, st.aliases} }
+
+// madeFrom returns the resource of rr's type another rule made from node,
+// if any.
+func (st *state) madeFrom(node *etree.Element, rr *resRule) *produced {
+	for _, list := range st.docProduced() {
+		for i := range list {
+			pr := &list[i]
+			if pr.node == node && pr.rule != rr.name && pr.res.Type() == rr.typ {
+				return pr
+			}
+		}
+	}
 	return nil
 }
 
@@ -294,16 +382,18 @@ func within(e, anc *etree.Element) bool {
 func (st *state) refDoc(rule string) any {
 	var best *produced
 	depth := -1
-	for i := range st.produced {
-		pr := &st.produced[i]
-		if pr.rule != rule {
-			continue
-		}
-		if best == nil {
-			best = pr
-		}
-		if d := enclosingDepth(st.node, pr.node); d >= 0 && (depth < 0 || d < depth) {
-			best, depth = pr, d
+	for _, list := range st.docProduced() {
+		for i := range list {
+			pr := &list[i]
+			if pr.rule != rule {
+				continue
+			}
+			if best == nil {
+				best = pr
+			}
+			if d := enclosingDepth(st.node, pr.node); d >= 0 && (depth < 0 || d < depth) {
+				best, depth = pr, d
+			}
 		}
 	}
 	if best == nil {
@@ -326,9 +416,11 @@ func enclosingDepth(e, anc *etree.Element) int {
 // made from nodes inside the current one.
 func (st *state) refsDoc(rule string) any {
 	var out []any
-	for _, pr := range st.produced {
-		if pr.rule == rule && within(pr.node, st.node) {
-			out = append(out, map[string]any{"reference": pr.ref})
+	for _, list := range st.docProduced() {
+		for _, pr := range list {
+			if pr.rule == rule && within(pr.node, st.node) {
+				out = append(out, map[string]any{"reference": pr.ref})
+			}
 		}
 	}
 	if len(out) == 0 {

@@ -1,9 +1,13 @@
 package mapping
 
 import (
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -184,6 +188,22 @@ func TestCCDALoadErrorsAreLocated(t *testing.T) {
 `)
 		findErr(t, errs, "senders/acme.yaml", 4, 55, "code system OID")
 	})
+	t.Run("unknown document fact", func(t *testing.T) {
+		errs := loadErrors(t, "senders/acme.yaml", `resources:
+  ccda-document:
+    elements:
+      description: docinfo("title")
+`)
+		findErr(t, errs, "senders/acme.yaml", 4, 29, "no document fact \"title\"")
+	})
+	t.Run("document fact in an HL7 rule", func(t *testing.T) {
+		errs := loadErrors(t, "senders/acme.yaml", `resources:
+  patient:
+    elements:
+      gender: docinfo("size")
+`)
+		findErr(t, errs, "senders/acme.yaml", 4, 15, "docinfo reads C-CDA documents")
+	})
 	t.Run("element each in a C-CDA rule is a C-CDA path", func(t *testing.T) {
 		errs := loadErrors(t, "senders/acme.yaml", `resources:
   ccda-patient:
@@ -313,7 +333,7 @@ func TestMapCCDARefsAndErrors(t *testing.T) {
 	_, err = s2.MapCCDA("strict", doc)
 	var me *MapError
 	if !errors.As(err, &me) || me.Code != CodeRequiredMissing ||
-		!strings.HasPrefix(me.Location, "/ClinicalDocument/component[1]/structuredBody[1]/component[4]/section[1]/entry[1]/substanceAdministration[1]") ||
+		!strings.HasPrefix(me.Location, "/ClinicalDocument/component[1]/structuredBody[1]/component[5]/section[1]/entry[1]/substanceAdministration[1]") ||
 		me.Rule != "senders/strict.yaml:4" {
 		t.Fatalf("required value missing: %#v", me)
 	}
@@ -343,4 +363,172 @@ func TestCDACodeSystemTables(t *testing.T) {
 			t.Errorf("%s: %d rows, internal/ccda knows %d systems", table, len(tb.rows), len(want))
 		}
 	}
+}
+
+// TestCCDAMergeOrder: two entries with the same id are one resource (or two,
+// when they disagree) the same way whichever rule runs first: the entry the
+// document lists first keeps the id and its values, as internal/ccda does.
+// A second rule over the same node adds to the first rule's resource, and
+// references to a merged node lead to the resource it was merged into.
+func TestCCDAMergeOrder(t *testing.T) {
+	doc := mustDoc(t, `<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <id root="1.2.3" extension="doc"/><code code="34133-9" codeSystem="2.16.840.1.113883.6.1"/>
+  <recordTarget><patientRole><id root="1.2.3.4" extension="p"/></patientRole></recordTarget>
+  <component><structuredBody>
+    <component><section><code code="A"/>
+      <entry><observation><id root="1.2.3.5" extension="same"/><code code="x"/><value xsi:type="CD" code="1"/><effectiveTime value="20200101"/></observation></entry>
+      <entry><observation><id root="1.2.3.5" extension="clash"/><code code="x"/><value xsi:type="CD" code="2"/></observation></entry>
+    </section></component>
+    <component><section><code code="B"/>
+      <entry><observation><id root="1.2.3.5" extension="same"/><code code="x"/><value xsi:type="CD" code="1"/><effectiveTime value="20200101"/><statusCode code="held"/></observation></entry>
+      <entry><observation><id root="1.2.3.5" extension="clash"/><code code="x"/><value xsi:type="CD" code="3"/></observation></entry>
+    </section></component>
+  </structuredBody></component>
+</ClinicalDocument>`)
+	rule := func(name, section, cat string) string {
+		return `  ` + name + `:
+    type: Condition
+    each: //section[code/@code='` + section + `']/entry/observation
+    id: entrykey("id")
+    elements:
+      category:
+        value: concept("http://example.org/cat", "` + cat + `")
+      code: cd("value")
+      subject: ref("p")
+      onset[x]:
+        type: dateTime
+        value: ts("effectiveTime")
+      note:
+        when: xv("statusCode/@code") != ""
+        elements:
+          text: xv("statusCode/@code")
+`
+	}
+	set := func(order string) *Set {
+		return ccdaSet(t, map[string]string{"default/ccda.yaml": `messages:
+  - match: [CCDA]
+    event: other
+    resources: [p, ` + order + `, link]
+resources:
+  p:
+    type: Patient
+    each: /ClinicalDocument/recordTarget/patientRole
+    id: entrykey("id")
+` + rule("a", "A", "first") + rule("b", "B", "second") + `
+  # a second rule over section B's nodes: adds a note to what b made, or to
+  # what b's node was merged into
+  link:
+    type: Condition
+    each: //section[code/@code='B']/entry/observation
+    id: entrykey("id")
+    elements:
+      recordedDate:
+        const: "2021-02-03"
+`})
+	}
+	var outs []string
+	for _, order := range []string{"a, b", "b, a"} {
+		r, err := set(order).MapCCDA("T", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]fhir.Resource{}
+		var conds []string
+		for _, res := range r.Resources {
+			if res.Type() == "Condition" {
+				byID[res.ID()] = res
+				conds = append(conds, jsonString(res))
+			}
+		}
+		sort.Strings(conds)
+		outs = append(outs, strings.Join(conds, "\n"))
+		same := byID[fhir.StableID("T", "Condition", "1.2.3.5", "same")]
+		if same == nil {
+			t.Fatalf("order %s: no Condition keyed on the shared id", order)
+		}
+		// section A's entry is first: its category first, B's joined, B's note filled in
+		if got := jsonString(same["category"]); !strings.Contains(got, `"first"`) || strings.Index(got, `"first"`) > strings.Index(got, `"second"`) {
+			t.Errorf("order %s: categories %s, want first then second", order, got)
+		}
+		if same["note"] == nil || same["recordedDate"] != "2021-02-03" {
+			t.Errorf("order %s: merged Condition lacks the later entry's note or the link rule's date: %v", order, same)
+		}
+		clash := byID[fhir.StableID("T", "Condition", "1.2.3.5", "clash")]
+		if clash == nil || !strings.Contains(jsonString(clash["code"]), `"2"`) {
+			t.Errorf("order %s: the shared id does not stay with the entry listed first: %v", order, clash)
+		}
+		if len(byID) != 3 {
+			t.Errorf("order %s: %d Conditions, want 3 (one merged, two that disagree)", order, len(byID))
+		}
+		for _, res := range byID {
+			if strings.Contains(jsonString(res["code"]), `"3"`) && res["recordedDate"] != "2021-02-03" {
+				t.Errorf("order %s: the link rule did not reach the re-keyed Condition", order)
+			}
+		}
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("the rule order changes the output:\n%s\n----\n%s", outs[0], outs[1])
+	}
+}
+
+func TestDocInfo(t *testing.T) {
+	s := loadDefault(t)
+	data, err := os.ReadFile(filepath.Join(mappingsDir, "default", "tests", "ccda_ccd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := mustDoc(t, string(data))
+	r, err := s.MapCCDA("T", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref fhir.Resource
+	for _, res := range r.Resources {
+		if res.Type() == "DocumentReference" {
+			ref = res
+		}
+	}
+	if ref == nil || ref.ID() != fhir.StableID("T", "DocumentReference", "2.16.840.1.113883.19.5.99999.1", "TEST-CCD-1") {
+		t.Fatalf("DocumentReference missing or not keyed on the document id: %v", ref)
+	}
+	att := ref["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)
+	sum := sha1.Sum(data)
+	if att["size"] != len(data) || att["hash"] != base64.StdEncoding.EncodeToString(sum[:]) {
+		t.Errorf("attachment size %v hash %v, want %d and the SHA-1 of the input", att["size"], att["hash"], len(data))
+	}
+
+	// an unstructured document: its inline body as base64, R1.1 format code, no id: keyed on its digest
+	text := `<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <templateId root="2.16.840.1.113883.10.20.22.1.10"/>
+  <code code="34133-9" codeSystem="2.16.840.1.113883.6.1"/>
+  <recordTarget><patientRole><id root="1.2.3.4" extension="p"/></patientRole></recordTarget>
+  <component><nonXMLBody><text mediaType="text/plain">plain words</text></nonXMLBody></component>
+</ClinicalDocument>`
+	nx := mustDoc(t, text)
+	r, err = s.MapCCDA("T", nx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range r.Resources {
+		if res.Type() != "DocumentReference" {
+			continue
+		}
+		digest := sha1.Sum([]byte(text))
+		if res.ID() != fhir.StableID("T", "DocumentReference", "sha1", hex.EncodeToString(digest[:])) {
+			t.Errorf("DocumentReference of a document without id not keyed on its digest")
+		}
+		content := res["content"].([]any)
+		if len(content) != 2 {
+			t.Fatalf("content %v, want the document and its body", content)
+		}
+		if f := content[0].(map[string]any)["format"].(map[string]any)["code"]; f != "urn:hl7-org:sdwg:ccda-nonXMLBody:1.1" {
+			t.Errorf("format %v", f)
+		}
+		body := content[1].(map[string]any)["attachment"].(map[string]any)
+		if body["contentType"] != "text/plain" || body["data"] != base64.StdEncoding.EncodeToString([]byte("plain words")) {
+			t.Errorf("body attachment %v", body)
+		}
+		return
+	}
+	t.Fatal("no DocumentReference for the unstructured document")
 }

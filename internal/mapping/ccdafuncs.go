@@ -2,7 +2,9 @@ package mapping
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -47,6 +49,7 @@ var ccdaFuncs = []*fnSpec{
 	{name: "ad", args: []argKind{argXPath}, types: []any{new(fnX)}, impl: nodeFn(adOf)},
 	{name: "tel", args: []argKind{argXPath}, types: []any{new(fnX)}, impl: nodeFn(telOf)},
 	{name: "repeat", args: []argKind{argXPath}, types: []any{new(fnX)}, impl: fnRepeat},
+	{name: "docinfo", args: []argKind{argDoc}, types: []any{new(func(context.Context, string) any)}, impl: fnDocInfo},
 	{name: "concept", types: []any{new(func(context.Context, string, string) any), new(func(context.Context, string, string, string) any)}, impl: fnConcept},
 }
 
@@ -735,4 +738,45 @@ func fnRepeat(st *state, a []any) (any, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// --- the document itself -----------------------------------------------------------
+
+// docFacts are what docinfo(name) tells about the document being mapped:
+// what the parser knows beyond its XML (size and digest of the input, the
+// template family) that a C-CDA path cannot read.
+var docFacts = map[string]func(d *ccda.Document) any{
+	// the document's identity: id root and extension, else its SHA-1
+	"key": func(d *ccda.Document) any {
+		if d.ID.Valid() {
+			return []any{d.ID.Root, d.ID.Extension}
+		}
+		return []any{"sha1", hexString(d.SHA1)}
+	},
+	"size":     func(d *ccda.Document) any { return d.Size },                                    // bytes received
+	"sha1":     func(d *ccda.Document) any { return base64.StdEncoding.EncodeToString(d.SHA1) }, // base64, as Attachment.hash
+	"format":   func(d *ccda.Document) any { return d.FormatCode() },                            // IHE format code
+	"bodydata": func(d *ccda.Document) any { return d.NonXMLBody.InlineData() },                 // inline nonXMLBody content, base64
+}
+
+func docFactNames() string {
+	names := make([]string, 0, len(docFacts))
+	for n := range docFacts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func fnDocInfo(st *state, a []any) (any, error) {
+	name, _ := a[0].(string)
+	f := docFacts[name]
+	if st.doc == nil || f == nil {
+		return nil, nil
+	}
+	v := f(st.doc)
+	if s, ok := v.(string); ok && s == "" {
+		return nil, nil
+	}
+	return v, nil
 }

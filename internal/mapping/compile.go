@@ -284,6 +284,10 @@ func (v *callChecker) Visit(node *ast.Node) {
 					continue
 				}
 				v.c.set.xpaths[s.Value] = xp
+			case argDoc:
+				if _, ok := docFacts[s.Value]; !ok {
+					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s: no document fact %q (expected one of %s)", id.Value, s.Value, docFactNames())))
+				}
 			case argOID:
 				if !ccda.IsOID(s.Value) {
 					v.c.errs.add(v.pm.errAt(at, fmt.Sprintf("%s: expected a code system OID such as 2.16.840.1.113883.5.83", id.Value)))

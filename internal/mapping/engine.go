@@ -64,6 +64,7 @@ type state struct {
 	fseg, field, rep  int       // current repetition being iterated, rep 0 for none
 	where             *elemRule // the element being filled, for reports
 	produced          []produced
+	aliases           []produced // C-CDA: nodes whose resource was merged into an earlier one (ref finds it)
 	unmapped          []Unmapped
 	warnings          []string
 	vmEnv             exprEnv

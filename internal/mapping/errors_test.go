@@ -250,11 +250,11 @@ func TestWatch(t *testing.T) {
 func TestConcurrentMapAndReload(t *testing.T) {
 	dir := setDir(t)
 	h := NewHolder(mustLoad(t, dir))
-	m := parse(t, adtA01)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
+		m := parse(t, adtA01) // a Message is read by one goroutine at a time
 		go func() {
 			defer wg.Done()
 			for {

@@ -43,7 +43,8 @@ Patient.contact: relationship*:CodeableConcept name:HumanName telecom*:ContactPo
 Patient.communication: language!:CodeableConcept preferred:boolean
 Patient.link: other!:Reference type!:code{replaced-by,replaces,refer,seealso}
 
-Encounter: identifier*:Identifier status!:code{planned,arrived,triaged,in-progress,onleave,finished,cancelled,entered-in-error,unknown} class!:Coding type*:CodeableConcept serviceType:CodeableConcept priority:CodeableConcept subject:Reference participant*:Encounter.participant period:Period reasonCode*:CodeableConcept hospitalization:Encounter.hospitalization location*:Encounter.location serviceProvider:Reference
+Encounter: identifier*:Identifier status!:code{planned,arrived,triaged,in-progress,onleave,finished,cancelled,entered-in-error,unknown} class!:Coding type*:CodeableConcept serviceType:CodeableConcept priority:CodeableConcept subject:Reference participant*:Encounter.participant period:Period reasonCode*:CodeableConcept diagnosis*:Encounter.diagnosis hospitalization:Encounter.hospitalization location*:Encounter.location serviceProvider:Reference
+Encounter.diagnosis: condition!:Reference use:CodeableConcept rank:positiveInt
 Encounter.participant: type*:CodeableConcept period:Period individual:Reference
 Encounter.hospitalization: preAdmissionIdentifier:Identifier admitSource:CodeableConcept reAdmission:CodeableConcept dischargeDisposition:CodeableConcept
 Encounter.location: location!:Reference status:code{planned,active,reserved,completed} period:Period
@@ -69,12 +70,20 @@ Immunization.performer: function:CodeableConcept actor!:Reference
 Condition: identifier*:Identifier clinicalStatus:CodeableConcept verificationStatus:CodeableConcept category*:CodeableConcept severity:CodeableConcept code:CodeableConcept bodySite*:CodeableConcept subject!:Reference encounter:Reference onset[x]:dateTime|Period|Range|string abatement[x]:dateTime|Period|Range|string recordedDate:dateTime recorder:Reference asserter:Reference note*:Annotation
 
 AllergyIntolerance: identifier*:Identifier clinicalStatus:CodeableConcept verificationStatus:CodeableConcept type:code{allergy,intolerance} category*:code{food,medication,environment,biologic} criticality:code{low,high,unable-to-assess} code:CodeableConcept patient!:Reference encounter:Reference onset[x]:dateTime|Period|Range|string recordedDate:dateTime recorder:Reference asserter:Reference lastOccurrence:dateTime note*:Annotation reaction*:AllergyIntolerance.reaction
+Procedure: identifier*:Identifier basedOn*:Reference partOf*:Reference status!:code{preparation,in-progress,not-done,on-hold,stopped,completed,entered-in-error,unknown} statusReason:CodeableConcept category:CodeableConcept code:CodeableConcept subject!:Reference encounter:Reference performed[x]:dateTime|Period|string|Range recorder:Reference asserter:Reference location:Reference reasonCode*:CodeableConcept reasonReference*:Reference bodySite*:CodeableConcept outcome:CodeableConcept note*:Annotation
+
+DocumentReference: masterIdentifier:Identifier identifier*:Identifier status!:code{current,superseded,entered-in-error} docStatus:code{preliminary,final,amended,entered-in-error} type:CodeableConcept category*:CodeableConcept subject:Reference date:instant author*:Reference authenticator:Reference custodian:Reference relatesTo*:DocumentReference.relatesTo description:string securityLabel*:CodeableConcept content*!:DocumentReference.content context:DocumentReference.context
+DocumentReference.relatesTo: code!:code{replaces,transforms,signs,appends} target!:Reference
+DocumentReference.content: attachment!:Attachment format:Coding
+DocumentReference.context: encounter*:Reference event*:CodeableConcept period:Period facilityType:CodeableConcept practiceSetting:CodeableConcept sourcePatientInfo:Reference related*:Reference
+
 AllergyIntolerance.reaction: substance:CodeableConcept manifestation*!:CodeableConcept description:string onset:dateTime severity:code{mild,moderate,severe} exposureRoute:CodeableConcept note*:Annotation
 `
 
 // Resource types with a definition above.
 var resourceTypes = []string{"Patient", "Encounter", "Observation", "DiagnosticReport",
-	"MedicationRequest", "MedicationDispense", "MedicationStatement", "Immunization", "Condition", "AllergyIntolerance"}
+	"MedicationRequest", "MedicationDispense", "MedicationStatement", "Immunization", "Condition", "AllergyIntolerance",
+	"Procedure", "DocumentReference"}
 
 // primitives are the FHIR primitive types used above.
 var primitives = map[string]bool{

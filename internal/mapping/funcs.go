@@ -26,6 +26,7 @@ const (
 	argType
 	argXPath // a C-CDA path (xpath.go)
 	argOID   // a code system OID
+	argDoc   // the name of a document fact (docinfo)
 )
 
 // sourceKind is what a function reads: HL7 v2 (path arguments), C-CDA
@@ -43,7 +44,7 @@ func (f *fnSpec) source() sourceKind {
 		switch a {
 		case argPath:
 			return srcHL7
-		case argXPath:
+		case argXPath, argDoc:
 			return srcCCDA
 		}
 	}
