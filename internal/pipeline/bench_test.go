@@ -37,17 +37,7 @@ func BenchmarkProcess(b *testing.B) {
 			p := pipeline.New(db, pidNormalizer{}, rt, o)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				n := i % 200
-				pr := person{mrn: fmt.Sprint(1000 + n), auth: "GHH", family: fmt.Sprintf("Fam%03d", n), given: "Given",
-					dob: fmt.Sprintf("19%02d0%d1%d", n%100, 1+n%9, n%10), sex: "F", street: fmt.Sprintf("%d Main St", n),
-					city: "Springfield", zip: fmt.Sprint(62000 + n), phone: fmt.Sprint(2175550000 + n)}
-				sender := "ghh"
-				if i%2 == 1 {
-					sender, pr.auth, pr.mrn = "nlab", "NLAB", "L"+pr.mrn
-				}
-				id := fmt.Sprintf("e%d", i)
-				e := &store.Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(), Kind: intake.KindHL7,
-					MessageType: "ADT", ControlID: id, DedupKey: id, SHA256: id, Status: "received", Raw: msg("A08", id, pr)}
+				e := benchEnvelope(i)
 				if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{e}); err != nil {
 					b.Fatal(err)
 				}
@@ -74,18 +64,7 @@ func BenchmarkBacklog(b *testing.B) {
 			defer db.Close()
 			var envs []*store.Envelope
 			for i := 0; i < b.N; i++ {
-				n := i % 200
-				pr := person{mrn: fmt.Sprint(1000 + n), auth: "GHH", family: fmt.Sprintf("Fam%03d", n), given: "Given",
-					dob: fmt.Sprintf("19%02d0%d1%d", n%100, 1+n%9, n%10), sex: "F", street: fmt.Sprintf("%d Main St", n),
-					city: "Springfield", zip: fmt.Sprint(62000 + n), phone: fmt.Sprint(2175550000 + n)}
-				sender := "ghh"
-				if i%2 == 1 {
-					sender, pr.auth, pr.mrn = "nlab", "NLAB", "L"+pr.mrn
-				}
-				id := fmt.Sprintf("e%d", i)
-				envs = append(envs, &store.Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(),
-					Kind: intake.KindHL7, MessageType: "ADT", ControlID: id, DedupKey: id, SHA256: id, Status: "received",
-					Raw: msg("A08", id, pr)})
+				envs = append(envs, benchEnvelope(i))
 			}
 			for i := 0; i < len(envs); i += 500 {
 				if _, err := db.InsertEnvelopes(ctx, envs[i:min(i+500, len(envs))]); err != nil {
@@ -120,4 +99,20 @@ func BenchmarkBacklog(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchEnvelope is the i-th ADT^A08 of the benchmarks: 200 patients, senders
+// ghh and nlab alternating, each with its own assigning authority.
+func benchEnvelope(i int) *store.Envelope {
+	n := i % 200
+	pr := person{mrn: fmt.Sprint(1000 + n), auth: "GHH", family: fmt.Sprintf("Fam%03d", n), given: "Given",
+		dob: fmt.Sprintf("19%02d0%d1%d", n%100, 1+n%9, n%10), sex: "F", street: fmt.Sprintf("%d Main St", n),
+		city: "Springfield", zip: fmt.Sprint(62000 + n), phone: fmt.Sprint(2175550000 + n)}
+	sender := "ghh"
+	if i%2 == 1 {
+		sender, pr.auth, pr.mrn = "nlab", "NLAB", "L"+pr.mrn
+	}
+	id := fmt.Sprintf("e%d", i)
+	return &store.Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(), Kind: intake.KindHL7,
+		MessageType: "ADT", ControlID: id, DedupKey: id, SHA256: id, Status: "received", Raw: msg("A08", id, pr)}
 }
