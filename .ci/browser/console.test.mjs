@@ -2,9 +2,11 @@
 // an API token, sends messages with `hiegw send`, then drives the console in
 // headless Chromium (Debian's chromium through playwright-core): token,
 // status, message list and filters, one message (raw, parsed tree, FHIR,
-// routing), the mapping playground (output and located errors), the review
-// queue, and that message content can never become markup. Saves a
-// screenshot to docs/console.png.
+// routing, notes such as an unmapped code, its application acknowledgement),
+// the application ACK view (counts and filters), the mapping playground
+// (output and located errors), the review queue, and that message content
+// can never become markup. Saves a screenshot to docs/console.png (or to
+// $HIEGW_SCREENSHOT).
 //
 // Usage: node console.test.mjs /path/to/hiegw
 import { spawn, execFile } from 'node:child_process';
@@ -144,8 +146,29 @@ async function main() {
     'PID|1||B7^^^NLAB^MR||Hopper^Winifred||19061209|F|||12 Main Street^^Springfield^IL^62701||2175550100',
     '',
   ].join('\r'));
+  // A result whose codes no table maps: processed, the codes kept as sent,
+  // and a note saying so.
+  const unmapped = join(work, 'unmapped.hl7');
+  writeFileSync(unmapped, [
+    'MSH|^~\\&|LAB|NOTEHOSP|HIEGW|HIE|20261124101500||ORU^R01^ORU_R01|NOTE0001|P|2.5.1',
+    'PID|1||9001^^^NOTEHOSP^MR||NOTE^PAT||19800101|F',
+    'OBR|1||R1|XQZ^Odd panel^L|||20261124100000',
+    'OBX|1|NM|XQZ1^Odd test^L||42|mg/dL|1-99|N|||F',
+    '',
+  ].join('\r'));
+  // Enhanced mode asking for an application acknowledgement (MSH-15/16 AL)
+  // from a sender with no return address: answered CA, its application ACK
+  // kept as "no route".
+  const enhanced = join(work, 'enhanced.hl7');
+  writeFileSync(enhanced, [
+    'MSH|^~\\&|REG|ACKHOSP|HIEGW|HIE|20261124101500||ADT^A01^ADT_A01|APPACK0001|P|2.5.1|||AL|AL',
+    'EVN|A01|20261124101500',
+    'PID|1||8001^^^ACKHOSP^MR||ACK^ALICE||19800101|F',
+    'PV1|1|I',
+    '',
+  ].join('\r'));
   const out = await send(mllp, join(root, 'testdata/hl7/adt_a01.hl7'), join(root, 'testdata/hl7/oru_r01.hl7'), hostile, noID,
-    noAuthority, reviewA);
+    noAuthority, reviewA, unmapped, enhanced);
   await send(mllp, reviewB); // after A, so that B is the one compared with A
   // The public corpus's ADT samples, when present, give the patient index
   // records to link and, usually, a pair to review.
@@ -157,12 +180,21 @@ async function main() {
   if (corpusFiles.length) await send(mllp, ...corpusFiles);
   check(/LAB0001\s+AA/.test(out), 'hiegw send: the ORU was accepted (AA)');
   check(/NOID0001\s+A[ER]/.test(out), 'hiegw send: the message without PID-3 was refused');
+  check(/APPACK0001\s+CA/.test(out), 'hiegw send: the enhanced-mode message was commit-accepted (CA)');
 
-  // Wait for processing: the ORU processed.
-  for (let i = 0; i < 100; i++) {
-    const r = await fetch(base + '/api/v1/messages?control_id=LAB0001', { headers: { Authorization: 'Bearer ' + token } });
-    const j = await r.json();
-    if (j.messages && j.messages[0] && j.messages[0].status === 'processed') break;
+  // Wait for processing: the ORU, the unmapped result and the enhanced-mode
+  // message processed.
+  const api = async (path) => (await fetch(base + path, { headers: { Authorization: 'Bearer ' + token } })).json();
+  for (const control of ['LAB0001', 'NOTE0001', 'APPACK0001']) {
+    for (let i = 0; i < 100; i++) {
+      const j = await api('/api/v1/messages?control_id=' + control);
+      if (j.messages && j.messages[0] && j.messages[0].status === 'processed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  for (let i = 0; i < 50; i++) {
+    const j = await api('/api/v1/appacks?sender=ACKHOSP');
+    if (j.appacks && j.appacks.length > 0) break;
     await new Promise((r) => setTimeout(r, 200));
   }
 
@@ -249,8 +281,9 @@ async function main() {
     console.log('NOTE the requeued message was not processed again within 5 s (known pipeline issue: its cursor never goes back)');
   }
 
-  // One message: raw beside the tree, FHIR, routing.
-  await page.goto(base + '/console/#/messages?type=ORU');
+  // One message: raw beside the tree, FHIR, routing (CITYLAB's ORU, not
+  // the unmapped one sent after it).
+  await page.goto(base + '/console/#/messages?type=ORU&sender=CITYLAB');
   await page.waitForSelector('#message-table tbody tr[data-id]', { timeout: 10000 });
   await page.click('#message-table tbody tr[data-id] a');
   await page.waitForSelector('#tree .seg', { timeout: 10000 });
@@ -270,7 +303,7 @@ async function main() {
   await page.mouse.move(0, 0);
   await page.evaluate(() => window.scrollTo(0, 0));
   mkdirSync(join(root, 'docs'), { recursive: true });
-  await page.screenshot({ path: join(root, 'docs', 'console.png'), type: 'png' });
+  await page.screenshot({ path: process.env.HIEGW_SCREENSHOT || join(root, 'docs', 'console.png'), type: 'png' });
 
   // The hostile message renders as text.
   await page.goto(base + '/console/#/messages?sender=XSSHOSP');
@@ -281,6 +314,50 @@ async function main() {
   check((await page.textContent('pre.raw')).includes('<img src=x onerror='), 'markup in a message is shown as text');
   check(await page.evaluate(() => window.__xss === undefined && document.querySelectorAll('main img, main script').length === 0),
     'markup in a message never runs or becomes elements');
+
+  // A message with a code no table maps shows it under its notes; it asked
+  // for no application acknowledgement.
+  await page.goto(base + '/console/#/messages?sender=NOTEHOSP');
+  await page.waitForSelector('#message-table tbody tr[data-id] a', { timeout: 10000 });
+  await page.click('#message-table tbody tr[data-id] a');
+  await page.waitForSelector('#notes', { timeout: 10000 });
+  check(/^2\b/.test(await page.textContent('#notes-summary')), 'the summary counts the two notes');
+  const notes = await page.$$eval('#notes tbody tr', (trs) => trs.map((t) => t.textContent));
+  check(notes.some((n) => n.includes('unmapped-code') && n.includes('XQZ1') && n.includes('OBX^1^3^1')),
+    'the unmapped OBX code is shown as a note with its location' + (notes.length ? '' : ' (no note shown)'));
+  check(notes.some((n) => n.includes('XQZ') && n.includes('OBR^1^4^1')), 'the unmapped OBR code is shown as a note');
+  check(/none/.test(await page.textContent('#app-ack')), 'a message that asked for no application ACK says so');
+  // A message without notes says there are none.
+  await page.goto(base + '/console/#/messages?sender=XSSHOSP');
+  await page.waitForSelector('#message-table tbody tr[data-id] a', { timeout: 10000 });
+  await page.click('#message-table tbody tr[data-id] a');
+  await page.waitForSelector('#notes-summary', { timeout: 10000 });
+  check(!(await page.$('#notes')) && /^none/.test(await page.textContent('#notes-summary')), 'a message without notes shows none');
+
+  // Application ACKs: the enhanced-mode message's acknowledgement is kept
+  // as "no route", counted for its sender, and filtered by status.
+  await page.click('a[data-nav=appacks]');
+  await page.waitForSelector('#appack-table tbody tr', { timeout: 10000 });
+  let acks = await page.$$eval('#appack-table tbody tr[data-seq]', (trs) => trs.map((t) => t.textContent));
+  check(acks.some((r) => r.includes('ACKHOSP') && r.includes('APPACK0001') && r.includes('no route') && r.includes('AA')),
+    `the application ACK view lists APPACK0001 as AA, no route (${acks.length} rows)`);
+  const countRow = await page.$eval('#appack-counts tr[data-sender="ACKHOSP"]', (tr) => [...tr.cells].map((c) => c.textContent.trim()))
+    .catch(() => []);
+  check(countRow.join('|') === 'ACKHOSP|0|0|0|1|1', 'the counts show one no-route ACK for ACKHOSP: ' + countRow.join('|'));
+  await page.selectOption('form.filters select[name=status]', 'sent');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForFunction(() => location.hash.includes('status=sent'));
+  await page.waitForSelector('#appack-table tbody tr', { timeout: 10000 });
+  acks = await page.$$eval('#appack-table tbody tr[data-seq]', (trs) => trs.map((t) => t.textContent));
+  check(acks.every((r) => r.includes('sent')) && !acks.some((r) => r.includes('APPACK0001')), 'the status filter leaves out the no-route ACK');
+  await page.goto(base + '/console/#/appacks?sender=ACKHOSP&status=no_route');
+  await page.waitForSelector('#appack-table tbody tr[data-seq] a', { timeout: 10000 });
+  await page.click('#appack-table tbody tr[data-seq] a');
+  await page.waitForSelector('#app-ack', { timeout: 10000 });
+  const ackInfo = await page.textContent('#app-ack');
+  check(/no route/.test(ackInfo) && /AA/.test(ackInfo), 'the message view shows its application ACK status: ' + ackInfo.slice(0, 80));
+  await page.click('#tab-ack');
+  check(/MSA\|AA\|APPACK0001/.test(await page.textContent('#pane-ack')), 'the reply tab shows the application ACK text');
 
   // Mapping playground: output, then located errors.
   await page.click('a[data-nav=playground]');
@@ -313,7 +390,7 @@ async function main() {
 
   // Every form control on every view has an accessible name.
   const unlabeled = [];
-  for (const view of ['#/status', '#/messages', '#/playground', '#/review']) {
+  for (const view of ['#/status', '#/messages', '#/appacks', '#/playground', '#/review']) {
     await page.goto(base + '/console/' + view);
     await page.waitForSelector('main h2', { timeout: 10000 });
     await page.waitForTimeout(300);

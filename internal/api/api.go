@@ -33,6 +33,9 @@ type Store interface {
 	Requeue(ctx context.Context, sender string, ids []string) (int64, error)
 	Audit(ctx context.Context, e store.AuditEntry) error
 	AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error)
+	RecentAppAcks(ctx context.Context, p store.AppAckPage) ([]store.AppAck, error)
+	AppAckCounts(ctx context.Context) ([]store.AppAckCount, error)
+	EnvelopeAppAck(ctx context.Context, envelopeID string, withMessage bool) (*store.AppAck, error)
 }
 
 var _ Store = (*store.DB)(nil)
@@ -86,6 +89,7 @@ func Handler(st Store, o Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/outbox", a.outbox)
 	mux.HandleFunc("GET /api/v1/stats", a.stats)
 	mux.HandleFunc("GET /api/v1/audit", a.audit)
+	mux.HandleFunc("GET /api/v1/appacks", a.listAppAcks)
 	for pattern, h := range o.Extra {
 		mux.Handle(pattern, h)
 	}
@@ -163,8 +167,12 @@ type messageView struct {
 	// Notes: what processing noticed without failing (unmapped codes kept
 	// as sent, values left out); on GET /api/v1/messages/{id} only.
 	Notes []store.Note `json:"notes,omitempty"`
-	Body  string       `json:"body,omitempty"`
-	ACK   string       `json:"ack,omitempty"`
+	// AppAck is the application acknowledgement queued for the message
+	// (enhanced mode, MSH-16), when there is one; on GET
+	// /api/v1/messages/{id} only, its text with ?body=true.
+	AppAck *appAckView `json:"app_ack,omitempty"`
+	Body   string      `json:"body,omitempty"`
+	ACK    string      `json:"ack,omitempty"`
 }
 
 func view(e store.Envelope) messageView {
@@ -234,7 +242,16 @@ func (a *api) getMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if r.URL.Query().Get("body") == "true" {
+	withBody := r.URL.Query().Get("body") == "true"
+	switch ack, err := a.st.EnvelopeAppAck(r.Context(), id, withBody); {
+	case err == nil:
+		av := appAckViewOf(*ack)
+		v.AppAck = &av
+	case !errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if withBody {
 		// The body is PHI: its read is audited.
 		if err := a.auditRead(r, "message.read_body", id, "ok"); err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())

@@ -158,12 +158,13 @@ func TestConsoleAssets(t *testing.T) {
 		t.Fatalf("/console: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	for path, ctype := range map[string]string{
-		"/console/":          "text/html",
-		"/console/app.js":    "javascript",
-		"/console/dom.js":    "javascript",
-		"/console/api.js":    "javascript",
-		"/console/review.js": "javascript",
-		"/console/style.css": "text/css",
+		"/console/":           "text/html",
+		"/console/app.js":     "javascript",
+		"/console/dom.js":     "javascript",
+		"/console/api.js":     "javascript",
+		"/console/review.js":  "javascript",
+		"/console/appacks.js": "javascript",
+		"/console/style.css":  "text/css",
 	} {
 		resp, err := http.Get(f.srv.URL + path)
 		if err != nil {

@@ -2,6 +2,7 @@
 import { h, append, replace, svg, badge, fmtTime, fmtDuration, json } from './dom.js';
 import { call, query, token, setToken, APIError } from './api.js';
 import { reviewView } from './review.js';
+import { appAcksView, appAckSummary, stateBadge } from './appacks.js';
 
 const main = document.getElementById('main');
 const notice = document.getElementById('notice');
@@ -42,6 +43,7 @@ const routes = [
   [/^#\/status$/, statusView, 'status'],
   [/^#\/messages\/([^/?]+)$/, messageView, 'messages'],
   [/^#\/messages(\?.*)?$/, messagesView, 'messages'],
+  [/^#\/appacks(\?.*)?$/, (el, qs) => appAcksView(el, qs, { fail }), 'appacks'],
   [/^#\/playground$/, playgroundView, 'playground'],
   [/^#\/review$/, (el) => reviewView(el, { say, fail }), 'review'],
 ];
@@ -296,6 +298,10 @@ async function messageView(el, id) {
       m.attempts ? ` (${m.attempts} attempt${m.attempts > 1 ? 's' : ''})` : ''),
     h('dt', {}, 'Mapping set'), h('dd', { class: 'mono' }, m.mapping_version || '—'),
     h('dt', {}, 'Message id'), h('dd', { class: 'mono' }, m.id),
+    h('dt', {}, 'Application ACK'), h('dd', { id: 'app-ack' }, appAckSummary(m.app_ack, m.status)),
+    h('dt', {}, 'Notes'), h('dd', { id: 'notes-summary' }, (m.notes || []).length
+      ? h('a', { href: '#notes' }, `${m.notes.length} (below)`)
+      : h('span', { class: 'empty' }, m.status === 'processed' ? 'none: every code was mapped, no value was left out' : 'none')),
     m.error ? [h('dt', {}, 'Problem'), h('dd', {}, h('ul', { class: 'problems' }, m.error.split('\n').filter(Boolean).map((l) => h('li', {}, l))))] : null));
   const actions = h('div', { class: 'row' }, h('a', { href: '#/messages' }, '← all messages'));
   if (m.status === 'failed') {
@@ -312,6 +318,7 @@ async function messageView(el, id) {
   const raw = rawView(m.body || '');
   const tree = h('div', { class: 'tree', id: 'tree', 'aria-label': 'Parsed message' }, h('p', { class: 'empty' }, 'reading…'));
   append(el, [h('h2', {}, 'Message ', h('span', { class: 'mono' }, m.control_id || m.filename || m.id)), actions, head,
+    notesView(m.notes || []),
     h('div', { class: 'split' },
       h('section', { 'aria-labelledby': 'raw-h' }, h('h3', { id: 'raw-h' }, 'Raw'), raw),
       h('section', { 'aria-labelledby': 'tree-h' }, h('h3', { id: 'tree-h' }, 'Parsed'), tree))]);
@@ -345,10 +352,25 @@ async function messageView(el, id) {
     call(`/api/v1/messages/${encodeURIComponent(id)}/patient`).then((p) => renderPatient(panes.patient, p)),
     call(`/api/v1/messages/${encodeURIComponent(id)}/routing`).then((r) => renderRouting(panes.routing, r)),
   ];
-  replace(panes.ack, m.ack ? rawView(m.ack) : h('p', { class: 'empty' }, 'No reply was sent for this message (files get none).'));
+  replace(panes.ack, m.ack ? rawView(m.ack) : h('p', { class: 'empty' }, 'No reply was sent for this message (files get none).'),
+    m.app_ack ? [h('h3', {}, 'Application acknowledgement ', stateBadge(m.app_ack.status)),
+      m.app_ack.message ? rawView(m.app_ack.message) : h('p', { class: 'empty' }, 'Its text is not available.')] : null);
   const results = await Promise.allSettled(loaders);
   const bad = results.find((r) => r.status === 'rejected');
   if (bad) fail(bad.reason);
+}
+
+// notesView lists what processing noticed without failing the message:
+// codes no table mapped (kept as sent) and values the mapping left out.
+// Nothing when there are none (the summary above says so).
+function notesView(notes) {
+  if (notes.length === 0) return null;
+  return h('section', { class: 'panel', id: 'notes', 'aria-labelledby': 'notes-h' },
+    h('h3', { id: 'notes-h' }, `Notes (${notes.length})`),
+    h('p', {}, 'Processing kept these as sent: codes no table mapped, values the mapping left out.'),
+    h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Kind'), h('th', {}, 'Detail'))),
+      h('tbody', {}, notes.map((n) => h('tr', { dataset: { kind: n.kind } }, h('td', {}, badge(n.kind)),
+        h('td', { class: 'mono' }, n.detail))))));
 }
 
 function rawView(text) {
