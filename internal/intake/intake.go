@@ -2,7 +2,8 @@
 // decide the reply (the MSH of an HL7 v2 message, the kind of an uploaded
 // file), commits it to the store together with that reply, and only then
 // returns the reply. Concurrent envelopes share one transaction (group
-// commit), so many senders cost one fsync.
+// commit), so many senders cost one fsync; a lone sender commits in its own
+// goroutine, without a hand-off to another and back.
 package intake
 
 import (
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,23 +75,40 @@ type Options struct {
 }
 
 // Intake is the durable receipt stage.
+//
+// Commits are grouped. A caller that finds no commit under way commits its
+// envelope at once in its own goroutine: a sender alone on its connection
+// pays no hand-off to another goroutine and back. Envelopes arriving while a
+// commit is under way queue; when that commit ends, the committer goroutine
+// takes over and commits the queue in rounds (one transaction and one fsync
+// each, at most MaxBatch envelopes) until it is empty, waking each caller
+// with its own result.
 type Intake struct {
-	st   Store
-	opt  Options
-	reqs chan *request
-	done chan struct{}
-	log  *slog.Logger
+	st  Store
+	opt Options
+	log *slog.Logger
+
+	mu      sync.Mutex
+	idle    sync.Cond  // signalled when pending drops to zero (Close waits on it)
+	queue   []*request // waiting for the committer, oldest first
+	busy    bool       // a commit is under way or the committer has the queue
+	pending int        // requests queued or being committed
+	stopped bool       // Close was called: no new requests
+	kick    chan struct{}
+	done    chan struct{}
 
 	received, duplicates, rejected *prometheus.CounterVec
 	batchSize                      prometheus.Histogram
 	commitSeconds                  prometheus.Histogram
 	ackSeq                         atomic.Uint64
-	closed                         atomic.Bool
 }
 
+// request is one envelope waiting for its transaction; wake receives once
+// res is set.
 type request struct {
-	env   *store.Envelope
-	reply chan result
+	env  *store.Envelope
+	wake chan struct{}
+	res  result
 }
 
 type result struct {
@@ -107,7 +126,7 @@ func New(st Store, opt Options) *Intake {
 	}
 	in := &Intake{
 		st: st, opt: opt, log: opt.Logger,
-		reqs: make(chan *request, 4*opt.MaxBatch),
+		kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_received_total",
 			Help: "Envelopes committed, by channel and kind."}, []string{"channel", "kind"}),
@@ -120,84 +139,136 @@ func New(st Store, opt Options) *Intake {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_seconds",
 			Help: "Time to commit one intake transaction.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 	}
+	in.idle.L = &in.mu
 	if opt.Registerer != nil {
 		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.batchSize, in.commitSeconds)
 	}
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
 	in.ackSeq.Store(uint64(seed[0])<<16 | uint64(seed[1])<<8 | uint64(seed[2]))
-	go in.commitLoop()
+	go in.committer()
 	return in
 }
 
-// Close stops the commit loop after the envelopes already queued are
-// committed. Accept must not be called after Close.
+// Close refuses new envelopes and returns once those already queued are
+// committed (or have failed).
 func (in *Intake) Close() {
-	if in.closed.Swap(true) {
+	in.mu.Lock()
+	if in.stopped {
+		in.mu.Unlock()
+		<-in.done
 		return
 	}
-	close(in.reqs)
+	in.stopped = true
+	for in.pending > 0 {
+		in.idle.Wait()
+	}
+	in.mu.Unlock()
+	close(in.kick)
 	<-in.done
 }
 
-func (in *Intake) commitLoop() {
+// commit commits e, grouped with whatever else is waiting, and returns once
+// it is durable. Once queued the envelope will be committed or fail, and
+// commit waits for that answer even if ctx ends, so a reply never
+// contradicts the store.
+func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Inserted{}, err
+	}
+	r := &request{env: e}
+	in.mu.Lock()
+	if in.stopped {
+		in.mu.Unlock()
+		return store.Inserted{}, errors.New("intake closed")
+	}
+	in.pending++
+	if !in.busy {
+		// Nothing under way (and so nothing queued): commit here.
+		in.busy = true
+		in.mu.Unlock()
+		in.commitBatch([]*request{r}, r)
+		in.mu.Lock()
+		in.finish(1)
+		if len(in.queue) > 0 {
+			// Others queued meanwhile: the committer takes them (busy stays set).
+			in.mu.Unlock()
+			in.kick <- struct{}{}
+		} else {
+			in.busy = false
+			in.mu.Unlock()
+		}
+		return r.res.ins, r.res.err
+	}
+	r.wake = make(chan struct{}, 1)
+	in.queue = append(in.queue, r)
+	in.mu.Unlock()
+	<-r.wake
+	return r.res.ins, r.res.err
+}
+
+// finish accounts for n requests answered; in.mu is held.
+func (in *Intake) finish(n int) {
+	in.pending -= n
+	if in.pending == 0 {
+		in.idle.Broadcast()
+	}
+}
+
+// committer commits the queue in rounds whenever it is handed the queue, and
+// gives up busy when the queue is empty.
+func (in *Intake) committer() {
 	defer close(in.done)
-	batch := make([]*request, 0, in.opt.MaxBatch)
-	envs := make([]*store.Envelope, 0, in.opt.MaxBatch)
-	for first := range in.reqs {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < in.opt.MaxBatch {
-			select {
-			case r, ok := <-in.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
+	for range in.kick {
+		for {
+			in.mu.Lock()
+			if len(in.queue) == 0 {
+				in.busy = false
+				in.mu.Unlock()
+				break
 			}
-		}
-		envs = envs[:0]
-		for _, r := range batch {
-			envs = append(envs, r.env)
-		}
-		start := time.Now()
-		res, err := in.st.InsertEnvelopes(context.Background(), envs)
-		in.commitSeconds.Observe(time.Since(start).Seconds())
-		in.batchSize.Observe(float64(len(batch)))
-		toProcess := false
-		for i, r := range batch {
-			if err != nil {
-				r.reply <- result{err: err}
-				continue
-			}
-			if !res[i].Duplicate && res[i].Status == StatusReceived {
-				toProcess = true
-			}
-			r.reply <- result{ins: res[i]}
-		}
-		if toProcess && in.opt.OnCommit != nil {
-			in.opt.OnCommit()
+			n := min(len(in.queue), in.opt.MaxBatch)
+			batch := make([]*request, n)
+			copy(batch, in.queue)
+			in.queue = append(in.queue[:0], in.queue[n:]...)
+			in.mu.Unlock()
+			in.commitBatch(batch, nil)
+			in.mu.Lock()
+			in.finish(n)
+			in.mu.Unlock()
 		}
 	}
 }
 
-// commit queues e for the next transaction and waits until it is durable.
-func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted, error) {
-	if in.closed.Load() {
-		return store.Inserted{}, errors.New("intake closed")
+// commitBatch commits batch in one transaction, sets each request's result
+// and wakes every request but own (whose caller is the one committing).
+func (in *Intake) commitBatch(batch []*request, own *request) {
+	envs := make([]*store.Envelope, len(batch))
+	for i, r := range batch {
+		envs[i] = r.env
 	}
-	r := &request{env: e, reply: make(chan result, 1)}
-	select {
-	case in.reqs <- r:
-	case <-ctx.Done():
-		return store.Inserted{}, ctx.Err()
+	start := time.Now()
+	res, err := in.st.InsertEnvelopes(context.Background(), envs)
+	in.commitSeconds.Observe(time.Since(start).Seconds())
+	in.batchSize.Observe(float64(len(batch)))
+	if err == nil && len(res) != len(batch) {
+		err = fmt.Errorf("store answered %d results for %d envelopes", len(res), len(batch))
 	}
-	// Once queued, the envelope will be committed or fail; wait for that
-	// answer even if ctx ends, so a reply never contradicts the store.
-	res := <-r.reply
-	return res.ins, res.err
+	toProcess := false
+	for i, r := range batch {
+		if err != nil {
+			r.res = result{err: err}
+		} else {
+			r.res = result{ins: res[i]}
+			toProcess = toProcess || !res[i].Duplicate && res[i].Status == StatusReceived
+		}
+		if r != own {
+			r.wake <- struct{}{}
+		}
+	}
+	if toProcess && in.opt.OnCommit != nil {
+		in.opt.OnCommit()
+	}
 }
 
 func newID() string {

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -47,21 +50,131 @@ const insertEnvelope = `INSERT INTO envelopes
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
  ON CONFLICT (sender, dedup_key) DO NOTHING`
 
+const firstEnvelope = `SELECT id, status, error, ack FROM envelopes WHERE sender = ? AND dedup_key = ?`
+
+const markEnvelopeProcessed = `UPDATE envelopes SET status = 'processed', error = '',
+ patient_id = ?, mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`
+
+// logStmts are the envelope log's hot statements on the embedded store,
+// each prepared on first use: database/sql keeps a statement's prepared form
+// per connection and lends it to a transaction (Tx.Stmtx), so a commit or a
+// poll for pending envelopes does not compile its SQL again. Compiling was
+// about a sixth of the CPU of a one-envelope commit, and most of the
+// pipeline's poll. PostgreSQL runs the queries unprepared, like the record's
+// (see stmtCache).
+type logStmts struct {
+	insert, first, marks, pending lazyStmt // on the log
+	finished                      lazyStmt // on the record
+}
+
+// lazyStmt is one statement prepared on first use. A failure is returned and
+// tried again on the next call, not remembered. It must not be asked for
+// inside a transaction on its database (the embedded store's single
+// connection would wait for itself).
+type lazyStmt struct {
+	mu sync.Mutex
+	st *sqlx.Stmt
+}
+
+func (l *lazyStmt) get(ctx context.Context, x *sqlx.DB, query string) (*sqlx.Stmt, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st == nil {
+		st, err := x.PreparexContext(ctx, query)
+		if err != nil {
+			return nil, fmt.Errorf("prepare envelope log statement: %w", err)
+		}
+		l.st = st
+	}
+	return l.st, nil
+}
+
+func (l *lazyStmt) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st == nil {
+		return nil
+	}
+	err := l.st.Close()
+	l.st = nil
+	return err
+}
+
+// logStmt returns the prepared statement l for query on the embedded store,
+// nil on PostgreSQL.
+func (db *DB) logStmt(ctx context.Context, l *lazyStmt, x *sqlx.DB, query string) (*sqlx.Stmt, error) {
+	if !db.split {
+		return nil, nil
+	}
+	return l.get(ctx, x, query)
+}
+
+// closeLogStatements releases the prepared statements (at Close).
+func (db *DB) closeLogStatements() error {
+	ls := &db.logStmts
+	return errors.Join(ls.insert.close(), ls.first.close(), ls.marks.close(), ls.pending.close(), ls.finished.close())
+}
+
+// logTxStmt runs one of the log's queries in tx: through a prepared
+// statement when there is one, else directly.
+type logTxStmt struct {
+	tx    *sqlx.Tx
+	query string
+	stmt  *sqlx.Stmt
+}
+
+// bindLogStmt lends prepared (a statement of logStmts) to tx. Without one
+// (PostgreSQL), inTx prepares query for this transaction only, for a query
+// run once per envelope of a group; otherwise it is run unprepared.
+func bindLogStmt(ctx context.Context, tx *sqlx.Tx, prepared *sqlx.Stmt, query string, inTx bool) (logTxStmt, error) {
+	switch {
+	case prepared != nil:
+		return logTxStmt{stmt: tx.StmtxContext(ctx, prepared)}, nil
+	case inTx:
+		st, err := tx.PreparexContext(ctx, tx.Rebind(query))
+		if err != nil {
+			return logTxStmt{}, err
+		}
+		return logTxStmt{stmt: st}, nil
+	}
+	return logTxStmt{tx: tx, query: tx.Rebind(query)}, nil
+}
+
+func (s logTxStmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
+	if s.stmt != nil {
+		return s.stmt.ExecContext(ctx, args...)
+	}
+	return s.tx.ExecContext(ctx, s.query, args...)
+}
+
+func (s logTxStmt) get(ctx context.Context, dest any, args ...any) error {
+	if s.stmt != nil {
+		return s.stmt.GetContext(ctx, dest, args...)
+	}
+	return s.tx.GetContext(ctx, dest, s.query, args...)
+}
+
 // InsertEnvelopes stores envelopes in one transaction (one fsync for all of
 // them). An envelope whose (sender, dedup key) is already stored is not
 // inserted again: its result carries the first one's id, status and reply.
 func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
+	insStmt, err := db.logStmt(ctx, &db.logStmts.insert, db.log, insertEnvelope)
+	if err != nil {
+		return nil, err
+	}
+	dupStmt, err := db.logStmt(ctx, &db.logStmts.first, db.log, firstEnvelope)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Inserted, len(envs))
-	ins := db.log.Rebind(insertEnvelope)
-	dup := db.rebind(`SELECT id, status, error, ack FROM envelopes WHERE sender = ? AND dedup_key = ?`)
-	err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error {
-		stmt, err := tx.PreparexContext(ctx, ins)
+	err = db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error {
+		ins, err := bindLogStmt(ctx, tx, insStmt, insertEnvelope, true)
 		if err != nil {
 			return fmt.Errorf("prepare envelope insert: %w", err)
 		}
-		defer stmt.Close()
+		dup, _ := bindLogStmt(ctx, tx, dupStmt, firstEnvelope, false)
 		for i, e := range envs {
-			res, err := stmt.ExecContext(ctx, e.ID, e.Channel, e.Sender, e.Peer, e.ReceivedAt.UTC(), e.Filename, e.Kind,
+			res, err := ins.exec(ctx, e.ID, e.Channel, e.Sender, e.Peer, e.ReceivedAt.UTC(), e.Filename, e.Kind,
 				e.MessageType, e.ControlID, e.DedupKey, e.SHA256, e.Status, e.Error, e.ACK, e.Raw)
 			if err != nil {
 				return fmt.Errorf("insert envelope: %w", err)
@@ -80,7 +193,7 @@ func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted
 				Error  string `db:"error"`
 				ACK    []byte `db:"ack"`
 			}
-			if err := tx.GetContext(ctx, &first, dup, e.Sender, e.DedupKey); err != nil {
+			if err := dup.get(ctx, &first, e.Sender, e.DedupKey); err != nil {
 				return fmt.Errorf("read duplicate envelope: %w", err)
 			}
 			out[i] = Inserted{Duplicate: true, ID: first.ID, Status: first.Status, Error: first.Error, ACK: first.ACK}
@@ -96,12 +209,21 @@ func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted
 const envelopeCols = `seq, id, channel, sender, peer, received_at, filename, kind, message_type, control_id, dedup_key,
  sha256, status, error, ack, raw, mapping_version, attempts, processed_at, patient_id`
 
+const pendingEnvelopes = `SELECT ` + envelopeCols + ` FROM envelopes
+ WHERE status = 'received' AND seq > ? ORDER BY seq LIMIT ?`
+
 // PendingEnvelopes returns up to limit envelopes waiting for processing, in
 // the order they were received, after seq.
 func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]Envelope, error) {
 	var out []Envelope
-	err := db.log.SelectContext(ctx, &out, db.rebind(`SELECT `+envelopeCols+` FROM envelopes
-		WHERE status = 'received' AND seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	st, err := db.logStmt(ctx, &db.logStmts.pending, db.log, pendingEnvelopes)
+	if err == nil {
+		if st != nil {
+			err = st.SelectContext(ctx, &out, afterSeq, limit)
+		} else {
+			err = db.log.SelectContext(ctx, &out, db.rebind(pendingEnvelopes), afterSeq, limit)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pending envelopes: %w", err)
 	}
@@ -111,6 +233,14 @@ func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) (
 	return out, nil
 }
 
+const finishedEnvelope = `SELECT envelope_id, patient_id, mapping_version, processed_at FROM processed_envelopes
+ WHERE envelope_id = ?`
+
+// fewPending: up to this many pending envelopes are looked up in the record
+// one by one with a prepared statement (the usual case: the pipeline reads
+// each commit's few envelopes as they arrive); more in one IN query.
+const fewPending = 16
+
 // dropProcessed removes from envs those whose processing already committed
 // in the record (the log's status update was lost, say by a crash right after
 // the record's commit) and brings their log status up to date.
@@ -118,18 +248,34 @@ func (db *DB) dropProcessed(ctx context.Context, envs []Envelope) ([]Envelope, e
 	if len(envs) == 0 {
 		return envs, nil
 	}
-	ids := make([]string, len(envs))
-	for i, e := range envs {
-		ids[i] = e.ID
-	}
-	q, args, err := sqlx.In(`SELECT envelope_id, patient_id, mapping_version, processed_at FROM processed_envelopes
-		WHERE envelope_id IN (?)`, ids)
-	if err != nil {
-		return nil, err
-	}
 	var done []finished
-	if err := db.x.SelectContext(ctx, &done, db.rebind(q), args...); err != nil {
-		return nil, fmt.Errorf("processed envelopes: %w", err)
+	if len(envs) <= fewPending {
+		st, err := db.finishedStmt(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range envs {
+			var f finished
+			switch err := st.GetContext(ctx, &f, e.ID); {
+			case err == nil:
+				done = append(done, f)
+			case !errors.Is(err, sql.ErrNoRows):
+				return nil, fmt.Errorf("processed envelopes: %w", err)
+			}
+		}
+	} else {
+		ids := make([]string, len(envs))
+		for i, e := range envs {
+			ids[i] = e.ID
+		}
+		q, args, err := sqlx.In(`SELECT envelope_id, patient_id, mapping_version, processed_at FROM processed_envelopes
+		WHERE envelope_id IN (?)`, ids)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.x.SelectContext(ctx, &done, db.rebind(q), args...); err != nil {
+			return nil, fmt.Errorf("processed envelopes: %w", err)
+		}
 	}
 	if len(done) == 0 {
 		return envs, nil
@@ -150,6 +296,12 @@ func (db *DB) dropProcessed(ctx context.Context, envs []Envelope) ([]Envelope, e
 	return out, nil
 }
 
+// finishedStmt is the record's prepared lookup of one processed envelope
+// (embedded store only: dropProcessed runs only there).
+func (db *DB) finishedStmt(ctx context.Context) (*sqlx.Stmt, error) {
+	return db.logStmts.finished.get(ctx, db.x, finishedEnvelope)
+}
+
 // finished is a completed envelope, as the record knows it.
 type finished struct {
 	EnvelopeID     string    `db:"envelope_id"`
@@ -160,11 +312,14 @@ type finished struct {
 
 // markProcessed brings the log's status of finished envelopes up to date.
 func (db *DB) markProcessed(ctx context.Context, fs []finished) error {
+	marks, err := db.logStmt(ctx, &db.logStmts.marks, db.log, markEnvelopeProcessed)
+	if err != nil {
+		return err
+	}
 	return runTx(ctx, db.log, func(tx *sqlx.Tx) error {
+		mark, _ := bindLogStmt(ctx, tx, marks, markEnvelopeProcessed, false)
 		for _, f := range fs {
-			if _, err := tx.ExecContext(ctx, db.log.Rebind(`UPDATE envelopes SET status = 'processed', error = '',
-				patient_id = ?, mapping_version = ?, attempts = attempts + 1, processed_at = ? WHERE id = ?`),
-				f.PatientID, f.MappingVersion, f.ProcessedAt, f.EnvelopeID); err != nil {
+			if _, err := mark.exec(ctx, f.PatientID, f.MappingVersion, f.ProcessedAt, f.EnvelopeID); err != nil {
 				return fmt.Errorf("mark envelope processed: %w", err)
 			}
 		}

@@ -65,7 +65,9 @@ type DB struct {
 	// power loss (envelopes, audit); the others (processing, outbox
 	// bookkeeping) are replayed from those if lost, so they skip the fsync.
 	durableSync bool
-	stmts       *stmtCache // the record's recurring queries, prepared
+	// logStmts: the envelope log's prepared statements (envelopes.go).
+	logStmts logStmts
+	stmts    *stmtCache // the record's recurring queries, prepared
 }
 
 // Backend names the backend: SQLite or Postgres.
@@ -197,7 +199,7 @@ func (db *DB) Close() error {
 	if db.stmts != nil {
 		db.stmts.close()
 	}
-	err := db.x.Close()
+	err := errors.Join(db.closeLogStatements(), db.x.Close())
 	if db.split {
 		err = errors.Join(err, db.log.Close())
 	}
