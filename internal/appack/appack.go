@@ -134,7 +134,7 @@ func New(st Store, o Options) *Acks {
 		queued: counter("hiegw_appack_queued_total",
 			"Application acknowledgements queued for a sender (enhanced mode, MSH-16), including those without a route."),
 		noRoute: counter("hiegw_appack_no_route_total",
-			"Application acknowledgements kept unsent because the sender has no return address (mllp.senders[].ack_addr)."),
+			"Application acknowledgements kept unsent because the sender has no return address (mllp.senders[].ack_addr or mllp.ack_routes)."),
 		sent: counter("hiegw_appack_sent_total",
 			"Application acknowledgements the sender committed (answered CA or AA)."),
 		refused: counter("hiegw_appack_refused_total",
@@ -227,7 +227,8 @@ func (a *Acks) committed(row store.AppAck) {
 
 func (a *Acks) warnNoRoute(sender string) {
 	if _, seen := a.warned.LoadOrStore(sender, true); !seen {
-		a.o.Logger.Warn("sender asks for application acknowledgements but has no return address (mllp.senders[].ack_addr); "+
+		a.o.Logger.Warn("sender asks for application acknowledgements but has no return address (mllp.senders[].ack_addr, or mllp.ack_routes "+
+			"for a sender named by MSH-4/MSH-3); "+
 			"they are kept in the store with status no_route", "sender", sender)
 	}
 }

@@ -77,6 +77,22 @@ type MLLPSender struct {
 	AckTLS TLS `yaml:"ack_tls"`
 }
 
+// AckRoute is where a sender that is not identified by a client certificate
+// (plain TCP, or TLS without mllp.senders) receives its application
+// acknowledgements. Such a sender is known by the name hiegw gives its
+// messages: MSH-4 (sending facility: namespace id, else universal id), else
+// MSH-3 (sending application).
+type AckRoute struct {
+	// Facility is that sender name, exactly as the messages carry it.
+	Facility string `yaml:"facility"`
+	// Addr (host:port) is the sender's MLLP receiver for application
+	// acknowledgements.
+	Addr string `yaml:"addr"`
+	// TLS, when any of it is set, speaks TLS 1.2+ to Addr (ca, cert, key,
+	// min_version as in mllp.senders[].ack_tls).
+	TLS TLS `yaml:"tls"`
+}
+
 // Config is the whole configuration.
 type Config struct {
 	DataDir string `yaml:"data_dir"`
@@ -96,6 +112,10 @@ type Config struct {
 		MaxConnections  int          `yaml:"max_connections"`
 		Allow           []string     `yaml:"allow"` // CIDRs or addresses; empty allows all
 		Senders         []MLLPSender `yaml:"senders"`
+		// AckRoutes are the return addresses for application
+		// acknowledgements of senders named by MSH-4/MSH-3 rather than by
+		// a client certificate.
+		AckRoutes []AckRoute `yaml:"ack_routes"`
 	} `yaml:"mllp"`
 	HTTP struct {
 		Addr string `yaml:"addr"`
@@ -397,6 +417,7 @@ func (c *Config) Validate() error {
 		}
 		tlsPair(p+".ack_tls", s.AckTLS, false)
 	}
+	c.validateAckRoutes(bad, addr, tlsPair)
 	if c.Store.RawRetention < 0 || (c.Store.RawRetention > 0 && c.Store.RawRetention < Duration(time.Hour)) {
 		bad("store.raw_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.RawRetention)
 	}
@@ -422,6 +443,47 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateAckRoutes checks mllp.ack_routes: each names one sender by the
+// name its messages carry, no name twice nor a certificate sender's, and an
+// address hiegw can connect to.
+func (c *Config) validateAckRoutes(bad func(path, format string, args ...any), addr func(path, v string, optional bool),
+	tlsPair func(path string, t TLS, server bool)) {
+	if len(c.MLLP.AckRoutes) > 0 && len(c.MLLP.Senders) > 0 {
+		bad("mllp.ack_routes", "unused while mllp.senders is set: every MLLP connection is then identified by its client "+
+			"certificate, never by MSH-4/MSH-3; give each sender its mllp.senders[].ack_addr instead")
+	}
+	certNames := map[string]bool{}
+	for _, s := range c.MLLP.Senders {
+		certNames[s.Name] = true
+	}
+	seen := map[string]int{}
+	for i, r := range c.MLLP.AckRoutes {
+		p := fmt.Sprintf("mllp.ack_routes[%d]", i)
+		switch f := r.Facility; {
+		case strings.TrimSpace(f) == "":
+			bad(p+".facility", "is required (the sender's MSH-4, else MSH-3)")
+		case strings.TrimSpace(f) != f:
+			bad(p+".facility", "%q has leading or trailing spaces, which no message's sender name has", f)
+		case certNames[f]:
+			bad(p+".facility", "%q is also the name of a sender in mllp.senders (set its ack_addr there)", f)
+		default:
+			if j, dup := seen[f]; dup {
+				bad(p+".facility", "%q is given twice (also mllp.ack_routes[%d])", f, j)
+			} else {
+				seen[f] = i
+			}
+		}
+		addr(p+".addr", r.Addr, false)
+		if h, port, err := net.SplitHostPort(r.Addr); err == nil && (h == "" || port == "0") {
+			bad(p+".addr", "%q must name a host and a port to connect to", r.Addr)
+		}
+		if r.TLS.ClientCA != "" {
+			bad(p+".tls.client_ca", "is for servers; hiegw verifies the sender's receiver with tls.ca")
+		}
+		tlsPair(p+".tls", r.TLS, false)
+	}
 }
 
 // Redacted returns a copy safe to print: secrets replaced.

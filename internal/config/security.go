@@ -113,6 +113,11 @@ func (c *Config) Warnings() []string {
 			w = append(w, fmt.Sprintf("mllp.senders %s: application acknowledgements go to ack_addr without TLS (set ack_tls)", s.Name))
 		}
 	}
+	for _, r := range c.MLLP.AckRoutes {
+		if r.Addr != "" && !r.TLS.Enabled() && !IsLoopback(r.Addr) {
+			w = append(w, fmt.Sprintf("mllp.ack_routes %s: application acknowledgements go to addr without TLS (set tls)", r.Facility))
+		}
+	}
 	if c.MLLP.TLS.ClientCA != "" && len(c.MLLP.Senders) == 0 {
 		w = append(w, "mllp.tls.client_ca without mllp.senders: any certificate the CA signed may send as any facility")
 	}

@@ -48,8 +48,9 @@ type Gateway struct {
 	brk      *broker.Broker
 	producer *route.Kafka
 	maps     *mapping.Holder
-	mapped   *mapCache // intake's mapping results, reused by processing
-	docs     *docCache // C-CDA documents intake parsed, reused by processing
+	mapped   *mapCache  // intake's mapping results, reused by processing
+	docs     *docCache  // C-CDA documents intake parsed, reused by processing
+	files    *fileCheck // checks uploads before they are committed (normalize.go)
 	mapState *mappingState
 	router   *route.Router
 	in       *intake.Intake
@@ -97,6 +98,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.maps = mapping.NewHolder(set)
 	g.mapped = newMapCache(512)
 	g.docs = newDocCache(8)
+	g.files = newFileCheck(g.maps, g.docs)
 	g.mapState = newMappingState(g.reg)
 	subs := []route.Subscription{route.DefaultSubscription}
 	if cfg.Subscriptions.File != "" {
@@ -122,7 +124,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log})
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Registerer: g.reg, Logger: log})
-	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: g.docs.checkFile, DetectCCDA: ccda.Detect,
+	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect,
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
 		return err
@@ -137,22 +139,36 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 }
 
 // appAckRoutes are the MLLP senders' return addresses for application
-// acknowledgements (mllp.senders[].ack_addr, ack_tls).
+// acknowledgements, by the sender name an envelope carries: a certificate
+// sender's name (mllp.senders[].ack_addr, ack_tls), or for senders known by
+// their messages, MSH-4 else MSH-3 (mllp.ack_routes). Validate has made sure
+// that no name has two.
 func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
 	routes := map[string]appack.Route{}
+	add := func(name, addr string, t config.TLS, setting string) error {
+		r := appack.Route{Addr: addr}
+		if t.Enabled() {
+			tc, err := clientTLS(t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", setting, err)
+			}
+			r.TLS = tc
+		}
+		routes[name] = r
+		return nil
+	}
 	for _, s := range cfg.MLLP.Senders {
 		if s.AckAddr == "" {
 			continue
 		}
-		r := appack.Route{Addr: s.AckAddr}
-		if s.AckTLS.Enabled() {
-			tc, err := clientTLS(s.AckTLS)
-			if err != nil {
-				return nil, fmt.Errorf("mllp.senders %s: ack_tls: %w", s.Name, err)
-			}
-			r.TLS = tc
+		if err := add(s.Name, s.AckAddr, s.AckTLS, "mllp.senders "+s.Name+": ack_tls"); err != nil {
+			return nil, err
 		}
-		routes[s.Name] = r
+	}
+	for _, r := range cfg.MLLP.AckRoutes {
+		if err := add(r.Facility, r.Addr, r.TLS, "mllp.ack_routes "+r.Facility+": tls"); err != nil {
+			return nil, err
+		}
 	}
 	return routes, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hiegw/hiegw/internal/ccda"
@@ -64,13 +65,15 @@ func notesOf(res *mapping.Result) []store.Note {
 }
 
 func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normalized, error) {
-	doc, err := n.docs.parse(data)
+	set := n.maps.Current()
+	doc, res, err := n.docs.parse(sender, set.Version(), data)
 	if err != nil {
 		return pipeline.Normalized{}, fmt.Errorf("read C-CDA: %w", err)
 	}
-	res, err := n.maps.Current().MapCCDA(sender, doc)
-	if err != nil {
-		return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
+	if res == nil {
+		if res, err = set.MapCCDA(sender, doc); err != nil {
+			return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
+		}
 	}
 	n.state.countUnmapped(res)
 	rs := res.Resources // the Patient first, as the pipeline expects
@@ -134,16 +137,43 @@ func unwrapAll(err error) []error {
 	return []error{err}
 }
 
-// checkFile validates an uploaded file before it is committed, so that the
-// sender finds a refused file in failed/ with the reason.
-func (c *docCache) checkFile(kind string, data []byte) string {
+// fileCheck validates an uploaded file before it is committed, so that the
+// sender finds a file that could never be processed in failed/, with the
+// reason in NAME.error.txt, instead of a file accepted into processed/ that
+// then fails. HL7 v2 files must parse; a C-CDA document must parse and be
+// mapped by the current mapping set for its sender. What it parsed and
+// mapped is handed to processing through docs.
+type fileCheck struct {
+	maps *mapping.Holder
+	docs *docCache
+}
+
+func newFileCheck(maps *mapping.Holder, docs *docCache) *fileCheck {
+	return &fileCheck{maps: maps, docs: docs}
+}
+
+// checkFile is intake's FileChecker: the reason a file is refused, or "".
+func (c *fileCheck) checkFile(sender, kind string, data []byte) string {
+	return c.check(sender, true, kind, data)
+}
+
+func (c *fileCheck) check(sender string, known bool, kind string, data []byte) string {
 	switch kind {
 	case intake.KindCCDA:
 		doc, err := ccda.Parse(data, ccda.DefaultLimits)
 		if err != nil {
 			return err.Error()
 		}
-		c.put(data, doc)
+		if !known || c.maps == nil {
+			c.docs.put(data, doc, "", "", nil)
+			return ""
+		}
+		set := c.maps.Current()
+		res, err := set.MapCCDA(sender, doc)
+		if err != nil {
+			return "the C-CDA document cannot be mapped: " + mapProblems(err)
+		}
+		c.docs.put(data, doc, sender, set.Version(), res)
 	case intake.KindHL7, intake.KindHL7Batch:
 		b, err := hl7.SplitBatch(data)
 		if err != nil {
@@ -156,6 +186,21 @@ func (c *docCache) checkFile(kind string, data []byte) string {
 		}
 	}
 	return ""
+}
+
+// mapProblems lists a mapping failure's problems, each with its location
+// (the XML path of a C-CDA node) and its rule (file:line).
+func mapProblems(err error) string {
+	var out []string
+	for _, e := range unwrapAll(err) {
+		var me *mapping.MapError
+		if errors.As(e, &me) {
+			out = append(out, me.Error())
+		} else {
+			out = append(out, e.Error())
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // handoff passes a result computed at intake (to decide the answer) to
@@ -222,26 +267,41 @@ func (c *mapCache) take(sender, version string, raw []byte) (*mapping.Result, bo
 }
 
 // docCache hands the C-CDA document intake parsed (to refuse a broken
-// upload) to processing. Only documents up to maxHandedDoc bytes are kept,
-// which bounds its memory; larger ones are parsed again.
-type docCache struct{ h *handoff[*ccda.Document] }
+// upload), and the mapping it made of it, to processing. Only documents up to
+// maxHandedDoc bytes are kept, which bounds its memory; larger ones are
+// parsed and mapped again.
+type docCache struct{ h *handoff[handedDoc] }
+
+// handedDoc is a parsed document and, when intake mapped it, the result
+// with the sender and mapping version it was made for.
+type handedDoc struct {
+	doc             *ccda.Document
+	sender, version string
+	res             *mapping.Result
+}
 
 const maxHandedDoc = 1 << 20
 
-func newDocCache(size int) *docCache { return &docCache{h: newHandoff[*ccda.Document](size)} }
+func newDocCache(size int) *docCache { return &docCache{h: newHandoff[handedDoc](size)} }
 
-// parse returns the document, from the hand-off when intake parsed it.
-func (c *docCache) parse(data []byte) (*ccda.Document, error) {
+// parse returns the document, from the hand-off when intake parsed it, with
+// intake's mapping of it when that was made for this sender and mapping
+// version (else res is nil).
+func (c *docCache) parse(sender, version string, data []byte) (doc *ccda.Document, res *mapping.Result, err error) {
 	if c != nil && len(data) <= maxHandedDoc {
-		if doc, ok := c.h.take(cacheKey("", "ccda", data)); ok {
-			return doc, nil
+		if d, ok := c.h.take(cacheKey("", "ccda", data)); ok {
+			if d.res != nil && d.sender == sender && d.version == version {
+				res = d.res
+			}
+			return d.doc, res, nil
 		}
 	}
-	return ccda.Parse(data, ccda.DefaultLimits)
+	doc, err = ccda.Parse(data, ccda.DefaultLimits)
+	return doc, nil, err
 }
 
-func (c *docCache) put(data []byte, doc *ccda.Document) {
+func (c *docCache) put(data []byte, doc *ccda.Document, sender, version string, res *mapping.Result) {
 	if c != nil && len(data) <= maxHandedDoc {
-		c.h.put(cacheKey("", "ccda", data), doc)
+		c.h.put(cacheKey("", "ccda", data), handedDoc{doc: doc, sender: sender, version: version, res: res})
 	}
 }

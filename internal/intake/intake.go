@@ -48,9 +48,9 @@ type Checker interface {
 	Check(sender string, m *hl7.Message) []hl7.ErrorDetail
 }
 
-// FileChecker validates an uploaded file of the given kind and returns why it
-// is refused, or "" when it is acceptable.
-type FileChecker func(kind string, data []byte) string
+// FileChecker validates a file of the given kind uploaded by sender and
+// returns why it is refused, or "" when it is acceptable.
+type FileChecker func(sender, kind string, data []byte) string
 
 // Options configure an Intake.
 type Options struct {
@@ -314,7 +314,7 @@ func (in *Intake) acceptFile(ctx context.Context, env *Envelope) (Receipt, error
 	case kind == KindUnknown:
 		e.Status, e.Error = StatusRejected, "not a C-CDA document or an HL7 v2 message or batch: the file starts with neither <ClinicalDocument nor MSH/FHS/BHS"
 	case in.opt.CheckFile != nil:
-		if reason := in.opt.CheckFile(kind, env.Raw); reason != "" {
+		if reason := in.opt.CheckFile(e.Sender, kind, env.Raw); reason != "" {
 			e.Status, e.Error = StatusRejected, reason
 		}
 	}
