@@ -477,36 +477,9 @@ func (d *Document) narrative(e *etree.Element) string {
 func (d *Document) names(e *etree.Element) []Name {
 	var out []Name
 	for _, n := range children(e, "name") {
-		if isNull(n) {
-			continue
+		if nm, ok := NameOf(n); ok {
+			out = append(out, nm)
 		}
-		nm := Name{Use: attr(n, "use")}
-		parts := false
-		for _, p := range elems(n) {
-			v := text(p)
-			if v == "" {
-				continue
-			}
-			switch p.Tag {
-			case "prefix":
-				nm.Prefix, parts = append(nm.Prefix, v), true
-			case "given":
-				nm.Given, parts = append(nm.Given, v), true
-			case "family":
-				nm.Family, parts = append(nm.Family, v), true
-			case "suffix":
-				nm.Suffix, parts = append(nm.Suffix, v), true
-			case "validTime":
-				nm.ValidLow, nm.ValidHigh = attr(child(p, "low"), "value"), attr(child(p, "high"), "value")
-			}
-		}
-		if !parts {
-			nm.Text = directText(n)
-			if nm.Text == "" {
-				continue
-			}
-		}
-		out = append(out, nm)
 	}
 	return out
 }
@@ -525,35 +498,9 @@ func directText(e *etree.Element) string {
 func (d *Document) addrs(e *etree.Element) []Address {
 	var out []Address
 	for _, a := range children(e, "addr") {
-		if isNull(a) {
-			continue
+		if ad, ok := AddressOf(a); ok {
+			out = append(out, ad)
 		}
-		ad := Address{Use: attr(a, "use")}
-		for _, p := range elems(a) {
-			v := text(p)
-			switch p.Tag {
-			case "streetAddressLine":
-				if v != "" {
-					ad.Lines = append(ad.Lines, v)
-				}
-			case "city":
-				ad.City = v
-			case "county":
-				ad.County = v
-			case "state":
-				ad.State = v
-			case "postalCode":
-				ad.PostalCode = v
-			case "country":
-				ad.Country = v
-			case "useablePeriod":
-				ad.ValidLow, ad.ValidHigh = attr(child(p, "low"), "value"), attr(child(p, "high"), "value")
-			}
-		}
-		if len(ad.Lines) == 0 && ad.City == "" && ad.State == "" && ad.PostalCode == "" && ad.Country == "" {
-			continue
-		}
-		out = append(out, ad)
 	}
 	return out
 }
@@ -561,8 +508,8 @@ func (d *Document) addrs(e *etree.Element) []Address {
 func telecoms(e *etree.Element) []Telecom {
 	var out []Telecom
 	for _, t := range children(e, "telecom") {
-		if v := attr(t, "value"); v != "" && attr(t, "nullFlavor") == "" {
-			out = append(out, Telecom{Use: attr(t, "use"), Value: v})
+		if tel, ok := TelecomOf(t); ok {
+			out = append(out, tel)
 		}
 	}
 	return out
