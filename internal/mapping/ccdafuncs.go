@@ -125,20 +125,7 @@ func (st *state) build(ns []xnode, build func(n xnode) (any, error)) (any, error
 	if len(ns) == 1 {
 		return build(ns[0])
 	}
-	out := make([]any, 0, len(ns))
-	for _, n := range ns {
-		v, err := build(n)
-		if err != nil {
-			return nil, err
-		}
-		if v = prune(v); !isEmpty(v) {
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return buildEach(ns, build)
 }
 
 func nodeFn(build func(st *state, e *etree.Element) any) func(st *state, a []any) (any, error) {

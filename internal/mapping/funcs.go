@@ -340,10 +340,15 @@ func (st *state) each(p *hpath, build func(c cell) (any, error)) (any, error) {
 		return build(c)
 	}
 	var buf [8]cell
-	cs := st.appendCells(buf[:0], p)
-	out := make([]any, 0, len(cs))
-	for _, c := range cs {
-		v, err := build(c)
+	return buildEach(st.appendCells(buf[:0], p), build)
+}
+
+// buildEach builds one value per item, in order, leaving out empty ones; nil
+// when none is left.
+func buildEach[T any](items []T, build func(T) (any, error)) (any, error) {
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		v, err := build(it)
 		if err != nil {
 			return nil, err
 		}
