@@ -227,29 +227,9 @@ type AppAckFilter struct {
 	Limit                      int // default 100, at most 1000
 }
 
-// ListAppAcks returns application acknowledgements matching f in the order
-// they were queued.
+// ListAppAcks returns application acknowledgements matching f, with their
+// messages, in the order they were queued.
 func (db *DB) ListAppAcks(ctx context.Context, f AppAckFilter) ([]AppAck, error) {
-	q := `SELECT ` + appAckCols + ` FROM app_acks WHERE 1=1`
-	var args []any
-	add := func(cond string, v any) { q += " AND " + cond; args = append(args, v) }
-	if f.Sender != "" {
-		add("sender = ?", f.Sender)
-	}
-	if f.Status != "" {
-		add("status = ?", f.Status)
-	}
-	if f.EnvelopeID != "" {
-		add("envelope_id = ?", f.EnvelopeID)
-	}
-	if f.Limit <= 0 || f.Limit > 1000 {
-		f.Limit = 100
-	}
-	q += " ORDER BY seq LIMIT ?"
-	args = append(args, f.Limit)
-	var out []AppAck
-	if err := db.x.SelectContext(ctx, &out, db.rebind(q), args...); err != nil {
-		return nil, fmt.Errorf("list application acks: %w", err)
-	}
-	return out, nil
+	return db.RecentAppAcks(ctx, AppAckPage{Sender: f.Sender, Status: f.Status, EnvelopeID: f.EnvelopeID, Limit: f.Limit,
+		WithMessage: true, OldestFirst: true})
 }

@@ -10,7 +10,7 @@ import (
 // AppAckPage selects a page of application acknowledgements for operators,
 // newest first; zero fields match all.
 type AppAckPage struct {
-	Sender, Status string
+	Sender, Status, EnvelopeID string
 	// BeforeSeq keeps rows queued before that one (the last seq of the
 	// previous page).
 	BeforeSeq int64
@@ -19,6 +19,8 @@ type AppAckPage struct {
 	// WithMessage also reads each acknowledgement as it goes on the wire;
 	// without it Message is nil and the rows hold no message content.
 	WithMessage bool
+	// OldestFirst lists in queue order instead.
+	OldestFirst bool
 }
 
 // appAckListCols are the columns of an operator's listing; the message
@@ -42,13 +44,20 @@ func (db *DB) RecentAppAcks(ctx context.Context, p AppAckPage) ([]AppAck, error)
 	if p.Status != "" {
 		add("status = ?", p.Status)
 	}
+	if p.EnvelopeID != "" {
+		add("envelope_id = ?", p.EnvelopeID)
+	}
 	if p.BeforeSeq > 0 {
 		add("seq < ?", p.BeforeSeq)
 	}
 	if p.Limit <= 0 || p.Limit > 1000 {
 		p.Limit = 100
 	}
-	q += " ORDER BY seq DESC LIMIT ?"
+	if p.OldestFirst {
+		q += " ORDER BY seq LIMIT ?"
+	} else {
+		q += " ORDER BY seq DESC LIMIT ?"
+	}
 	args = append(args, p.Limit)
 	out := []AppAck{}
 	if err := db.x.SelectContext(ctx, &out, db.rebind(q), args...); err != nil {
