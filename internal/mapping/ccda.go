@@ -48,34 +48,11 @@ func (st *state) resetDoc(s *Set, p *profile, sender string, doc *ccda.Document)
 // matchDoc finds the entry for a document of LOINC type code: CCDA^code,
 // then CCDA^*, then CCDA, sender entries before the default's.
 func (p *profile) matchDoc(code string) *msgEntry {
-	wants := [3]string{"CCDA^" + code, "CCDA^*", "CCDA"}
-	var layers [][]*msgEntry
-	cut := 0
-	for i, e := range p.messages {
-		if i > 0 && e.layer() != p.messages[i-1].layer() {
-			layers = append(layers, p.messages[cut:i])
-			cut = i
-		}
+	wants := []string{"CCDA^" + code, "CCDA^*", "CCDA"}
+	if code == "" {
+		wants = wants[1:]
 	}
-	layers = append(layers, p.messages[cut:])
-	for _, l := range layers {
-		for _, want := range wants {
-			if want == "CCDA^" && code == "" {
-				continue
-			}
-			for _, e := range l {
-				if !e.ccda {
-					continue
-				}
-				for _, pat := range e.patterns {
-					if pat == want {
-						return e
-					}
-				}
-			}
-		}
-	}
-	return nil
+	return p.find(wants, func(e *msgEntry) bool { return e.ccda })
 }
 
 // produceDoc runs one resource rule over a document: once per node its

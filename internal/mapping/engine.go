@@ -119,8 +119,13 @@ func (s *Set) profileFor(sender string) *profile {
 }
 
 func (p *profile) match(code, trigger string) *msgEntry {
-	exact, wild := code+"^"+trigger, code+"^*"
-	// entries are ordered sender first; inside each layer the most specific wins
+	return p.find([]string{code + "^" + trigger, code + "^*", "*"}, func(e *msgEntry) bool { return true })
+}
+
+// find returns the entry for the first of wants (most specific first) that
+// an entry accepted by use lists: entries are ordered sender first, and
+// inside each layer the most specific pattern wins.
+func (p *profile) find(wants []string, use func(*msgEntry) bool) *msgEntry {
 	var layers [][]*msgEntry
 	cut := 0
 	for i, e := range p.messages {
@@ -131,8 +136,11 @@ func (p *profile) match(code, trigger string) *msgEntry {
 	}
 	layers = append(layers, p.messages[cut:])
 	for _, l := range layers {
-		for _, want := range []string{exact, wild, "*"} {
+		for _, want := range wants {
 			for _, e := range l {
+				if !use(e) {
+					continue
+				}
 				for _, pat := range e.patterns {
 					if pat == want {
 						return e
