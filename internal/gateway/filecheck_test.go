@@ -9,12 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/pkg/sftp"
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -150,22 +148,8 @@ func TestSFTPUnmappableCCDALandsInFailed(t *testing.T) {
 	dataDir := t.TempDir()
 	c := testConfig(t, dataDir, "")
 	c.Mappings.Dir = strictMappings(t)
-	c.SFTP.Addr = "127.0.0.1:0"
-	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SFTP.Accounts = []config.SFTPAccount{{Name: "emr1", PasswordHash: string(hash)}, {Name: "emr2", PasswordHash: string(hash)}}
-	r := start(t, c)
+	r, addr := startWithSFTP(t, c, "emr1", "emr2")
 	defer r.shutdown(t)
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); {
-		addr = r.g.SFTPAddr()
-		time.Sleep(20 * time.Millisecond)
-	}
-	if addr == "" {
-		t.Fatal("sftp listener did not start")
-	}
 	upload := func(user, name string, data []byte) {
 		t.Helper()
 		conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password("correct horse")},

@@ -16,28 +16,39 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TestSFTPUploadBecomesEvents: an EMR logs in over SFTP and drops a C-CDA;
-// the file is committed, moved to processed/, and its document event reaches
-// Kafka. A wrong password is refused and audited.
-func TestSFTPUploadBecomesEvents(t *testing.T) {
-	dataDir := t.TempDir()
-	c := testConfig(t, dataDir, "")
+// startWithSFTP starts the gateway with an SFTP listener and the given
+// accounts, all with the password "correct horse", and returns it with the
+// listener's address.
+func startWithSFTP(t *testing.T, c *config.Config, accounts ...string) (*running, string) {
+	t.Helper()
 	c.SFTP.Addr = "127.0.0.1:0"
 	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SFTP.Accounts = []config.SFTPAccount{{Name: "emr1", PasswordHash: string(hash)}}
+	for _, a := range accounts {
+		c.SFTP.Accounts = append(c.SFTP.Accounts, config.SFTPAccount{Name: a, PasswordHash: string(hash)})
+	}
 	r := start(t, c)
-	defer r.shutdown(t)
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); {
 		addr = r.g.SFTPAddr()
 		time.Sleep(20 * time.Millisecond)
 	}
 	if addr == "" {
+		r.shutdown(t)
 		t.Fatal("sftp listener did not start")
 	}
+	return r, addr
+}
+
+// TestSFTPUploadBecomesEvents: an EMR logs in over SFTP and drops a C-CDA;
+// the file is committed, moved to processed/, and its document event reaches
+// Kafka. A wrong password is refused and audited.
+func TestSFTPUploadBecomesEvents(t *testing.T) {
+	dataDir := t.TempDir()
+	r, addr := startWithSFTP(t, testConfig(t, dataDir, ""), "emr1")
+	defer r.shutdown(t)
 	dial := func(password string) (*ssh.Client, error) {
 		return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "emr1", Auth: []ssh.AuthMethod{ssh.Password(password)},
 			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
