@@ -65,15 +65,18 @@ func (s *senderApp) serve(_ context.Context, _ mllp.ConnInfo, frame []byte, _ er
 	if err != nil {
 		return nil
 	}
-	s.mu.Lock()
-	s.got = append(s.got, m)
-	s.mu.Unlock()
+	// Everything is read from m before the test may see it: a Message is
+	// not safe for concurrent use.
 	code, details := hl7.CommitAccept, []hl7.ErrorDetail(nil)
 	if s.refuse[m.Get("MSA-2")] {
 		code = hl7.CommitReject
 		details = append(details, hl7.ErrorDetail{Code: "204", Message: "no such order here"})
 	}
-	return hl7.NewACK(m.Header(), m.Delimiters(), code, "RCV"+m.Header().ControlID, time.Now(), details...)
+	reply := hl7.NewACK(m.Header(), m.Delimiters(), code, "RCV"+m.Header().ControlID, time.Now(), details...)
+	s.mu.Lock()
+	s.got = append(s.got, m)
+	s.mu.Unlock()
+	return reply
 }
 
 // received returns the application acknowledgements received so far.
