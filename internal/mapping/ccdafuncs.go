@@ -78,14 +78,10 @@ func (st *state) xpath(a any) (*xpath, error) {
 // xnodes returns the nodes a path argument selects from the current node
 // that have no nullFlavor (and, for an attribute path, carry the attribute).
 func (st *state) xnodes(a any) ([]xnode, error) {
-	if st.root == nil {
-		return nil, nil
-	}
-	xp, err := st.xpath(a)
+	ns, err := st.allNodes(a)
 	if err != nil {
 		return nil, err
 	}
-	ns := xp.nodes(st.root, st.node)
 	out := ns[:0]
 	for _, n := range ns {
 		if n.r.attr == "" && ccda.Attr(n.e, "nullFlavor") != "" {
@@ -509,16 +505,9 @@ func childV3(e *etree.Element, name string) *etree.Element {
 // ST/ED and others → string. A nullFlavor value gives its original text, if
 // any (see absent for dataAbsentReason).
 func fnObsValue(st *state, a []any) (any, error) {
-	if st.root == nil {
-		return nil, nil
-	}
-	xp, err := st.xpath(a[0])
-	if err != nil {
+	ns, err := st.allNodes(a[0])
+	if err != nil || len(ns) == 0 {
 		return nil, err
-	}
-	ns := xp.nodes(st.root, st.node)
-	if len(ns) == 0 {
-		return nil, nil
 	}
 	v := ns[0].e
 	if ccda.Attr(v, "nullFlavor") != "" && ccda.Attr(v, "value") == "" && ccda.Attr(v, "code") == "" {
@@ -600,16 +589,9 @@ var dataAbsent = map[string]string{"UNK": "unknown", "ASKU": "asked-unknown", "N
 // absent(path): for a value with a nullFlavor (and no original text), the
 // Observation.dataAbsentReason it stands for.
 func fnAbsent(st *state, a []any) (any, error) {
-	if st.root == nil {
-		return nil, nil
-	}
-	xp, err := st.xpath(a[0])
-	if err != nil {
+	ns, err := st.allNodes(a[0])
+	if err != nil || len(ns) == 0 {
 		return nil, err
-	}
-	ns := xp.nodes(st.root, st.node)
-	if len(ns) == 0 {
-		return nil, nil
 	}
 	v := ns[0].e
 	nf := ccda.Attr(v, "nullFlavor")
