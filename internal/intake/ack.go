@@ -131,6 +131,19 @@ func (in *Intake) judge(env *Envelope, h hl7.Header, herr error) (int, []hl7.Err
 	if err != nil {
 		return errOut, []hl7.ErrorDetail{detailOf(err, "", "100")}
 	}
+	// Text that cannot be decoded (bytes invalid in the declared character
+	// set, a malformed escape, a control character) is refused with its
+	// location rather than stored as mojibake. Warnings (a single-byte set
+	// whose bytes look like UTF-8) do not stop the message.
+	if err := m.Validate(); err != nil && !hl7.OnlyWarnings(err) {
+		var details []hl7.ErrorDetail
+		for _, e := range unwrapJoined(err) {
+			if _, warning := e.(*hl7.Warning); !warning {
+				details = append(details, detailOf(e, "", "102"))
+			}
+		}
+		return errOut, details
+	}
 	if in.opt.Check != nil {
 		if problems := in.opt.Check.Check(senderOf(env, h), m); len(problems) > 0 {
 			for _, p := range problems {
@@ -142,6 +155,14 @@ func (in *Intake) judge(env *Envelope, h hl7.Header, herr error) (int, []hl7.Err
 		}
 	}
 	return accept, nil
+}
+
+// unwrapJoined lists the errors joined in err (err itself when it is one).
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func detailOf(err error, defLoc, defCode string) hl7.ErrorDetail {
