@@ -47,7 +47,16 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 	if ev == "" {
 		ev = route.EventOther
 	}
-	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notesOf(res)}, nil
+	notes := notesOf(res)
+	// Intake refused what could not be decoded; what is left are warnings,
+	// such as a single-byte MSH-18 whose bytes look like UTF-8. They are
+	// located and never quote the text.
+	if verr := m.Validate(); hl7.OnlyWarnings(verr) {
+		for _, w := range unwrapAll(verr) {
+			notes = append(notes, store.Note{Kind: store.NoteWarning, Detail: w.Error()})
+		}
+	}
+	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notes}, nil
 }
 
 // notesOf turns what a mapping noticed into the envelope's notes: codes no

@@ -64,3 +64,45 @@ func TestUnmappedCodesShowInTheMessageStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestMisdeclaredCharsetIsNoted: a message declared 8859/1 whose bytes are
+// UTF-8 is accepted and read as declared, and its status says where the
+// text looks mis-declared.
+func TestMisdeclaredCharsetIsNoted(t *testing.T) {
+	r := start(t, testConfig(t, t.TempDir(), ""))
+	defer r.shutdown(t)
+	msg := readFile(t, "oru_r01.hl7")
+	msg = bytes.Replace(msg, []byte("|LAB0001|P|2.5.1"), []byte("|LAB0001|P|2.5.1||||||8859/1"), 1)
+	if !bytes.Contains(msg, []byte("8859/1")) || !bytes.Contains(msg, []byte("MUÑOZ")) {
+		t.Fatal("the sample no longer has the header or the accented name this test needs")
+	}
+	if ack := send(t, r.g.MLLPAddr(), msg); ack.Get("MSA-1") != "AA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	var notes []store.Note
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		envs, err := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "LAB0001"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(envs) == 1 && envs[0].Status == "processed" {
+			if notes, err = r.g.DB().EnvelopeNotes(context.Background(), envs[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not processed: %+v", envs)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	for _, n := range notes {
+		if n.Kind == store.NoteWarning && strings.Contains(n.Detail, "PID") && strings.Contains(n.Detail, "UTF-8") {
+			if strings.Contains(n.Detail, "MUÑOZ") || strings.Contains(n.Detail, "MUÃ") {
+				t.Fatalf("the note quotes the text: %q", n.Detail)
+			}
+			return
+		}
+	}
+	t.Fatalf("no located charset warning among the notes %+v", notes)
+}
