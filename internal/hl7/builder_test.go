@@ -273,76 +273,62 @@ func TestBuilderEditKeepsBytes(t *testing.T) {
 // every other segment keeps its bytes and every other field of the edited segment too.
 func TestBuilderEditCorpus(t *testing.T) {
 	n := 0
-	for folder, files := range corpusFiles(t) {
-		for _, p := range files {
-			raw, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
+	eachCorpusMessage(t, func(folder, name string, r []byte, m *Message) {
+		if got := Edit(m).Bytes(); !bytes.Equal(got, r) {
+			t.Errorf("%s: unchanged edit differs from the source", name)
+			return
+		}
+		path, seg, field := "MSH-10", "MSH", 10
+		if _, ok := m.First("PID"); ok {
+			path, seg, field = "PID-5.1", "PID", 5
+		}
+		text := "Nöel^O'Neil|&~\\x"
+		b := Edit(m)
+		if err := b.Set(path, text); err != nil {
+			if m.cs.kind == csASCII || m.cs.kind == csCharmap {
+				return // "ö" may not exist there
 			}
-			msgs, _ := corpusMessages(folder, raw)
-			for _, r := range msgs {
-				m, err := Parse(r)
-				if err != nil {
-					continue
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		m2, err := Parse(b.Bytes())
+		if err != nil {
+			t.Errorf("%s: edited message does not parse: %v", name, err)
+			return
+		}
+		if got := m2.Get(path); got != text && m.d.Escape != 0 {
+			t.Errorf("%s: %s = %q", name, path, got)
+		}
+		if m.SegmentCount() != m2.SegmentCount() {
+			t.Errorf("%s: segment count changed", name)
+			return
+		}
+		for i := range m.SegmentCount() {
+			a, c := m.Segment(i), m2.Segment(i)
+			if a.Name() != seg || a.Index() != mustFirst(m, seg) {
+				if !bytes.Equal(a.Raw(), c.Raw()) {
+					t.Errorf("%s: segment %d changed", name, i+1)
 				}
-				name := folder + "/" + filepath.Base(p)
-				if got := Edit(m).Bytes(); !bytes.Equal(got, r) {
-					t.Errorf("%s: unchanged edit differs from the source", name)
-					continue
+				continue
+			}
+			for f := 1; f <= max(a.FieldCount(), c.FieldCount()); f++ {
+				if f != field && !bytes.Equal(a.Field(f).Raw(), c.Field(f).Raw()) {
+					t.Errorf("%s: %s-%d changed", name, seg, f)
 				}
-				path, seg, field := "MSH-10", "MSH", 10
-				if _, ok := m.First("PID"); ok {
-					path, seg, field = "PID-5.1", "PID", 5
+			}
+			for r := 2; r <= a.Field(field).RepCount(); r++ {
+				if !bytes.Equal(a.Field(field).Rep(r).Raw(), c.Field(field).Rep(r).Raw()) {
+					t.Errorf("%s: %s-%d[%d] changed", name, seg, field, r)
 				}
-				text := "Nöel^O'Neil|&~\\x"
-				b := Edit(m)
-				if err := b.Set(path, text); err != nil {
-					if m.cs.kind == csASCII || m.cs.kind == csCharmap {
-						continue // "ö" may not exist there
-					}
-					t.Errorf("%s: %v", name, err)
-					continue
+			}
+			for k := 2; k <= a.Field(field).Rep(1).ComponentCount(); k++ {
+				if !bytes.Equal(a.Field(field).Rep(1).Component(k).Raw(), c.Field(field).Rep(1).Component(k).Raw()) {
+					t.Errorf("%s: %s-%d.%d changed", name, seg, field, k)
 				}
-				m2, err := Parse(b.Bytes())
-				if err != nil {
-					t.Errorf("%s: edited message does not parse: %v", name, err)
-					continue
-				}
-				if got := m2.Get(path); got != text && m.d.Escape != 0 {
-					t.Errorf("%s: %s = %q", name, path, got)
-				}
-				if m.SegmentCount() != m2.SegmentCount() {
-					t.Errorf("%s: segment count changed", name)
-					continue
-				}
-				for i := range m.SegmentCount() {
-					a, c := m.Segment(i), m2.Segment(i)
-					if a.Name() != seg || a.Index() != mustFirst(m, seg) {
-						if !bytes.Equal(a.Raw(), c.Raw()) {
-							t.Errorf("%s: segment %d changed", name, i+1)
-						}
-						continue
-					}
-					for f := 1; f <= max(a.FieldCount(), c.FieldCount()); f++ {
-						if f != field && !bytes.Equal(a.Field(f).Raw(), c.Field(f).Raw()) {
-							t.Errorf("%s: %s-%d changed", name, seg, f)
-						}
-					}
-					for r := 2; r <= a.Field(field).RepCount(); r++ {
-						if !bytes.Equal(a.Field(field).Rep(r).Raw(), c.Field(field).Rep(r).Raw()) {
-							t.Errorf("%s: %s-%d[%d] changed", name, seg, field, r)
-						}
-					}
-					for k := 2; k <= a.Field(field).Rep(1).ComponentCount(); k++ {
-						if !bytes.Equal(a.Field(field).Rep(1).Component(k).Raw(), c.Field(field).Rep(1).Component(k).Raw()) {
-							t.Errorf("%s: %s-%d.%d changed", name, seg, field, k)
-						}
-					}
-				}
-				n++
 			}
 		}
-	}
+		n++
+	})
 	if n < 100 {
 		t.Errorf("only %d corpus messages edited", n)
 	}
@@ -711,42 +697,28 @@ func TestStructureCorpusByVersion(t *testing.T) {
 	}
 	type tally struct{ messages, warnings int }
 	counts := map[string]*tally{}
-	for folder, files := range corpusFiles(t) {
-		for _, p := range files {
-			raw, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs, _ := corpusMessages(folder, raw)
-			for _, r := range msgs {
-				m, err := Parse(r)
-				if err != nil {
-					continue
-				}
-				_, warnings, err := m.Structure()
-				if err != nil {
-					continue // no structure known for the type
-				}
-				v := m.Header().Version
-				if counts[v] == nil {
-					counts[v] = &tally{}
-				}
-				counts[v].messages++
-				counts[v].warnings += len(warnings)
-				name := folder + "/" + filepath.Base(p)
-				for _, w := range warnings {
-					if w.Segment == "" && !strings.Contains(w.Detail, "required") {
-						t.Errorf("%s: warning without location: %s", name, w.Detail)
-					}
-				}
-				if folder == "edge" || folder == "batch" || len(warnings) == 0 || knownInvalid[name] != "" {
-					continue
-				}
-				t.Errorf("%s (v%s): %d structure warnings, first: %s %s", name, v, len(warnings),
-					warnings[0].Location(), warnings[0].Detail)
+	eachCorpusMessage(t, func(folder, name string, r []byte, m *Message) {
+		_, warnings, err := m.Structure()
+		if err != nil {
+			return // no structure known for the type
+		}
+		v := m.Header().Version
+		if counts[v] == nil {
+			counts[v] = &tally{}
+		}
+		counts[v].messages++
+		counts[v].warnings += len(warnings)
+		for _, w := range warnings {
+			if w.Segment == "" && !strings.Contains(w.Detail, "required") {
+				t.Errorf("%s: warning without location: %s", name, w.Detail)
 			}
 		}
-	}
+		if folder == "edge" || folder == "batch" || len(warnings) == 0 || knownInvalid[name] != "" {
+			return
+		}
+		t.Errorf("%s (v%s): %d structure warnings, first: %s %s", name, v, len(warnings),
+			warnings[0].Location(), warnings[0].Detail)
+	})
 	for _, v := range []string{"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8"} {
 		if c := counts[v]; c != nil {
 			t.Logf("v%-5s messages %3d  structure warnings %2d", v, c.messages, c.warnings)

@@ -33,6 +33,26 @@ func corpusFiles(t testing.TB) map[string][]string {
 }
 
 // corpusMessages splits a corpus file into messages: batch files and files with several MSH through SplitBatch.
+// eachCorpusMessage calls fn for every corpus message that parses, with
+// its folder and its name (folder/file).
+func eachCorpusMessage(t *testing.T, fn func(folder, name string, raw []byte, m *Message)) {
+	t.Helper()
+	for folder, files := range corpusFiles(t) {
+		for _, p := range files {
+			raw, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, _ := corpusMessages(folder, raw)
+			for _, r := range msgs {
+				if m, err := Parse(r); err == nil {
+					fn(folder, folder+"/"+filepath.Base(p), r, m)
+				}
+			}
+		}
+	}
+}
+
 func corpusMessages(folder string, raw []byte) ([][]byte, error) {
 	if folder != "batch" && bytes.Count(raw, []byte("MSH")) <= 1 {
 		return [][]byte{raw}, nil
