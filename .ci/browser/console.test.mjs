@@ -298,6 +298,9 @@ async function main() {
   await page.waitForSelector('#pane-routing table', { timeout: 10000 });
   check((await page.textContent('#pane-routing')).includes('hie.events'), 'routing shows the outbox row for hie.events');
   await page.click('#tab-patient');
+  // The pane fills in after its request answers: wait for it, then check.
+  await page.waitForFunction(() => /Enterprise patient/.test(document.querySelector('#pane-patient')?.textContent || ''),
+    null, { timeout: 10000 }).catch(() => {});
   check(/Enterprise patient/.test(await page.textContent('#pane-patient')), 'the patient link is shown');
   await page.click('#tab-fhir');
   await page.mouse.move(0, 0);
