@@ -33,6 +33,8 @@ fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzUnescape$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzAddEnterpriseID$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/journal -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/store -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $${FUZZTIME:-30s}
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline

@@ -91,6 +91,9 @@ type SenderCount struct {
 
 // Senders lists every sender in the message log, most recently heard first.
 func (db *DB) Senders(ctx context.Context) ([]SenderCount, error) {
+	if err := db.visible(ctx); err != nil {
+		return nil, err
+	}
 	var rows []struct {
 		Sender   string `db:"sender"`
 		Messages int64  `db:"messages"`

@@ -158,6 +158,9 @@ func (s logTxStmt) get(ctx context.Context, dest any, args ...any) error {
 // them). An envelope whose (sender, dedup key) is already stored is not
 // inserted again: its result carries the first one's id, status and reply.
 func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
+	if db.ij != nil {
+		return db.insertJournaled(ctx, envs)
+	}
 	insStmt, err := db.logStmt(ctx, &db.logStmts.insert, db.log, insertEnvelope)
 	if err != nil {
 		return nil, err
@@ -215,6 +218,9 @@ const pendingEnvelopes = `SELECT ` + envelopeCols + ` FROM envelopes
 // PendingEnvelopes returns up to limit envelopes waiting for processing, in
 // the order they were received, after seq.
 func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]Envelope, error) {
+	if err := db.waitIngested(ctx, false); err != nil {
+		return nil, err
+	}
 	var out []Envelope
 	st, err := db.logStmt(ctx, &db.logStmts.pending, db.log, pendingEnvelopes)
 	if err == nil {
@@ -312,6 +318,9 @@ type finished struct {
 
 // markProcessed brings the log's status of finished envelopes up to date.
 func (db *DB) markProcessed(ctx context.Context, fs []finished) error {
+	if err := db.visible(ctx); err != nil {
+		return err
+	}
 	marks, err := db.logStmt(ctx, &db.logStmts.marks, db.log, markEnvelopeProcessed)
 	if err != nil {
 		return err
@@ -329,6 +338,9 @@ func (db *DB) markProcessed(ctx context.Context, fs []finished) error {
 
 // GetEnvelope returns one envelope by id.
 func (db *DB) GetEnvelope(ctx context.Context, id string) (*Envelope, error) {
+	if err := db.visible(ctx); err != nil {
+		return nil, err
+	}
 	var e Envelope
 	err := db.log.GetContext(ctx, &e, db.rebind(`SELECT `+envelopeCols+` FROM envelopes WHERE id = ?`), id)
 	if err != nil {
@@ -347,6 +359,9 @@ type EnvelopeFilter struct {
 
 // ListEnvelopes returns envelopes matching f, newest first, without bodies.
 func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, error) {
+	if err := db.visible(ctx); err != nil {
+		return nil, err
+	}
 	q := `SELECT seq, id, channel, sender, peer, received_at, filename, kind, message_type, control_id, dedup_key,
  sha256, status, error, mapping_version, attempts, processed_at, patient_id FROM envelopes WHERE 1=1`
 	var args []any
@@ -386,6 +401,9 @@ func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, 
 
 // CountEnvelopes counts envelopes by status.
 func (db *DB) CountEnvelopes(ctx context.Context) (map[string]int64, error) {
+	if err := db.visible(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := db.log.QueryxContext(ctx, `SELECT status, COUNT(*) FROM envelopes GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("count envelopes: %w", err)
@@ -405,6 +423,9 @@ func (db *DB) CountEnvelopes(ctx context.Context) (map[string]int64, error) {
 
 // MarkFailed records that processing an envelope failed.
 func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
+	if err := db.visible(ctx); err != nil {
+		return err
+	}
 	_, err := db.log.ExecContext(ctx, db.rebind(`UPDATE envelopes SET status = 'failed', error = ?, attempts = attempts + 1,
 		processed_at = ? WHERE id = ?`), reason, time.Now().UTC(), id)
 	if err != nil {
@@ -417,6 +438,9 @@ func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
 // mapping fix); an empty id list requeues every failed envelope of sender
 // (every sender when empty too). It returns how many were requeued.
 func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, error) {
+	if err := db.visible(ctx); err != nil {
+		return 0, err
+	}
 	q := `UPDATE envelopes SET status = 'received', error = '' WHERE status = 'failed'`
 	var args []any
 	if sender != "" {
@@ -443,6 +467,9 @@ func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, 
 // duplicate is still recognised and answered. It returns how many bodies it
 // removed.
 func (db *DB) PurgeRaw(ctx context.Context, before time.Time) (int64, error) {
+	if err := db.visible(ctx); err != nil {
+		return 0, err
+	}
 	res, err := db.log.ExecContext(ctx, db.log.Rebind(`UPDATE envelopes SET raw = NULL
 		WHERE received_at < ? AND status IN ('processed', 'rejected') AND raw IS NOT NULL`), before.UTC())
 	if err != nil {

@@ -68,6 +68,9 @@ type DB struct {
 	// logStmts: the envelope log's prepared statements (envelopes.go).
 	logStmts logStmts
 	stmts    *stmtCache // the record's recurring queries, prepared
+	// ij receives envelopes through a journal on the embedded store
+	// (intakejournal.go); nil on PostgreSQL.
+	ij *intakeJournal
 }
 
 // Backend names the backend: SQLite or Postgres.
@@ -144,6 +147,10 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
+		if err := db.openIntakeJournal(ctx, journalDir(o.DataDir), filepath.Join(o.DataDir, "intake.db"), !db.durableSync); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -160,6 +167,19 @@ func openSQLite(path string) (*sqlx.DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	x.SetMaxOpenConns(1)
+	return x, nil
+}
+
+// openSQLiteReader opens a read-only handle on an embedded database file,
+// for lookups that must not wait behind its writer.
+func openSQLiteReader(path string) (*sqlx.DB, error) {
+	dsn := "file:" + path + "?_pragma=query_only(1)&_pragma=busy_timeout(10000)&_time_format=sqlite"
+	x, err := sqlx.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	x.SetMaxOpenConns(4)
+	x.SetMaxIdleConns(4)
 	return x, nil
 }
 
@@ -196,10 +216,14 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	var err error
+	if db.ij != nil {
+		err = db.ij.shutdown()
+	}
 	if db.stmts != nil {
 		db.stmts.close()
 	}
-	err := errors.Join(db.closeLogStatements(), db.x.Close())
+	err = errors.Join(err, db.closeLogStatements(), db.x.Close())
 	if db.split {
 		err = errors.Join(err, db.log.Close())
 	}
@@ -209,6 +233,9 @@ func (db *DB) Close() error {
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.x.PingContext(ctx); err != nil {
+		return err
+	}
+	if err := db.journalErr(); err != nil {
 		return err
 	}
 	return db.log.PingContext(ctx)

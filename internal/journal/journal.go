@@ -1,0 +1,498 @@
+// Package journal is an append-only log of records on disk, written in
+// batches with one fdatasync each. The embedded store keeps what intake
+// receives here first: appending a batch and syncing it costs one small
+// write and one fdatasync, where a durable SQLite commit of the same rows
+// writes several whole pages and their checksums. The store then copies the
+// records into its database at leisure and releases the segments it no
+// longer needs.
+//
+// On disk a journal is a directory of segment files named by a 16-digit
+// sequence number with the suffix ".journal". A segment starts with a
+// 16-byte header (the magic "HIEGWJ1\n" and the segment's number, big
+// endian) followed by records, each a 4-byte big-endian payload length, a
+// 4-byte CRC-32C of the payload and the payload. A new segment is created at
+// its full nominal size as a sparse file, so that an append never changes
+// the file's size and fdatasync has no metadata to write; the records end
+// at the first zero length.
+//
+// Only the tail of the newest segment can be torn by a crash (a batch is
+// acknowledged only after its fdatasync). Open cuts such a tail off, and
+// zeroes what lay after it, so that no stale bytes can be mistaken for
+// records later. A damaged record anywhere else is corruption and is
+// reported with the file and offset.
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+const (
+	magic      = "HIEGWJ1\n"
+	headerSize = 16
+	recHeader  = 8
+	suffix     = ".journal"
+	// DefaultSegmentSize is the nominal size of a segment.
+	DefaultSegmentSize = 64 << 20
+	// RecordOverhead is what a record takes on disk besides its payload.
+	RecordOverhead = recHeader
+	// MaxRecord bounds one record's payload.
+	MaxRecord = 1 << 30
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Pos is a position in the journal: the segment and the byte offset just
+// after a record. The zero Pos lies before every record.
+type Pos struct {
+	Seg uint64
+	Off int64
+}
+
+// Less reports whether p comes before q.
+func (p Pos) Less(q Pos) bool { return p.Seg < q.Seg || p.Seg == q.Seg && p.Off < q.Off }
+
+func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.Seg, p.Off) }
+
+// Options configure a journal.
+type Options struct {
+	// SegmentSize is the nominal segment size (DefaultSegmentSize when 0). A
+	// batch that does not fit in the rest of a segment starts a new one; a
+	// record larger than a segment gets a segment of its own.
+	SegmentSize int64
+	// NoSync skips fdatasync (for a store that does not promise durability
+	// against power loss).
+	NoSync bool
+}
+
+// Journal is an open journal. Append may be called from several goroutines;
+// each call is one write and one sync.
+type Journal struct {
+	dir string
+	opt Options
+
+	mu   sync.Mutex
+	f    *os.File // current segment
+	seg  uint64   // its number
+	off  int64    // where the next record goes
+	size int64    // its size on disk
+	err  error    // sticky: after a failed write or sync nothing more is appended
+	buf  []byte
+}
+
+// Open opens (or creates) the journal in dir, repairs a torn tail of the
+// newest segment and positions appends after its last record.
+func Open(dir string, opt Options) (*Journal, error) {
+	if opt.SegmentSize <= 0 {
+		opt.SegmentSize = DefaultSegmentSize
+	}
+	if opt.SegmentSize < headerSize+recHeader {
+		return nil, fmt.Errorf("journal: segment size %d is too small", opt.SegmentSize)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	j := &Journal{dir: dir, opt: opt}
+	segs, err := j.segments()
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		if err := j.create(1); err != nil {
+			return nil, err
+		}
+		return j, nil
+	}
+	last := segs[len(segs)-1]
+	f, err := os.OpenFile(j.path(last), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	end, torn, err := scanSegment(f, j.path(last), last, func(Pos, []byte) error { return nil }, 0)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	size := max(st.Size(), opt.SegmentSize)
+	if torn || st.Size() > end {
+		// Cut everything after the last whole record and extend the file
+		// again: the extension reads as zeros, so no stale record behind
+		// the tear can come back to life.
+		if err := f.Truncate(end); err == nil {
+			err = f.Truncate(size)
+		}
+		if err == nil && !opt.NoSync {
+			err = f.Sync()
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("journal: repair %s: %w", j.path(last), err)
+		}
+	}
+	j.f, j.seg, j.off, j.size = f, last, end, size
+	return j, nil
+}
+
+// Dir is the journal's directory.
+func (j *Journal) Dir() string { return j.dir }
+
+// End is the position after the last record appended.
+func (j *Journal) End() Pos {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return Pos{j.seg, j.off}
+}
+
+// Append writes recs after the last record, syncs them, and returns the
+// position after the last one. After a failed write or sync the journal
+// refuses every later append with the same error: what reached the disk is
+// unknown, so the process must restart and recover.
+func (j *Journal) Append(recs ...[]byte) (Pos, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return Pos{}, j.err
+	}
+	if j.f == nil {
+		return Pos{}, errors.New("journal: closed")
+	}
+	n := int64(0)
+	for _, r := range recs {
+		if len(r) == 0 || len(r) > MaxRecord {
+			return Pos{}, fmt.Errorf("journal: record of %d bytes (must be 1 to %d)", len(r), MaxRecord)
+		}
+		n += recHeader + int64(len(r))
+	}
+	if n == 0 {
+		return Pos{j.seg, j.off}, nil
+	}
+	if j.off > headerSize && j.off+n > j.opt.SegmentSize {
+		if err := j.roll(); err != nil {
+			j.err = err
+			return Pos{}, err
+		}
+	}
+	buf := j.buf[:0]
+	for _, r := range recs {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r)))
+		buf = binary.BigEndian.AppendUint32(buf, crc32Checksum(r))
+		buf = append(buf, r...)
+	}
+	if cap(buf) <= 1<<20 {
+		j.buf = buf
+	}
+	if _, err := j.f.WriteAt(buf, j.off); err != nil {
+		j.err = fmt.Errorf("journal: write %s: %w", j.path(j.seg), err)
+		return Pos{}, j.err
+	}
+	if !j.opt.NoSync {
+		if err := fdatasync(j.f); err != nil {
+			j.err = fmt.Errorf("journal: sync %s: %w", j.path(j.seg), err)
+			return Pos{}, j.err
+		}
+	}
+	j.off += n
+	j.size = max(j.size, j.off)
+	return Pos{j.seg, j.off}, nil
+}
+
+// Replay calls fn with every record after position after, in order, and the
+// position just after each. It reads the files, so it sees only what was
+// appended before it started; the store calls it at start-up, before any
+// append.
+func (j *Journal) Replay(after Pos, fn func(end Pos, rec []byte) error) error {
+	segs, err := j.segments()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s < after.Seg {
+			continue
+		}
+		from := int64(0)
+		if s == after.Seg {
+			from = after.Off
+		}
+		f, err := os.Open(j.path(s))
+		if err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		end, torn, err := scanSegment(f, j.path(s), s, fn, from)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if torn && s != segs[len(segs)-1] {
+			return fmt.Errorf("journal: %s: damaged record at offset %d (only the newest segment may end torn)", j.path(s), end)
+		}
+	}
+	return nil
+}
+
+// Release removes the segments whose records all lie before p (every
+// segment numbered below p.Seg). The caller must have made those records
+// durable elsewhere first.
+func (j *Journal) Release(p Pos) error {
+	j.mu.Lock()
+	cur := j.seg
+	j.mu.Unlock()
+	segs, err := j.segments()
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, s := range segs {
+		if s >= p.Seg || s >= cur {
+			break
+		}
+		if err := os.Remove(j.path(s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("journal: release: %w", err)
+		}
+		removed = true
+	}
+	if removed && !j.opt.NoSync {
+		return syncDir(j.dir)
+	}
+	return nil
+}
+
+// Reset starts a new, empty segment and removes every older one. The caller
+// must have made every record durable elsewhere first (the store does this
+// after replaying the journal at start-up, and at a clean shutdown).
+func (j *Journal) Reset() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if j.off == headerSize {
+		return nil // already empty
+	}
+	if err := j.roll(); err != nil {
+		j.err = err
+		return err
+	}
+	segs, err := j.segments()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s < j.seg {
+			if err := os.Remove(j.path(s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("journal: reset: %w", err)
+			}
+		}
+	}
+	if j.opt.NoSync {
+		return nil
+	}
+	return syncDir(j.dir)
+}
+
+// Err returns the error that stopped the journal, if any.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// Close closes the current segment.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// roll closes the current segment and starts the next; j.mu is held.
+func (j *Journal) roll() error {
+	next := j.seg + 1
+	old := j.f
+	if err := j.create(next); err != nil {
+		return err
+	}
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+// create makes segment n, sparse at the nominal size, and makes it current.
+func (j *Journal) create(n uint64) error {
+	// The segment is prepared under a temporary name and renamed when its
+	// header is on disk, so a crash never leaves a headless segment.
+	p := j.path(n)
+	tmp := p + ".tmp"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: create segment: %w", err)
+	}
+	hdr := make([]byte, headerSize)
+	copy(hdr, magic)
+	binary.BigEndian.PutUint64(hdr[8:], n)
+	_, err = f.WriteAt(hdr, 0)
+	if err == nil {
+		err = f.Truncate(j.opt.SegmentSize)
+	}
+	if err == nil && !j.opt.NoSync {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err == nil && !j.opt.NoSync {
+		err = syncDir(j.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("journal: create %s: %w", p, err)
+	}
+	j.f, j.seg, j.off, j.size = f, n, headerSize, j.opt.SegmentSize
+	return nil
+}
+
+func (j *Journal) path(n uint64) string {
+	return filepath.Join(j.dir, fmt.Sprintf("%016d%s", n, suffix))
+}
+
+// segments lists the segment numbers in dir, oldest first.
+func (j *Journal) segments() ([]uint64, error) {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	var out []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), suffix)
+		if !ok || e.IsDir() { // including a segment left half made (.tmp)
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 64)
+		if err != nil || len(name) != 16 {
+			return nil, fmt.Errorf("journal: unexpected file %s in %s", e.Name(), j.dir)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// scanSegment reads the records of segment n from f, calling fn with each
+// one starting at offset from or later (0 means the first record). It
+// returns the offset after the last whole record and whether the records
+// ended in something other than a clean end (a zero length or the end of
+// the file): a length past the end, an impossible length or a wrong
+// checksum.
+func scanSegment(f *os.File, name string, n uint64, fn func(Pos, []byte) error, from int64) (end int64, torn bool, err error) {
+	hdr := make([]byte, headerSize)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return 0, false, fmt.Errorf("journal: %s: segment header: %w", name, err)
+	}
+	if string(hdr[:8]) != magic {
+		return 0, false, fmt.Errorf("journal: %s: not a journal segment (bad magic at offset 0)", name)
+	}
+	if got := binary.BigEndian.Uint64(hdr[8:]); got != n {
+		return 0, false, fmt.Errorf("journal: %s: header names segment %d", name, got)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, false, fmt.Errorf("journal: %w", err)
+	}
+	size := st.Size()
+	r := &offsetReader{f: f, off: headerSize}
+	var rh [recHeader]byte
+	var payload []byte
+	for {
+		at := r.off
+		if at+recHeader > size {
+			return at, false, nil
+		}
+		if err := r.read(rh[:]); err != nil {
+			return at, false, fmt.Errorf("journal: %s at offset %d: %w", name, at, err)
+		}
+		length := binary.BigEndian.Uint32(rh[:4])
+		if length == 0 {
+			return at, false, nil
+		}
+		if length > MaxRecord || at+recHeader+int64(length) > size {
+			return at, true, nil
+		}
+		payload = slices.Grow(payload[:0], int(length))[:length]
+		if err := r.read(payload); err != nil {
+			return at, false, fmt.Errorf("journal: %s at offset %d: %w", name, at, err)
+		}
+		if crc32Checksum(payload) != binary.BigEndian.Uint32(rh[4:]) {
+			return at, true, nil
+		}
+		if at >= from {
+			if err := fn(Pos{n, r.off}, payload); err != nil {
+				return at, false, err
+			}
+		}
+	}
+}
+
+// offsetReader reads f sequentially through a buffer.
+type offsetReader struct {
+	f   *os.File
+	off int64
+	buf []byte
+	bo  int64 // file offset of buf[0]
+}
+
+func (r *offsetReader) read(p []byte) error {
+	for len(p) > 0 {
+		if r.off < r.bo || r.off >= r.bo+int64(len(r.buf)) {
+			if r.buf == nil {
+				r.buf = make([]byte, 0, 1<<20)
+			}
+			nb := r.buf[:cap(r.buf)]
+			k, err := r.f.ReadAt(nb, r.off)
+			if k == 0 {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			r.buf, r.bo = nb[:k], r.off
+		}
+		c := copy(p, r.buf[r.off-r.bo:])
+		p = p[c:]
+		r.off += int64(c)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("journal: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func crc32Checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }

@@ -1,0 +1,597 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/journal"
+	"github.com/jmoiron/sqlx"
+)
+
+// The embedded store receives envelopes through a journal (see package
+// journal). InsertEnvelopes checks for duplicates, appends the new
+// envelopes to the journal with one fdatasync and returns: they are durable.
+// A background ingester then copies them into the envelope log (intake.db)
+// in transactions that skip the fsync, and records in the same transaction
+// how far it got (journal_state). Every read of the log first waits until
+// what was appended before it is ingested, so callers see their own writes
+// as before.
+//
+// Segments are released once their envelopes are ingested by a commit that
+// was fsynced: the ingester fsyncs the commit that finishes a segment. At
+// start-up the envelopes after journal_state's position are ingested again
+// (the position and the rows commit together, so none twice), and at a
+// clean shutdown the journal is emptied.
+
+// ingestBatch bounds the envelopes copied in one transaction.
+const ingestBatch = 512
+
+// ingestDelay is how long the ingester lets envelopes gather before it
+// copies them, unless a batch fills or a reader asks for them: one copy
+// transaction writes the same few pages whether it holds one envelope or
+// fifty, so on a busy single connection gathering saves most of the copy's
+// cost. The processing pipeline waits for the copy, so this is also the
+// most it adds to an envelope's processing latency.
+const ingestDelay = 10 * time.Millisecond
+
+// visibleWait bounds how long a read waits for the ingester. A read that
+// waits longer (the ingester is failing) goes ahead and may miss the latest
+// envelopes; the failure is logged and reported by Ping.
+const visibleWait = 2 * time.Second
+
+type dedupKey struct{ sender, key string }
+
+type journaled struct {
+	env *Envelope
+	end journal.Pos
+}
+
+// intakeJournal is the embedded store's journaled envelope intake.
+type intakeJournal struct {
+	j      *journal.Journal
+	reader *sqlx.DB // a read-only handle on the log, for duplicate lookups
+	first  lazyStmt // its prepared duplicate lookup
+	log    *slog.Logger
+
+	insert sync.Mutex // one InsertEnvelopes at a time: check, append, publish
+
+	mu        sync.Mutex
+	pending   map[dedupKey]Inserted // appended, not yet ingested
+	queue     []journaled           // appended, not yet ingested, in order
+	appended  journal.Pos
+	ingested  journal.Pos
+	durable   journal.Pos // ingested by an fsynced commit
+	progress  chan struct{}
+	ingestErr error
+	closed    bool
+	held      bool // tests: the ingester copies nothing (a crash image holds the journal only)
+
+	kick   chan struct{}
+	urgent chan struct{} // a reader waits: copy now
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// openIntakeJournal opens the journal in dir, ingests what an earlier run
+// left in it and starts the ingester.
+func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync bool) error {
+	j, err := journal.Open(dir, journal.Options{NoSync: noSync})
+	if err != nil {
+		return err
+	}
+	reader, err := openSQLiteReader(logPath)
+	if err != nil {
+		j.Close()
+		return err
+	}
+	ij := &intakeJournal{
+		j: j, reader: reader, log: slog.Default(),
+		pending:  map[dedupKey]Inserted{},
+		progress: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		urgent:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	db.ij = ij
+	if err := db.recoverJournal(ctx); err != nil {
+		db.ij = nil
+		return errors.Join(err, j.Close(), reader.Close())
+	}
+	end := j.End()
+	ij.appended, ij.ingested, ij.durable = end, end, end
+	go db.ingestLoop()
+	return nil
+}
+
+// recoverJournal ingests the envelopes after the recorded position, makes
+// them durable and empties the journal.
+func (db *DB) recoverJournal(ctx context.Context) error {
+	var at struct {
+		Seg int64 `db:"seg"`
+		Off int64 `db:"off"`
+	}
+	if err := db.log.GetContext(ctx, &at, `SELECT seg, off FROM journal_state WHERE id = 1`); err != nil {
+		return fmt.Errorf("read journal position: %w", err)
+	}
+	var batch []journaled
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := db.ingest(ctx, batch, false)
+		n += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	err := db.ij.j.Replay(journal.Pos{Seg: uint64(at.Seg), Off: at.Off}, func(end journal.Pos, rec []byte) error {
+		e, err := decodeEnvelope(rec)
+		if err != nil {
+			return fmt.Errorf("journal record ending at %v: %w", end, err)
+		}
+		batch = append(batch, journaled{env: e, end: end})
+		if len(batch) == ingestBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("recover intake journal: %w", err)
+	}
+	if n > 0 {
+		// One fsynced commit covers every recovered row.
+		end := db.ij.j.End()
+		if err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error { return setJournalPos(ctx, tx, end) }); err != nil {
+			return fmt.Errorf("recover intake journal: %w", err)
+		}
+		slog.Default().Info("intake journal recovered", "envelopes", n)
+	}
+	return db.ij.j.Reset()
+}
+
+func setJournalPos(ctx context.Context, tx *sqlx.Tx, p journal.Pos) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE journal_state SET seg = ?, off = ? WHERE id = 1`, int64(p.Seg), p.Off); err != nil {
+		return fmt.Errorf("record journal position: %w", err)
+	}
+	return nil
+}
+
+// ingest copies batch into the envelope log in one transaction, fsynced
+// when durable, together with the position after its last envelope.
+func (db *DB) ingest(ctx context.Context, batch []journaled, durable bool) error {
+	insStmt, err := db.logStmt(ctx, &db.logStmts.insert, db.log, insertEnvelope)
+	if err != nil {
+		return err
+	}
+	run := runTx
+	if durable {
+		run = db.durableTx
+	}
+	return run(ctx, db.log, func(tx *sqlx.Tx) error {
+		ins, _ := bindLogStmt(ctx, tx, insStmt, insertEnvelope, false)
+		for _, b := range batch {
+			e := b.env
+			if _, err := ins.exec(ctx, e.ID, e.Channel, e.Sender, e.Peer, e.ReceivedAt.UTC(), e.Filename, e.Kind,
+				e.MessageType, e.ControlID, e.DedupKey, e.SHA256, e.Status, e.Error, e.ACK, e.Raw); err != nil {
+				return fmt.Errorf("ingest envelope: %w", err)
+			}
+		}
+		return setJournalPos(ctx, tx, batch[len(batch)-1].end)
+	})
+}
+
+// ingestLoop copies appended envelopes into the log until the store closes,
+// then copies the rest and empties the journal.
+func (db *DB) ingestLoop() {
+	ij := db.ij
+	defer close(ij.done)
+	backoff := 50 * time.Millisecond
+	for {
+		stopping := false
+		select {
+		case <-ij.kick:
+		case <-ij.urgent:
+		case <-ij.stop:
+			stopping = true
+		}
+		if !stopping {
+			ij.gather()
+		}
+		for {
+			ij.mu.Lock()
+			n := min(len(ij.queue), ingestBatch)
+			if ij.held && !stopping {
+				n = 0
+			}
+			batch := ij.queue[:n:n]
+			ij.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			end := batch[n-1].end
+			// The commit that completes a segment is fsynced, so that
+			// the segment can go.
+			durable := end.Seg > ij.durable.Seg
+			err := db.ingest(context.Background(), batch, durable)
+			if err != nil {
+				ij.mu.Lock()
+				ij.ingestErr = err
+				ij.mu.Unlock()
+				ij.log.Error("intake journal: copying envelopes into the log failed; retrying", "err", err)
+				if stopping {
+					return // they stay in the journal for the next start
+				}
+				select {
+				case <-time.After(backoff):
+				case <-ij.stop:
+					stopping = true
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			backoff = 50 * time.Millisecond
+			ij.mu.Lock()
+			ij.ingestErr = nil
+			ij.queue = ij.queue[n:]
+			for _, b := range batch {
+				delete(ij.pending, dedupKey{b.env.Sender, b.env.DedupKey})
+			}
+			ij.ingested = end
+			if durable {
+				ij.durable = end
+			}
+			close(ij.progress)
+			ij.progress = make(chan struct{})
+			ij.mu.Unlock()
+			if durable {
+				if err := ij.j.Release(end); err != nil {
+					ij.log.Error("intake journal: release segments", "err", err)
+				}
+			}
+		}
+		if stopping {
+			db.closeJournal()
+			return
+		}
+	}
+}
+
+// gather waits up to ingestDelay for more envelopes, unless a batch is
+// already full or a reader asks for them.
+func (ij *intakeJournal) gather() {
+	ij.mu.Lock()
+	n := len(ij.queue)
+	ij.mu.Unlock()
+	if n >= ingestBatch {
+		return
+	}
+	t := time.NewTimer(ingestDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ij.urgent:
+	case <-ij.stop:
+	}
+}
+
+// closeJournal makes everything ingested durable and empties the journal
+// (at a clean shutdown, once the queue is empty).
+func (db *DB) closeJournal() {
+	ij := db.ij
+	ij.mu.Lock()
+	end := ij.ingested
+	ij.mu.Unlock()
+	err := db.durableTx(context.Background(), db.log, func(tx *sqlx.Tx) error { return setJournalPos(context.Background(), tx, end) })
+	if err == nil {
+		err = ij.j.Reset()
+	}
+	if err != nil {
+		ij.log.Error("intake journal: final checkpoint failed; the next start recovers from the journal", "err", err)
+	}
+}
+
+// shutdown stops intake through the journal, waits for the ingester to
+// finish and closes the files.
+func (ij *intakeJournal) shutdown() error {
+	ij.insert.Lock()
+	ij.mu.Lock()
+	already := ij.closed
+	ij.closed = true
+	ij.mu.Unlock()
+	ij.insert.Unlock()
+	if already {
+		<-ij.done
+		return nil
+	}
+	close(ij.stop)
+	<-ij.done
+	return errors.Join(ij.first.close(), ij.reader.Close(), ij.j.Close())
+}
+
+// insertJournaled is InsertEnvelopes on the embedded store.
+func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
+	ij := db.ij
+	ij.insert.Lock()
+	defer ij.insert.Unlock()
+	ij.mu.Lock()
+	closed := ij.closed
+	ij.mu.Unlock()
+	if closed {
+		return nil, errors.New("store closed")
+	}
+	out := make([]Inserted, len(envs))
+	recs := make([][]byte, 0, len(envs))
+	fresh := make([]int, 0, len(envs))
+	var inBatch map[dedupKey]int
+	for i, e := range envs {
+		k := dedupKey{e.Sender, e.DedupKey}
+		if first, ok := inBatch[k]; ok {
+			out[i] = out[first]
+			out[i].Duplicate = true
+			continue
+		}
+		dup, found, err := db.findEnvelope(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out[i] = dup
+		} else {
+			out[i] = Inserted{ID: e.ID, Status: e.Status, Error: e.Error, ACK: e.ACK}
+			recs = append(recs, encodeEnvelope(e))
+			fresh = append(fresh, i)
+		}
+		if len(envs) > 1 {
+			if inBatch == nil {
+				inBatch = map[dedupKey]int{}
+			}
+			inBatch[k] = i
+		}
+	}
+	if len(recs) == 0 {
+		return out, nil
+	}
+	// The ingester may split a batch, so each record needs its own end
+	// position; they follow from the last one and the record sizes.
+	end, err := ij.j.Append(recs...)
+	if err != nil {
+		return nil, fmt.Errorf("insert envelope: %w", err)
+	}
+	ends := recordEnds(end, recs)
+	ij.mu.Lock()
+	for n, i := range fresh {
+		e := envs[i]
+		ij.pending[dedupKey{e.Sender, e.DedupKey}] = out[i]
+		ij.queue = append(ij.queue, journaled{env: e, end: ends[n]})
+	}
+	ij.appended = end
+	ij.mu.Unlock()
+	select {
+	case ij.kick <- struct{}{}:
+	default:
+	}
+	return out, nil
+}
+
+// recordEnds gives the position after each of recs, appended together so
+// that the last ends at end (one Append never spans segments).
+func recordEnds(end journal.Pos, recs [][]byte) []journal.Pos {
+	ends := make([]journal.Pos, len(recs))
+	off := end.Off
+	for i := len(recs) - 1; i >= 0; i-- {
+		ends[i] = journal.Pos{Seg: end.Seg, Off: off}
+		off -= journal.RecordOverhead + int64(len(recs[i]))
+	}
+	return ends
+}
+
+// findEnvelope looks k up among the envelopes appended but not yet
+// ingested, then in the log. The ingester forgets a pending envelope only
+// after its row has committed, so one of the two always has it.
+func (db *DB) findEnvelope(ctx context.Context, k dedupKey) (Inserted, bool, error) {
+	ij := db.ij
+	ij.mu.Lock()
+	p, ok := ij.pending[k]
+	ij.mu.Unlock()
+	if ok {
+		p.Duplicate = true
+		return p, true, nil
+	}
+	st, err := ij.first.get(ctx, ij.reader, firstEnvelope)
+	if err != nil {
+		return Inserted{}, false, err
+	}
+	var first struct {
+		ID     string `db:"id"`
+		Status string `db:"status"`
+		Error  string `db:"error"`
+		ACK    []byte `db:"ack"`
+	}
+	switch err := st.GetContext(ctx, &first, k.sender, k.key); {
+	case errors.Is(err, sql.ErrNoRows):
+		return Inserted{}, false, nil
+	case err != nil:
+		return Inserted{}, false, fmt.Errorf("read duplicate envelope: %w", err)
+	}
+	return Inserted{Duplicate: true, ID: first.ID, Status: first.Status, Error: first.Error, ACK: first.ACK}, true, nil
+}
+
+// visible waits until every envelope appended before the call is in the
+// log (at most visibleWait), so a read sees what was received before it,
+// and has the ingester copy them at once.
+func (db *DB) visible(ctx context.Context) error { return db.waitIngested(ctx, true) }
+
+// waitIngested is visible; without urgent the ingester keeps gathering (the
+// processing pipeline's poll: it is woken for each commit, and gathering
+// lets it take the envelopes in runs).
+func (db *DB) waitIngested(ctx context.Context, urgent bool) error {
+	ij := db.ij
+	if ij == nil {
+		return nil
+	}
+	ij.mu.Lock()
+	target := ij.appended
+	var timeout <-chan time.Time
+	for ij.ingested.Less(target) && !ij.closed {
+		ch := ij.progress
+		ij.mu.Unlock()
+		if urgent {
+			select {
+			case ij.urgent <- struct{}{}:
+			default:
+			}
+		}
+		if timeout == nil {
+			t := time.NewTimer(visibleWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ij.mu.Lock()
+	}
+	ij.mu.Unlock()
+	return nil
+}
+
+// journalErr reports a journal that stopped or an ingester that is failing.
+func (db *DB) journalErr() error {
+	ij := db.ij
+	if ij == nil {
+		return nil
+	}
+	if err := ij.j.Err(); err != nil {
+		return err
+	}
+	ij.mu.Lock()
+	defer ij.mu.Unlock()
+	return ij.ingestErr
+}
+
+// Journal encoding of an envelope: a version byte, then each field in a
+// fixed order: strings and byte slices as a uvarint length and the bytes
+// (byte slices with a leading presence byte, so that nil stays NULL), the
+// time as a varint of Unix nanoseconds.
+const envelopeRecordV1 = 1
+
+func encodeEnvelope(e *Envelope) []byte {
+	n := 32 + len(e.ID) + len(e.Channel) + len(e.Sender) + len(e.Peer) + len(e.Filename) + len(e.Kind) +
+		len(e.MessageType) + len(e.ControlID) + len(e.DedupKey) + len(e.SHA256) + len(e.Status) + len(e.Error) +
+		len(e.ACK) + len(e.Raw) + 16*binary.MaxVarintLen64
+	b := make([]byte, 0, n)
+	b = append(b, envelopeRecordV1)
+	for _, s := range []string{e.ID, e.Channel, e.Sender, e.Peer} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendVarint(b, e.ReceivedAt.UnixNano())
+	for _, s := range []string{e.Filename, e.Kind, e.MessageType, e.ControlID, e.DedupKey, e.SHA256, e.Status, e.Error} {
+		b = appendString(b, s)
+	}
+	b = appendBytes(b, e.ACK)
+	return appendBytes(b, e.Raw)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+var errShortRecord = errors.New("envelope record ends early")
+
+func decodeEnvelope(b []byte) (*Envelope, error) {
+	if len(b) == 0 || b[0] != envelopeRecordV1 {
+		return nil, fmt.Errorf("unknown envelope record version")
+	}
+	d := decoder{b: b[1:]}
+	e := &Envelope{}
+	for _, p := range []*string{&e.ID, &e.Channel, &e.Sender, &e.Peer} {
+		*p = d.string()
+	}
+	ns, k := binary.Varint(d.b)
+	if k <= 0 {
+		return nil, errShortRecord
+	}
+	d.b = d.b[k:]
+	e.ReceivedAt = time.Unix(0, ns).UTC()
+	for _, p := range []*string{&e.Filename, &e.Kind, &e.MessageType, &e.ControlID, &e.DedupKey, &e.SHA256, &e.Status, &e.Error} {
+		*p = d.string()
+	}
+	e.ACK = d.bytes()
+	e.Raw = d.bytes()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("envelope record has %d bytes too many", len(d.b))
+	}
+	return e, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) take() []byte {
+	if d.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)-k) {
+		d.err = errShortRecord
+		return nil
+	}
+	p := d.b[k : k+int(n)]
+	d.b = d.b[k+int(n):]
+	return p
+}
+
+func (d *decoder) string() string { return string(d.take()) }
+
+func (d *decoder) bytes() []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) == 0 {
+		d.err = errShortRecord
+		return nil
+	}
+	present := d.b[0]
+	d.b = d.b[1:]
+	if present == 0 {
+		return nil
+	}
+	p := d.take()
+	if p == nil {
+		return nil
+	}
+	return append([]byte{}, p...)
+}
+
+// journalDir is where the embedded store keeps its intake journal.
+func journalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }

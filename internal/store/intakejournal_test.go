@@ -1,0 +1,240 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// copyDir copies a data directory file by file: with the store still open
+// this is what a crash would leave on disk, as far as the files' contents
+// go.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if info.IsDir() {
+			return os.MkdirAll(dst, 0o700)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(dst)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func holdIngest(db *DB, hold bool) {
+	db.ij.mu.Lock()
+	db.ij.held = hold
+	db.ij.mu.Unlock()
+}
+
+// TestJournalCrashRecovery: envelopes acknowledged but not yet copied into
+// the log survive a crash: the next start copies them, once, and answers
+// their duplicates with the first reply.
+func TestJournalCrashRecovery(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Some envelopes reach the log, the rest stay in the journal only.
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("a1", "A", "1"), env("a2", "A", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetEnvelope(ctx, "a2"); err != nil {
+		t.Fatal(err)
+	}
+	holdIngest(db, true)
+	var journalOnly []*Envelope
+	for i := 3; i <= 40; i++ {
+		e := env(fmt.Sprint("a", i), "A", fmt.Sprint(i))
+		if i%7 == 0 {
+			e.ACK = nil // stays NULL
+		}
+		journalOnly = append(journalOnly, e)
+	}
+	if _, err := db.InsertEnvelopes(ctx, journalOnly[:20]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.InsertEnvelopes(ctx, journalOnly[20:]); err != nil {
+		t.Fatal(err)
+	}
+	// A retransmission of a journal-only envelope is a duplicate already.
+	res, err := db.InsertEnvelopes(ctx, []*Envelope{env("again", "A", "5")})
+	if err != nil || !res[0].Duplicate || res[0].ID != "a5" {
+		t.Fatalf("duplicate of a journalled envelope: %+v %v", res, err)
+	}
+	var inLog int
+	if err := db.log.Get(&inLog, `SELECT COUNT(*) FROM envelopes`); err != nil || inLog != 2 {
+		t.Fatalf("log holds %d envelopes before the crash, want 2 (%v)", inLog, err)
+	}
+
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	re, err := Open(ctx, Options{DataDir: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	counts, err := re.CountEnvelopes(ctx)
+	if err != nil || counts["received"] != 40 {
+		t.Fatalf("after recovery: %v %v, want 40 received", counts, err)
+	}
+	for _, want := range journalOnly {
+		got, err := re.GetEnvelope(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("%s after recovery: %v", want.ID, err)
+		}
+		if got.Sender != want.Sender || got.DedupKey != want.DedupKey || !bytes.Equal(got.Raw, want.Raw) ||
+			!reflect.DeepEqual(got.ACK, want.ACK) || !got.ReceivedAt.Equal(want.ReceivedAt.Truncate(time.Microsecond)) && !got.ReceivedAt.Equal(want.ReceivedAt) {
+			t.Fatalf("%s after recovery: %+v, want %+v", want.ID, got, want)
+		}
+	}
+	res, err = re.InsertEnvelopes(ctx, []*Envelope{env("late", "A", "33"), env("new", "A", "41")})
+	if err != nil || !res[0].Duplicate || res[0].ID != "a33" || res[1].Duplicate {
+		t.Fatalf("after recovery: %+v %v", res, err)
+	}
+	segs, _ := os.ReadDir(journalDir(crashed))
+	if len(segs) != 1 {
+		t.Fatalf("after recovery the journal holds %d segments, want 1 (fresh)", len(segs))
+	}
+	// Recovering the same crash image a second time must not add anything.
+	re.Close()
+	again, err := Open(ctx, Options{DataDir: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if counts, err := again.CountEnvelopes(ctx); err != nil || counts["received"] != 41 {
+		t.Fatalf("after a second start: %v %v, want 41", counts, err)
+	}
+}
+
+// TestJournalDuplicatesInOneBatch: a message and its retransmission in one
+// group commit are stored once.
+func TestJournalDuplicatesInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.InsertEnvelopes(ctx, []*Envelope{env("x1", "A", "1"), env("x2", "B", "1"), env("x3", "A", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Duplicate || res[1].Duplicate || !res[2].Duplicate || res[2].ID != "x1" || string(res[2].ACK) != "ACK-x1" {
+		t.Fatalf("results %+v", res)
+	}
+	counts, err := db.CountEnvelopes(ctx)
+	if err != nil || counts["received"] != 2 {
+		t.Fatalf("%v %v", counts, err)
+	}
+}
+
+// TestJournalCleanShutdown: a clean close leaves every envelope in the log
+// and an empty journal behind.
+func TestJournalCleanShutdown(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdIngest(db, true)
+	for i := 0; i < 10; i++ {
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env(fmt.Sprint("c", i), "C", fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("late", "C", "late")}); err == nil {
+		t.Fatal("insert after close succeeded")
+	}
+	log, err := openSQLite(filepath.Join(dir, "intake.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var n int
+	if err := log.Get(&n, `SELECT COUNT(*) FROM envelopes`); err != nil || n != 10 {
+		t.Fatalf("log holds %d after a clean close (%v), want 10", n, err)
+	}
+	j, err := os.ReadDir(journalDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range j {
+		info, _ := f.Info()
+		b, _ := os.ReadFile(filepath.Join(journalDir(dir), f.Name()))
+		if info.Size() > 0 && bytes.Count(b[16:], []byte{0}) != len(b)-16 {
+			t.Fatalf("journal segment %s still holds records after a clean close", f.Name())
+		}
+	}
+}
+
+func TestEnvelopeRecordRoundTrip(t *testing.T) {
+	e := env("id1", "S", "k")
+	e.Peer, e.Filename, e.Error = "10.0.0.1:5000", "f.hl7", "bad PID-7"
+	e.ACK = nil
+	e.Raw = []byte{}
+	got, err := decodeEnvelope(encodeEnvelope(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ACK != nil || got.Raw == nil || !got.ReceivedAt.Equal(e.ReceivedAt) {
+		t.Fatalf("nil/empty/time not kept: %+v", got)
+	}
+	got.ReceivedAt, e.ReceivedAt = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, e) {
+		t.Fatalf("round trip: %+v, want %+v", got, e)
+	}
+	b := encodeEnvelope(e)
+	for i := 0; i < len(b); i++ {
+		if _, err := decodeEnvelope(b[:i]); err == nil {
+			t.Fatalf("a record cut to %d of %d bytes decoded", i, len(b))
+		}
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(encodeEnvelope(env("id", "S", "1")))
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEnvelope(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeEnvelope(encodeEnvelope(e))
+		if err != nil || !reflect.DeepEqual(again, e) {
+			t.Fatalf("re-encoding %+v gave %+v, %v", e, again, err)
+		}
+	})
+}
