@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/journal"
@@ -58,9 +59,14 @@ type intakeJournal struct {
 	j      *journal.Journal
 	reader *sqlx.DB // a read-only handle on the log, for duplicate lookups
 	first  lazyStmt // its prepared duplicate lookup
-	log    *slog.Logger
+	filter *dedupFilter
+	// filling is cancelled at shutdown; filled is closed when filling ends.
+	cancelFill context.CancelFunc
+	filled     chan struct{}
+	log        *slog.Logger
 
-	insert sync.Mutex // one InsertEnvelopes at a time: check, append, publish
+	insert  sync.Mutex   // one InsertEnvelopes at a time: check, append, publish
+	lookups atomic.Int64 // duplicate lookups that reached the log (tests)
 
 	mu        sync.Mutex
 	pending   map[dedupKey]Inserted // appended, not yet ingested
@@ -107,6 +113,18 @@ func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync
 	}
 	end := j.End()
 	ij.appended, ij.ingested, ij.durable = end, end, end
+	var keys int64
+	if err := reader.GetContext(ctx, &keys, `SELECT COUNT(*) FROM envelopes`); err != nil {
+		db.ij = nil
+		return errors.Join(fmt.Errorf("count envelopes: %w", err), j.Close(), reader.Close())
+	}
+	ij.filter = newDedupFilter(keys)
+	fctx, cancel := context.WithCancel(context.Background())
+	ij.cancelFill, ij.filled = cancel, make(chan struct{})
+	go func() {
+		defer close(ij.filled)
+		ij.filter.fill(fctx, reader, ij.log)
+	}()
 	go db.ingestLoop()
 	return nil
 }
@@ -316,6 +334,8 @@ func (ij *intakeJournal) shutdown() error {
 	}
 	close(ij.stop)
 	<-ij.done
+	ij.cancelFill()
+	<-ij.filled
 	return errors.Join(ij.first.close(), ij.reader.Close(), ij.j.Close())
 }
 
@@ -372,6 +392,7 @@ func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted
 	ij.mu.Lock()
 	for n, i := range fresh {
 		e := envs[i]
+		ij.filter.add(dedupKey{e.Sender, e.DedupKey})
 		ij.pending[dedupKey{e.Sender, e.DedupKey}] = out[i]
 		ij.queue = append(ij.queue, journaled{env: e, end: ends[n]})
 	}
@@ -408,6 +429,10 @@ func (db *DB) findEnvelope(ctx context.Context, k dedupKey) (Inserted, bool, err
 		p.Duplicate = true
 		return p, true, nil
 	}
+	if ij.filter.ready.Load() && !ij.filter.mayContain(k) {
+		return Inserted{}, false, nil
+	}
+	ij.lookups.Add(1)
 	st, err := ij.first.get(ctx, ij.reader, firstEnvelope)
 	if err != nil {
 		return Inserted{}, false, err

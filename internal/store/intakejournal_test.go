@@ -238,3 +238,67 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func TestDedupFilter(t *testing.T) {
+	f := newDedupFilter(0)
+	for i := 0; i < 50000; i++ {
+		f.add(dedupKey{"S", fmt.Sprint("msh10:", i)})
+	}
+	fp := 0
+	for i := 0; i < 50000; i++ {
+		if !f.mayContain(dedupKey{"S", fmt.Sprint("msh10:", i)}) {
+			t.Fatalf("key %d added but not found", i)
+		}
+		if f.mayContain(dedupKey{"T", fmt.Sprint("msh10:", i)}) {
+			fp++
+		}
+	}
+	if fp > 500 {
+		t.Fatalf("%d false positives in 50,000", fp)
+	}
+	if big := newDedupFilter(10_000_000); big.mask+1 < 200_000_000 {
+		t.Fatalf("a filter for 10 M keys has %d bits", big.mask+1)
+	}
+}
+
+// TestDuplicateAfterRestart: once the filter is built from the log, a new
+// message costs no lookup and an old one is still recognised.
+func TestDuplicateAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env(fmt.Sprint("r", i), "R", fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db, err = Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	<-db.ij.filled
+	if !db.ij.filter.ready.Load() {
+		t.Fatal("filter not ready")
+	}
+	before := db.ij.lookups.Load()
+	for i := 100; i < 150; i++ {
+		res, err := db.InsertEnvelopes(ctx, []*Envelope{env(fmt.Sprint("r", i), "R", fmt.Sprint(i))})
+		if err != nil || res[0].Duplicate {
+			t.Fatalf("new envelope %d: %+v %v", i, res, err)
+		}
+	}
+	if n := db.ij.lookups.Load() - before; n > 3 {
+		t.Fatalf("%d of 50 new envelopes were looked up in the log", n)
+	}
+	for _, i := range []int{0, 57, 99, 120} {
+		res, err := db.InsertEnvelopes(ctx, []*Envelope{env("again", "R", fmt.Sprint(i))})
+		if err != nil || !res[0].Duplicate || res[0].ID != fmt.Sprint("r", i) {
+			t.Fatalf("resent %d: %+v %v", i, res, err)
+		}
+	}
+}
