@@ -2,14 +2,16 @@
 GO      ?= go
 BIN     := bin/hiegw
 PG_DSN  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
 
 .PHONY: run build test test-postgres interop fuzz bench vet fmt clean
 
 run: ## run the gateway on its embedded defaults (127.0.0.1; data in ./data)
-	$(GO) run ./cmd/hiegw serve
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/hiegw serve
 
 build:
-	$(GO) build -o $(BIN) ./cmd/hiegw
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hiegw
 
 vet:
 	$(GO) vet ./...

@@ -19,6 +19,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting hiegw", "version", version, "data_dir", cfg.DataDir)
+	cfg.Version = version
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		return err

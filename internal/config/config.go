@@ -95,6 +95,9 @@ type AckRoute struct {
 
 // Config is the whole configuration.
 type Config struct {
+	// Version is the running binary's version (set by the command, not
+	// read from the file); the console shows it.
+	Version string `yaml:"-"`
 	DataDir string `yaml:"data_dir"`
 	Log     struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error

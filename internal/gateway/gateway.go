@@ -337,7 +337,7 @@ func (g *Gateway) startHTTP() error {
 	}
 	// The analysts' console (static files under /console/ and the JSON it reads).
 	for pattern, ch := range api.Console(g.db, api.ConsoleOptions{Mappings: g.maps.Current, Gatherer: g.reg,
-		Started: time.Now(), Listeners: g.consoleListeners}) {
+		Started: time.Now(), Listeners: g.consoleListeners, Version: g.cfg.Version}) {
 		extra[pattern] = ch
 	}
 	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Rescan, Logger: g.log,
