@@ -495,6 +495,18 @@ func (db *DB) waitIngested(ctx context.Context, urgent bool) error {
 	return nil
 }
 
+// JournalBacklog is how many envelopes the embedded store has received
+// through its journal and not yet copied into the message log (0 on
+// PostgreSQL).
+func (db *DB) JournalBacklog() int {
+	if db.ij == nil {
+		return 0
+	}
+	db.ij.mu.Lock()
+	defer db.ij.mu.Unlock()
+	return len(db.ij.queue)
+}
+
 // journalErr reports a journal that stopped or an ingester that is failing.
 func (db *DB) journalErr() error {
 	ij := db.ij

@@ -89,6 +89,9 @@ func TestJournalCrashRecovery(t *testing.T) {
 	if err != nil || !res[0].Duplicate || res[0].ID != "a5" {
 		t.Fatalf("duplicate of a journalled envelope: %+v %v", res, err)
 	}
+	if n := db.JournalBacklog(); n != 38 {
+		t.Fatalf("journal backlog %d, want 38", n)
+	}
 	var inLog int
 	if err := db.log.Get(&inLog, `SELECT COUNT(*) FROM envelopes`); err != nil || inLog != 2 {
 		t.Fatalf("log holds %d envelopes before the crash, want 2 (%v)", inLog, err)
