@@ -92,3 +92,34 @@ func TestAckAddrFromFile(t *testing.T) {
 		t.Fatalf("sender %+v", s)
 	}
 }
+
+// TestAppAckDelivery: the delivery settings default to the documented
+// values, are read from the file, and a nonsensical one is refused by name.
+func TestAppAckDelivery(t *testing.T) {
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a := d.MLLP.AppAck; a.ReplyTimeout.String() != "30s" || a.MinBackoff.String() != "1s" || a.MaxBackoff.String() != "5m0s" {
+		t.Fatalf("defaults %+v", a)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("mllp:\n  app_ack:\n    reply_timeout: 5s\n    min_backoff: 200ms\n    max_backoff: 1m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load([]string{"--config", path}, env(nil), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.MLLP.AppAck; a.ReplyTimeout.String() != "5s" || a.MinBackoff.String() != "200ms" || a.MaxBackoff.String() != "1m0s" {
+		t.Fatalf("from the file: %+v", a)
+	}
+	c.MLLP.AppAck.MaxBackoff = Duration(100 * 1e6)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "mllp.app_ack.max_backoff: 100ms is shorter than min_backoff 200ms") {
+		t.Fatalf("max below min: %v", err)
+	}
+	c.MLLP.AppAck.ReplyTimeout = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "mllp.app_ack: reply_timeout, min_backoff and max_backoff must be positive") {
+		t.Fatalf("zero timeout: %v", err)
+	}
+}

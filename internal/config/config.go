@@ -119,6 +119,12 @@ type Config struct {
 		// acknowledgements of senders named by MSH-4/MSH-3 rather than by
 		// a client certificate.
 		AckRoutes []AckRoute `yaml:"ack_routes"`
+		// AppAck tunes the delivery of application acknowledgements.
+		AppAck struct {
+			ReplyTimeout Duration `yaml:"reply_timeout"` // connect, send and read the sender's answer
+			MinBackoff   Duration `yaml:"min_backoff"`   // first wait after a failed delivery; doubles
+			MaxBackoff   Duration `yaml:"max_backoff"`   // longest wait between attempts
+		} `yaml:"app_ack"`
 	} `yaml:"mllp"`
 	HTTP struct {
 		Addr string `yaml:"addr"`
@@ -201,6 +207,9 @@ func Default() *Config {
 	c.MLLP.MaxMessageBytes = 4 << 20
 	c.MLLP.IdleTimeout = Duration(5 * time.Minute)
 	c.MLLP.ReadTimeout = Duration(30 * time.Second)
+	c.MLLP.AppAck.ReplyTimeout = Duration(30 * time.Second)
+	c.MLLP.AppAck.MinBackoff = Duration(time.Second)
+	c.MLLP.AppAck.MaxBackoff = Duration(5 * time.Minute)
 	c.MLLP.MaxConnections = 256
 	c.HTTP.Addr = "127.0.0.1:8080"
 	c.SFTP.Addr = "127.0.0.1:2222"
@@ -353,6 +362,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MLLP.IdleTimeout <= 0 || c.MLLP.ReadTimeout <= 0 {
 		bad("mllp.idle_timeout/read_timeout", "must be positive")
+	}
+	if a := c.MLLP.AppAck; a.ReplyTimeout <= 0 || a.MinBackoff <= 0 || a.MaxBackoff <= 0 {
+		bad("mllp.app_ack", "reply_timeout, min_backoff and max_backoff must be positive (are %s, %s, %s)",
+			a.ReplyTimeout, a.MinBackoff, a.MaxBackoff)
+	} else if a.MaxBackoff < a.MinBackoff {
+		bad("mllp.app_ack.max_backoff", "%s is shorter than min_backoff %s", a.MaxBackoff, a.MinBackoff)
 	}
 	for i, a := range c.MLLP.Allow {
 		if _, err := netip.ParsePrefix(a); err != nil {

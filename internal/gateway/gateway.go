@@ -121,7 +121,9 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log})
+	aa := cfg.MLLP.AppAck
+	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log,
+		ReplyTimeout: time.Duration(aa.ReplyTimeout), MinBackoff: time.Duration(aa.MinBackoff), MaxBackoff: time.Duration(aa.MaxBackoff)})
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped}, CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect,
