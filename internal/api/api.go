@@ -52,6 +52,8 @@ type Options struct {
 	Checks   []Check
 	// OnRequeue is called after envelopes are requeued (wakes the pipeline).
 	OnRequeue func()
+	// Pipeline, when set, serves /api/v1/pipeline (pause and resume).
+	Pipeline PipelineControl
 	// Extra routes mounted by other parts (mapping dry-run, MPI review...).
 	// They sit behind the same authentication; read the caller with
 	// PrincipalFrom or Actor, and audit with RequestAudit.
@@ -90,6 +92,11 @@ func Handler(st Store, o Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/stats", a.stats)
 	mux.HandleFunc("GET /api/v1/audit", a.audit)
 	mux.HandleFunc("GET /api/v1/appacks", a.listAppAcks)
+	if o.Pipeline != nil {
+		mux.HandleFunc("GET /api/v1/pipeline", a.pipelineState)
+		mux.HandleFunc("POST /api/v1/pipeline/pause", a.pausePipeline)
+		mux.HandleFunc("POST /api/v1/pipeline/resume", a.resumePipeline)
+	}
 	for pattern, h := range o.Extra {
 		mux.Handle(pattern, h)
 	}

@@ -342,7 +342,7 @@ func (g *Gateway) startHTTP() error {
 		Started: time.Now(), Listeners: g.consoleListeners, Version: g.cfg.Version}) {
 		extra[pattern] = ch
 	}
-	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Rescan, Logger: g.log,
+	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Rescan, Pipeline: g.pipe, Logger: g.log,
 		Extra: extra, Tokens: apiTokens(g.cfg.HTTP.Tokens), Registerer: g.reg})
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Addr)
 	if err != nil {

@@ -109,6 +109,10 @@ type Pipeline struct {
 	rescan   atomic.Bool
 	mu       sync.Mutex
 	inflight map[string]bool
+
+	pmu         sync.Mutex // guards pause
+	pause       pauseState
+	pausedGauge prometheus.Gauge
 }
 
 // New makes a pipeline.
@@ -132,9 +136,11 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 			Help: "Envelopes whose processing failed, by kind."}, []string{"kind"}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_pipeline_envelope_seconds",
 			Help: "Time to process one envelope.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		pausedGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hiegw_pipeline_paused",
+			Help: "1 while an operator has paused processing (messages are still received and acknowledged)."}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(p.processed, p.failed, p.seconds)
+		o.Registerer.MustRegister(p.processed, p.failed, p.seconds, p.pausedGauge)
 	}
 	return p
 }
@@ -166,7 +172,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 			defer wg.Done()
 			for e := range ch {
 				run := p.take(ch, e)
-				p.processRun(ctx, run)
+				if p.gate(ctx) {
+					p.processRun(ctx, run)
+				} // else shutting down while paused: the run stays pending for the next start
 				p.mu.Lock()
 				for _, e := range run {
 					delete(p.inflight, e.ID)
@@ -187,6 +195,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 	defer t.Stop()
 	ticks := 0
 	for {
+		if !p.gate(ctx) {
+			return
+		}
 		if p.rescan.Swap(false) {
 			cursor = 0
 		}
