@@ -139,6 +139,12 @@ type Config struct {
 		MaxFileBytes       int64         `yaml:"max_file_bytes"`
 		MaxFilesPerSession int           `yaml:"max_files_per_session"`
 		Accounts           []SFTPAccount `yaml:"accounts"`
+		// MaxAuthFailures failed logins from one client address within
+		// AuthFailureWindow lock that address out for AuthLockout: its new
+		// connections are closed at once. 0 turns throttling off.
+		MaxAuthFailures   int      `yaml:"max_auth_failures"`
+		AuthFailureWindow Duration `yaml:"auth_failure_window"`
+		AuthLockout       Duration `yaml:"auth_lockout"`
 	} `yaml:"sftp"`
 	Broker struct {
 		Addr      string   `yaml:"addr"` // embedded broker; unused when kafka.brokers is set
@@ -215,6 +221,9 @@ func Default() *Config {
 	c.SFTP.Addr = "127.0.0.1:2222"
 	c.SFTP.MaxFileBytes = 32 << 20
 	c.SFTP.MaxFilesPerSession = 10000
+	c.SFTP.MaxAuthFailures = 10
+	c.SFTP.AuthFailureWindow = Duration(10 * time.Minute)
+	c.SFTP.AuthLockout = Duration(15 * time.Minute)
 	c.Broker.Addr = "127.0.0.1:9092"
 	c.Broker.Retention = Duration(7 * 24 * time.Hour)
 	c.Kafka.DeadLetterSuffix = ".dlq"
@@ -460,7 +469,31 @@ func (c *Config) Validate() error {
 			bad(p+".password_hash", "must be a bcrypt ($2…) or argon2id ($argon2id$…) hash, never a plain password")
 		}
 	}
+	c.validateSFTPThrottle(bad)
 	return errors.Join(errs...)
+}
+
+// maxSFTPAuthFailures bounds sftp.max_auth_failures (the listener keeps
+// that many failure times per address).
+const maxSFTPAuthFailures = 100
+
+// validateSFTPThrottle checks the login throttling settings; the window and
+// the lockout matter only while throttling is on.
+func (c *Config) validateSFTPThrottle(bad func(path, format string, args ...any)) {
+	n := c.SFTP.MaxAuthFailures
+	if n < 0 || n > maxSFTPAuthFailures {
+		bad("sftp.max_auth_failures", "must be 0 (no throttling) to %d, is %d", maxSFTPAuthFailures, n)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	if c.SFTP.AuthFailureWindow < Duration(time.Second) {
+		bad("sftp.auth_failure_window", "must be at least 1s while sftp.max_auth_failures is set, is %s", c.SFTP.AuthFailureWindow)
+	}
+	if c.SFTP.AuthLockout < Duration(time.Second) {
+		bad("sftp.auth_lockout", "must be at least 1s while sftp.max_auth_failures is set, is %s", c.SFTP.AuthLockout)
+	}
 }
 
 // validateAckRoutes checks mllp.ack_routes: each names one sender by the

@@ -294,13 +294,19 @@ func (g *Gateway) startSFTP() error {
 	if hostKey == "" {
 		hostKey = filepath.Join(g.cfg.DataDir, "sftp_host_ed25519_key")
 	}
+	maxAuthFailures := c.MaxAuthFailures
+	if maxAuthFailures == 0 {
+		maxAuthFailures = -1 // sftp.max_auth_failures: 0 turns throttling off; sftpd reads 0 as its default
+	}
 	s, err := sftpd.New(sftpd.Config{Addr: c.Addr, HostKeyPath: hostKey, Root: filepath.Join(g.cfg.DataDir, "sftp"),
 		Accounts: accounts, MaxFileSize: c.MaxFileBytes, MaxFilesPerSession: c.MaxFilesPerSession, Logger: g.log,
-		OnAuthFailure: g.onSFTPAuthFailure}, g.in)
+		OnAuthFailure: g.onSFTPAuthFailure, MaxAuthFailures: maxAuthFailures,
+		AuthFailureWindow: time.Duration(c.AuthFailureWindow), AuthLockout: time.Duration(c.AuthLockout)}, g.in)
 	if err != nil {
 		return fmt.Errorf("sftp: %w", err)
 	}
 	g.sftpSrv = s
+	g.registerSFTPMetrics()
 	return nil
 }
 
@@ -609,6 +615,15 @@ func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// registerSFTPMetrics exports the SFTP listener's counters.
+func (g *Gateway) registerSFTPMetrics() {
+	g.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_sftp_locked_out_connections_total",
+			Help: "SFTP connections closed on accept because their address is locked out after repeated failed logins (sftp.max_auth_failures)."},
+			func() float64 { return float64(g.sftpSrv.Stats().LockedOut) }),
+	)
 }
 
 // registerMLLPMetrics exports the MLLP listener's counters.

@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -127,6 +129,11 @@ func (p *passwordHash) verify(password []byte) bool {
 func (s *Server) checkPassword(c ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
 	s.pwSem <- struct{}{}
 	defer func() { <-s.pwSem }()
+	// Checked once the turn has come: attempts queued here when the address
+	// got locked cost no hash.
+	if s.lockedOut(c.RemoteAddr()) {
+		return nil, errAuth
+	}
 	a := s.accounts[c.User()]
 	if a == nil || a.password == nil {
 		if s.dummy != nil {
@@ -141,6 +148,9 @@ func (s *Server) checkPassword(c ssh.ConnMetadata, password []byte) (*ssh.Permis
 }
 
 func (s *Server) checkPublicKey(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if s.lockedOut(c.RemoteAddr()) {
+		return nil, errAuth
+	}
 	a := s.accounts[c.User()]
 	if a == nil {
 		return nil, errAuth
@@ -169,6 +179,57 @@ func (s *Server) logAuth(c ssh.ConnMetadata, method string, err error) {
 	s.log.Info("sftp authentication failed", "user", c.User(), "method", method, "peer", c.RemoteAddr().String())
 	if s.cfg.OnAuthFailure != nil {
 		s.cfg.OnAuthFailure(c.User(), method, c.RemoteAddr().String())
+	}
+	s.authFailed(c.RemoteAddr())
+}
+
+// lockedOut reports whether the address of a is locked out after repeated
+// failed logins.
+func (s *Server) lockedOut(a net.Addr) bool {
+	if s.throttle == nil {
+		return false
+	}
+	ip, ok := peerAddr(a)
+	if !ok {
+		return false
+	}
+	locked, rel := s.throttle.isLocked(ip)
+	s.logReleases(rel)
+	return locked
+}
+
+// authFailed counts a failed login against the address of a, and logs at
+// warn when that failure locks the address out. Addresses are not PHI; user
+// names stay out of this line.
+func (s *Server) authFailed(a net.Addr) {
+	if s.throttle == nil {
+		return
+	}
+	ip, ok := peerAddr(a)
+	if !ok {
+		return
+	}
+	ev, rel := s.throttle.fail(ip)
+	s.logReleases(rel)
+	if ev != nil {
+		s.log.Warn("sftp address locked out after repeated authentication failures", "addr", ev.addr.String(),
+			"failures", ev.failures, "window", s.throttle.window.String(), "until", ev.until.UTC().Format(time.RFC3339))
+	}
+}
+
+// authSucceeded forgets the failures of the address of a.
+func (s *Server) authSucceeded(a net.Addr) {
+	if s.throttle == nil {
+		return
+	}
+	if ip, ok := peerAddr(a); ok {
+		s.logReleases(s.throttle.success(ip))
+	}
+}
+
+func (s *Server) logReleases(rel []release) {
+	for _, r := range rel {
+		s.log.Info("sftp address released from lockout", "addr", r.addr.String(), "locked_until", r.until.UTC().Format(time.RFC3339))
 	}
 }
 

@@ -69,6 +69,7 @@ func (s *Server) handleConn(nc net.Conn) {
 		return
 	}
 	s.stats.logins.Add(1)
+	s.authSucceeded(nc.RemoteAddr())
 	s.log.Info("sftp login", "account", a.name, "peer", c.peer, "method", sc.Permissions.Extensions[extMethod])
 
 	// Global requests (tcpip-forward and the like) are all refused.

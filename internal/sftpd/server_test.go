@@ -227,6 +227,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"plain text password", func(c *Config) { c.Accounts[0].PasswordHash = "hunter2-plain" }, "PasswordHash: unsupported"},
 		{"truncated bcrypt", func(c *Config) { c.Accounts[0].PasswordHash = string(bc[:20]) }, "PasswordHash: malformed bcrypt"},
 		{"duplicate", func(c *Config) { c.Accounts = append(c.Accounts, c.Accounts[0]) }, "Accounts[1].Name: duplicate"},
+		{"too many auth failures allowed", func(c *Config) { c.MaxAuthFailures = MaxAuthFailuresLimit + 1 }, "MaxAuthFailures"},
 		{"host key readable by others", func(c *Config) {
 			p := filepath.Join(dir, "loose")
 			if _, _, err := loadOrCreateHostKey(p); err != nil {

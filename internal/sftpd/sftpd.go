@@ -72,6 +72,17 @@ type Config struct {
 	// OnAuthFailure, when set, is told of every failed login (for the audit
 	// log); it never receives the password.
 	OnAuthFailure func(user, method, peer string)
+
+	// MaxAuthFailures failed logins from one client address (any port)
+	// within AuthFailureWindow lock that address out for AuthLockout: its new
+	// connections are closed as soon as they are accepted, before the SSH
+	// handshake, and its connections still authenticating fail every further
+	// attempt. Authenticated connections are left alone. A successful login
+	// forgets the address's failures. Zero takes DefaultMaxAuthFailures; a
+	// negative value turns throttling off; at most MaxAuthFailuresLimit.
+	MaxAuthFailures   int
+	AuthFailureWindow time.Duration // DefaultAuthFailureWindow
+	AuthLockout       time.Duration // DefaultAuthLockout
 }
 
 // Defaults for the zero values of Config.
@@ -80,6 +91,12 @@ const (
 	DefaultMaxFilesPerSession = 1000
 	DefaultIdleTimeout        = 5 * time.Minute
 	DefaultRescanInterval     = time.Minute
+	DefaultMaxAuthFailures    = 10
+	DefaultAuthFailureWindow  = 10 * time.Minute
+	DefaultAuthLockout        = 15 * time.Minute
+	// MaxAuthFailuresLimit bounds MaxAuthFailures, and with it the failure
+	// times kept per address.
+	MaxAuthFailuresLimit = 100
 )
 
 const (
@@ -113,11 +130,12 @@ type Stats struct {
 	Accepted       uint64 // files intake committed, moved to processed/
 	Rejected       uint64 // files rejected (by intake, or too large when found by the rescan), moved to failed/
 	AcceptErrors   uint64 // intake errors; the file stays in inbox/ and is retried
+	LockedOut      uint64 // connections closed on accept because their address is locked out (not in Connections)
 }
 
 type counters struct {
 	connections, logins, authFailures, refused, uploads, uploadFailures,
-	accepted, rejected, acceptErrors atomic.Uint64
+	accepted, rejected, acceptErrors, lockedOut atomic.Uint64
 }
 
 // Server is an SFTP listener. Create it with New.
@@ -131,6 +149,7 @@ type Server struct {
 	accounts map[string]*account
 	dummy    *passwordHash // verified for unknown users so timing does not reveal account names
 	pwSem    chan struct{}
+	throttle *throttle // nil when throttling is off
 	stats    counters
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
@@ -173,6 +192,18 @@ func New(cfg Config, in Intake) (*Server, error) {
 	if cfg.RescanInterval <= 0 {
 		cfg.RescanInterval = DefaultRescanInterval
 	}
+	if cfg.MaxAuthFailures == 0 {
+		cfg.MaxAuthFailures = DefaultMaxAuthFailures
+	}
+	if cfg.MaxAuthFailures > MaxAuthFailuresLimit {
+		return nil, fmt.Errorf("sftpd: new: MaxAuthFailures: %d is above %d", cfg.MaxAuthFailures, MaxAuthFailuresLimit)
+	}
+	if cfg.AuthFailureWindow <= 0 {
+		cfg.AuthFailureWindow = DefaultAuthFailureWindow
+	}
+	if cfg.AuthLockout <= 0 {
+		cfg.AuthLockout = DefaultAuthLockout
+	}
 	if cfg.Root == "" {
 		return nil, errors.New("sftpd: new: Root is empty")
 	}
@@ -192,6 +223,9 @@ func New(cfg Config, in Intake) (*Server, error) {
 		stopRescan: make(chan struct{}),
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*conn]struct{}),
+	}
+	if cfg.MaxAuthFailures > 0 {
+		s.throttle = newThrottle(cfg.MaxAuthFailures, cfg.AuthFailureWindow, cfg.AuthLockout, time.Now)
 	}
 	for i, a := range cfg.Accounts {
 		acct, err := newAccount(a)
@@ -263,6 +297,7 @@ func (s *Server) Stats() Stats {
 		Accepted:       c.accepted.Load(),
 		Rejected:       c.rejected.Load(),
 		AcceptErrors:   c.acceptErrors.Load(),
+		LockedOut:      c.lockedOut.Load(),
 	}
 }
 
@@ -314,6 +349,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("sftpd: accept: %w", err)
 		}
 		delay = 0
+		if s.lockedOut(nc.RemoteAddr()) {
+			s.stats.lockedOut.Add(1)
+			s.log.Debug("sftp connection refused: address locked out", "peer", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go s.handleConn(nc)
 	}
