@@ -619,10 +619,24 @@ func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
 
 // registerSFTPMetrics exports the SFTP listener's counters.
 func (g *Gateway) registerSFTPMetrics() {
+	stat := func(name, help string, f func(sftpd.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(g.sftpSrv.Stats())) })
+	}
 	g.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_sftp_locked_out_connections_total",
-			Help: "SFTP connections closed on accept because their address is locked out after repeated failed logins (sftp.max_auth_failures)."},
-			func() float64 { return float64(g.sftpSrv.Stats().LockedOut) }),
+		stat("hiegw_sftp_locked_out_connections_total",
+			"SFTP connections closed on accept because their address is locked out after repeated failed logins (sftp.max_auth_failures).",
+			func(s sftpd.Stats) uint64 { return s.LockedOut }),
+		stat("hiegw_sftp_connections_total", "SFTP connections accepted.", func(s sftpd.Stats) uint64 { return s.Connections }),
+		stat("hiegw_sftp_logins_total", "Successful SFTP logins.", func(s sftpd.Stats) uint64 { return s.Logins }),
+		stat("hiegw_sftp_auth_failures_total", "Failed SFTP password or public-key attempts.", func(s sftpd.Stats) uint64 { return s.AuthFailures }),
+		stat("hiegw_sftp_refused_total", "SFTP requests refused by policy (paths outside the folder, links, exec, forwarding, limits).",
+			func(s sftpd.Stats) uint64 { return s.Refused }),
+		stat("hiegw_sftp_uploads_total", "SFTP uploads completed with a final name.", func(s sftpd.Stats) uint64 { return s.Uploads }),
+		stat("hiegw_sftp_upload_failures_total", "SFTP uploads aborted, too large or failing to write.", func(s sftpd.Stats) uint64 { return s.UploadFailures }),
+		stat("hiegw_sftp_files_accepted_total", "Uploaded files committed by intake and moved to processed/.", func(s sftpd.Stats) uint64 { return s.Accepted }),
+		stat("hiegw_sftp_files_rejected_total", "Uploaded files rejected and moved to failed/.", func(s sftpd.Stats) uint64 { return s.Rejected }),
+		stat("hiegw_sftp_accept_errors_total", "Uploaded files intake could not commit (left in inbox/ and retried).", func(s sftpd.Stats) uint64 { return s.AcceptErrors }),
 	)
 }
 

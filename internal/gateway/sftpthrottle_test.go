@@ -45,6 +45,18 @@ func TestSFTPLoginThrottle(t *testing.T) {
 			if got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_locked_out_connections_total"); got != want {
 				t.Fatalf("hiegw_sftp_locked_out_connections_total = %q, want %s", got, want)
 			}
+			// Without throttling three wrong passwords fail and the right one
+			// logs in; with it two wrong ones lock the address.
+			wantFail, wantLogin := "3", "1"
+			if tc.refused {
+				wantFail, wantLogin = "2", "0"
+			}
+			if got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_auth_failures_total"); got != wantFail {
+				t.Fatalf("hiegw_sftp_auth_failures_total = %q, want %s", got, wantFail)
+			}
+			if got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_logins_total"); got != wantLogin {
+				t.Fatalf("hiegw_sftp_logins_total = %q, want %s", got, wantLogin)
+			}
 		})
 	}
 }
