@@ -4,7 +4,7 @@
 package fhir
 
 import (
-	"strings"
+	"crypto/sha1"
 
 	"github.com/google/uuid"
 )
@@ -36,15 +36,24 @@ var namespace = uuid.MustParse("4f0c2b6e-6d1e-4c55-9a8e-2f7d3c1b9a10")
 // The same fact sent again gets the same id, so it updates the stored resource
 // instead of duplicating it.
 func StableID(sender, resourceType string, keys ...string) string {
-	var b strings.Builder
-	b.WriteString(sender)
-	b.WriteByte(0)
-	b.WriteString(resourceType)
+	// The name hashed is the namespace followed by sender, type and keys
+	// separated by NUL bytes (a UUIDv5, as uuid.NewSHA1 makes it), built in
+	// a stack buffer when it fits, so that an id costs one string.
+	var buf [256]byte
+	b := append(buf[:0], namespace[:]...)
+	b = append(b, sender...)
+	b = append(b, 0)
+	b = append(b, resourceType...)
 	for _, k := range keys {
-		b.WriteByte(0)
-		b.WriteString(k)
+		b = append(b, 0)
+		b = append(b, k...)
 	}
-	return uuid.NewSHA1(namespace, []byte(b.String())).String()
+	sum := sha1.Sum(b)
+	var u uuid.UUID
+	copy(u[:], sum[:])
+	u[6] = u[6]&0x0f | 5<<4 // version 5 (SHA-1, name based)
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // Bundle is a FHIR R4 Bundle.

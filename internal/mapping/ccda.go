@@ -40,9 +40,20 @@ func (st *state) resetDoc(s *Set, p *profile, sender string, doc *ccda.Document)
 	*st = state{set: s, p: p, sender: sender, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
 		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]},
-		doc: doc, root: doc.Root(), node: doc.Root()}
+		doc: doc, root: doc.Root(), node: doc.Root(), elems: st.elems[:0], seen: st.seen}
 	clear(st.produced[:cap(st.produced)])
+	clear(st.elems[:cap(st.elems)]) // let the last document's elements go
 	st.vmEnv = exprEnv{Ctx: st}
+}
+
+// docElements lists the document's elements in document order, once per
+// document (docElements in xpath.go), for the // steps from the document
+// node of each: paths.
+func (st *state) docElements() []*etree.Element {
+	if len(st.elems) == 0 {
+		st.elems = docElements(st.elems, st.root)
+	}
+	return st.elems
 }
 
 // matchDoc finds the entry for a document of LOINC type code: CCDA^code,
@@ -64,7 +75,7 @@ func (st *state) produceDoc(rr *resRule) error {
 	nodes := []*etree.Element{st.root}
 	if rr.xeach != nil {
 		nodes = nodes[:0]
-		for _, n := range rr.xeach.nodes(st.root, nil) {
+		for _, n := range rr.xeach.nodesIn(st.root, nil, st.docElements()) {
 			nodes = append(nodes, n.e)
 		}
 	}
@@ -102,7 +113,7 @@ func (st *state) produceDoc(rr *resRule) error {
 			return &MapError{Location: st.doc.Path(node), Field: rr.typ + ".id", Rule: rr.pos, Code: CodeRequiredMissing,
 				Msg: "no source key to identify the resource (required field missing)"}
 		}
-		res := fhir.New(rr.typ, fhir.StableID(st.sender, rr.typ, keys...))
+		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
 		for _, er := range rr.elems {
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
 				return err
@@ -144,6 +155,7 @@ func (st *state) produceDoc(rr *resRule) error {
 			st.warnings = append(st.warnings, fmt.Sprintf("%s from %s has the same source keys as an earlier, different one (rule %s); identified by its position instead",
 				later.Type(), st.doc.Path(laterNode), laterRule.pos))
 		}
+		rr.made(res)
 		st.produced = append(st.produced, produced{rule: rr.name, seg: -1, res: res, rr: rr, ref: res.Ref(), node: node})
 	}
 	st.node = st.root
@@ -324,7 +336,7 @@ func (st *state) iterateDoc(a *alt, er *elemRule, field string) (any, error) {
 		return nil, nil
 	}
 	var out []any
-	for _, n := range a.xeach.nodes(st.root, saved) {
+	for _, n := range a.xeach.nodesIn(st.root, saved, st.docElements()) {
 		st.node = n.e
 		v, err := st.evalOne(a, er, field)
 		if err != nil {

@@ -111,7 +111,7 @@ func (st *state) allNodes(a any) ([]xnode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return xp.nodes(st.root, st.node), nil
+	return xp.nodesIn(st.root, st.node, st.docElements()), nil
 }
 
 func (st *state) build(ns []xnode, build func(n xnode) (any, error)) (any, error) {

@@ -56,6 +56,10 @@ type program struct {
 	// the commonest form, is run directly without the VM.
 	direct *fnSpec
 	args   []any
+	// pruned: the direct call's value is already pruned (a clean function,
+	// or a list made by buildEach), so that prune would give it back
+	// unchanged.
+	pruned bool
 	// Other calls of our functions and simple conditions on them are
 	// walked as a tree (direct.go).
 	tree *tree
@@ -190,6 +194,12 @@ func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[stri
 			}
 			if len(args) == len(call.Arguments) {
 				p.direct, p.args = funcByName[id.Value], resolvePaths(funcByName[id.Value], args, c.set)
+				p.pruned = p.direct.clean
+				if p.direct.eachPath && len(p.args) > 0 {
+					if hp, ok := p.args[0].(*hpath); ok && hp.repAll {
+						p.pruned = true
+					}
+				}
 				return
 			}
 		}

@@ -300,3 +300,64 @@ func FuzzFHIRDecimal(f *testing.F) {
 		}
 	})
 }
+
+// TestPrunedCallsNeedNoPrune holds the programs whose prune is skipped
+// (program.pruned: a call on a [*] path whose value buildEach made) to
+// their promise: in every segment context of every corpus message, and of
+// a message with blank, quoted-null and space-padded repetitions, pruning
+// their value changes nothing.
+func TestPrunedCallsNeedNoPrune(t *testing.T) {
+	s := loadDefault(t)
+	msgs := corpusMessages(t)
+	odd, err := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\r" +
+		"PID|1||  ~\"\"~ 123 ^^^ GHH ^ MR ~^^^X||  ~Doe^ ^~\"\"^\"\"||19700101|F|||~ ^ ^ ~1 Main St^^ Town ||~^PRN^PH^^^^ ~\"\"\r" +
+		"OBX|1|CWE|X^^LN||A^ ^L~ ~\"\"||| ~N~\"\"|||F|||||~ ^ ~12^Doe\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, odd)
+	checked, nonEmpty := 0, 0
+	st := &state{}
+	for _, p := range s.profiles {
+		var progs []*program
+		for _, q := range programsOf(p) {
+			if q.pruned {
+				progs = append(progs, q)
+			}
+		}
+		if len(progs) == 0 {
+			continue
+		}
+		for mi, m := range msgs {
+			st.reset(s, p, "PRUNE", m)
+			// the message's resources, for ref and refs
+			if e := p.match(m.Header().MessageCode, m.Header().TriggerEvent); e != nil {
+				for _, name := range e.resources {
+					if rr := p.resources[name]; rr != nil {
+						_ = st.produce(rr)
+					}
+				}
+			}
+			for seg := -1; seg < m.SegmentCount(); seg++ {
+				for _, q := range progs {
+					st.seg, st.fseg, st.field, st.rep = seg, -1, 0, 0
+					v, err := st.run(q)
+					if err != nil {
+						continue
+					}
+					if pv := prune(deepCopy(v)); !reflect.DeepEqual(pv, v) {
+						t.Fatalf("message %d segment %d: %s (%s): value %#v, pruned %#v", mi, seg, q.src, q.pos, v, pv)
+					}
+					checked++
+					if v != nil {
+						nonEmpty++
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 || nonEmpty == 0 {
+		t.Fatalf("checked %d values (%d not empty): no program skips prune", checked, nonEmpty)
+	}
+	t.Logf("%d values checked, %d not empty", checked, nonEmpty)
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beevik/etree"
@@ -73,11 +74,15 @@ type state struct {
 	args              []any    // argument stack of the evaluation trees
 	keys              []string // the id keys of the resource being made
 	check             validator
+	seen              map[string]int // mapEntry's ids made, kept for the next message
 
 	// C-CDA documents (ccda.go): the document, its root and the current node.
 	doc  *ccda.Document
 	root *etree.Element
 	node *etree.Element
+	// elems: every element of the document in document order, listed on
+	// first use (state.docElements); kept (emptied) for the next document.
+	elems []*etree.Element
 }
 
 // context.Context, so that expr passes the state to our functions.
@@ -91,7 +96,7 @@ var statePool = sync.Pool{New: func() any { return &state{} }}
 func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
-		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}}
+		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}, seen: st.seen}
 	clear(st.produced[:cap(st.produced)]) // let the last message's resources go
 	n := m.SegmentCount()
 	for i := 0; i < n; i++ {
@@ -198,7 +203,7 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 		}
 	}
 	// ids must be unique inside one result
-	seen := make(map[string]int, len(st.produced))
+	seen := st.seenIDs()
 	for i := range st.produced {
 		pr := &st.produced[i]
 		k := pr.ref.(string) // Type/id as made
@@ -230,6 +235,17 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 	res.Unmapped = st.unmapped
 	res.Warnings = st.warnings
 	return res, nil
+}
+
+// seenIDs returns the state's empty map of ids made (reused from one
+// message to the next; one grown past 256 ids is let go).
+func (st *state) seenIDs() map[string]int {
+	if st.seen == nil || len(st.seen) > 256 {
+		st.seen = make(map[string]int, max(len(st.produced), 8))
+	} else {
+		clear(st.seen)
+	}
+	return st.seen
 }
 
 // invalid turns validation problems into a MapError naming the rule.
@@ -320,15 +336,40 @@ func (st *state) produce(rr *resRule) error {
 			return &MapError{Location: loc, Field: rr.typ + ".id", Rule: rr.pos, Code: CodeRequiredMissing,
 				Msg: "no source key to identify the resource (required field missing)"}
 		}
-		res := fhir.New(rr.typ, fhir.StableID(st.sender, rr.typ, keys...))
+		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
 		for _, er := range rr.elems {
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
 				return err
 			}
 		}
+		rr.made(res)
 		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref()})
 	}
 	return nil
+}
+
+// newResource is fhir.New sized like the last resource the rule made (at
+// first for all its elements), so that a resource with more elements than a
+// small map holds is not rehashed as it fills, nor given room it never uses.
+func (rr *resRule) newResource(id string) fhir.Resource {
+	n := int(atomic.LoadInt32(&rr.size))
+	if n == 0 {
+		n = len(rr.elems) + 2
+	}
+	r := make(fhir.Resource, n)
+	t := rr.typv
+	if t == nil {
+		t = rr.typ
+	}
+	r["resourceType"], r["id"] = t, id
+	return r
+}
+
+// made records the size of a resource the rule made, for newResource.
+func (rr *resRule) made(r fhir.Resource) {
+	if n := int32(len(r)); atomic.LoadInt32(&rr.size) != n {
+		atomic.StoreInt32(&rr.size, n)
+	}
 }
 
 // run evaluates a program.
@@ -471,9 +512,13 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 		if err != nil {
 			return nil, st.mapErr(err, field, a.value.pos, a.value.path)
 		}
-		v = prune(x)
+		if a.value.pruned {
+			v = x
+		} else {
+			v = prune(x)
+		}
 	case a.hasConst:
-		v = deepCopy(a.constant)
+		v = a.constT.copyOr(a.constant)
 	case a.elems != nil:
 		obj := map[string]any{}
 		t := er.steps[len(er.steps)-1].typ
@@ -490,7 +535,7 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 		}
 	}
 	if isEmpty(v) && a.deflt != nil {
-		v = deepCopy(a.deflt)
+		v = a.defltT.copyOr(a.deflt)
 	}
 	return v, nil
 }
@@ -821,6 +866,67 @@ func samePruned(e, p any) bool {
 		return true
 	}
 	return false
+}
+
+// constant is a const: or default: value of a mapping file made ready to
+// copy: the keys and values of its objects are kept as lists, so that a
+// copy (deepCopy's result) is made without iterating a map.
+type constant struct {
+	leaf  any         // anything but an object or a list: shared, as deepCopy does
+	keys  []string    // an object's keys
+	elems []*constant // an object's values, or a list's items
+	kind  uint8       // constLeaf, constMap or constList
+}
+
+const (
+	constLeaf uint8 = iota
+	constMap
+	constList
+)
+
+func newConstant(v any) *constant {
+	switch x := v.(type) {
+	case map[string]any:
+		c := &constant{kind: constMap, keys: make([]string, 0, len(x)), elems: make([]*constant, 0, len(x))}
+		for k, e := range x {
+			c.keys = append(c.keys, k)
+			c.elems = append(c.elems, newConstant(e))
+		}
+		return c
+	case []any:
+		c := &constant{kind: constList, elems: make([]*constant, len(x))}
+		for i, e := range x {
+			c.elems[i] = newConstant(e)
+		}
+		return c
+	}
+	return &constant{leaf: v}
+}
+
+// copyOr returns a copy of the constant, or deepCopy(v) for a nil one.
+func (c *constant) copyOr(v any) any {
+	if c == nil {
+		return deepCopy(v)
+	}
+	return c.copy()
+}
+
+func (c *constant) copy() any {
+	switch c.kind {
+	case constMap:
+		m := make(map[string]any, len(c.keys))
+		for i, k := range c.keys {
+			m[k] = c.elems[i].copy()
+		}
+		return m
+	case constList:
+		l := make([]any, len(c.elems))
+		for i, e := range c.elems {
+			l[i] = e.copy()
+		}
+		return l
+	}
+	return c.leaf
 }
 
 func deepCopy(v any) any {

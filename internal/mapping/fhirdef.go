@@ -96,6 +96,31 @@ type typeDef struct {
 	name     string
 	elems    map[string]*elemDef // by JSON name, choices under every concrete name (valueQuantity)
 	required []*elemDef
+	// few holds elems as a list when there are few of them (Coding,
+	// Reference, Period...): the validator finds an element there faster
+	// than by hashing its name.
+	few []namedElem
+}
+
+type namedElem struct {
+	name string
+	def  *elemDef
+}
+
+// maxFew is the most elements a type may have for typeDef.few.
+const maxFew = 8
+
+// elem returns the element of JSON name k, nil when there is none.
+func (td *typeDef) elem(k string) *elemDef {
+	if td.few != nil {
+		for i := range td.few {
+			if len(td.few[i].name) == len(k) && td.few[i].name == k {
+				return td.few[i].def
+			}
+		}
+		return nil
+	}
+	return td.elems[k]
 }
 
 type elemDef struct {
@@ -201,6 +226,12 @@ func mustParseDefs(src string) map[string]*typeDef {
 		}
 	}
 	for _, td := range defs {
+		if len(td.elems) <= maxFew {
+			for k, ed := range td.elems {
+				td.few = append(td.few, namedElem{k, ed})
+			}
+			sort.Slice(td.few, func(i, j int) bool { return td.few[i].name < td.few[j].name })
+		}
 		for _, ed := range td.elems {
 			ed.def = defs[ed.types[0]]
 			if ed.choice && ed.defOf == nil {

@@ -62,6 +62,13 @@ type fnSpec struct {
 	// str, when set, is impl for callers that want the string itself (no
 	// interface value to allocate).
 	str func(st *state, a []any) (string, error)
+	// eachPath: impl returns st.each of its first (path) argument, so that
+	// for a [*] path its value is buildEach's list, already pruned.
+	eachPath bool
+	// clean: impl's value is always one that prune gives back unchanged
+	// (nil, or strings already trimmed and not empty, in objects and lists
+	// that are not empty), so that a direct call of it skips prune.
+	clean bool
 }
 
 func (f *fnSpec) argKind(i int) argKind {
@@ -91,24 +98,24 @@ var funcs = append([]*fnSpec{
 	{name: "list", types: []any{new(func(context.Context, ...any) []any)}, impl: fnList},
 	{name: "sender", types: []any{new(func(context.Context) string)}, impl: func(st *state, _ []any) (any, error) { return st.sender, nil }},
 
-	{name: "datetime", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
-	{name: "date", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
-	{name: "instant", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
+	{name: "datetime", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
+	{name: "date", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
+	{name: "instant", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
 	{name: "integer", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
 	{name: "decimal", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
-	{name: "cx", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
+	{name: "cx", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
 	{name: "key", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey},
-	{name: "ei", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
+	{name: "ei", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
 	{name: "hd", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD},
-	{name: "xpn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
-	{name: "xad", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
-	{name: "xtn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
-	{name: "xcn", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xcn)},
-	{name: "xon", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xon)},
-	{name: "pl", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(pl)},
-	{name: "cwe", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
-	{name: "coding", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
+	{name: "xpn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
+	{name: "xad", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
+	{name: "xtn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
+	{name: "xcn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xcn)},
+	{name: "xon", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xon)},
+	{name: "pl", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(pl)},
+	{name: "cwe", eachPath: true, clean: true, args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
+	{name: "coding", eachPath: true, args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
 	{name: "quantity", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnQuantity},
 	{name: "sn", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnSN},
 	{name: "ed", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: cellFn(ed)},
@@ -120,8 +127,8 @@ var funcs = append([]*fnSpec{
 	{name: "refid", args: []argKind{argRule}, types: []any{new(func(context.Context, string) string)}, impl: fnRefID},
 	{name: "display", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupDisplay)},
 
-	{name: "ref", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(false)},
-	{name: "refs", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(true)},
+	{name: "ref", clean: true, args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(false)},
+	{name: "refs", clean: true, args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(true)},
 	{name: "choice", args: []argKind{argType}, types: []any{new(func(context.Context, string, any) any)}, impl: fnChoice},
 }, ccdaFuncs...)
 
@@ -304,7 +311,10 @@ func (st *state) cell(p *hpath) (cell, bool) {
 	if r == 0 {
 		return cell{}, false
 	}
-	return cell{st: st, seg: seg, field: p.field, rep: r, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}.withRep(), true
+	// filled in place: cell is large enough for its copies to show
+	c := cell{st: st, seg: seg, field: p.field, rep: r, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occs[seg]}
+	c.r = st.m.Segment(seg).Field(p.field).Rep(r)
+	return c, true
 }
 
 // value reads a path as a string: the first component unless one is named.
@@ -905,60 +915,61 @@ func fnCWE(st *state, a []any) (any, error) {
 }
 
 func (st *state) cwe(c cell, table string) any {
-	var codings []any
-	var triedBuf [2][2]string // (system, code) as sent, at most two
-	tried := triedBuf[:0]
+	// the codings as sent (identifier and alternate), at most two
+	type sent struct{ sys, code, disp, system string }
+	var sentBuf [2]sent
+	tried := sentBuf[:0]
 	for _, base := range [2]int{1, 4} {
 		code, disp, sys := c.p(base), c.p(base+1), c.p(base+2)
 		if code == "" {
 			continue
 		}
-		if codings == nil {
-			codings = make([]any, 0, 2)
-		}
-		codings = append(codings, obj("system", st.codingSystem(sys), "code", code, "display", disp))
-		tried = append(tried, [2]string{sys, code})
+		tried = append(tried, sent{sys: sys, code: code, disp: disp, system: st.codingSystem(sys)})
 	}
 	text := c.p(9)
 	if text == "" {
 		text = c.p(2)
 	}
-	if table != "" && len(tried) > 0 {
-		var hit codeEntry
-		found := false
+	var hit codeEntry
+	found := false
+	if table != "" {
 		for _, k := range tried {
-			if hit, found = st.p.tables[table].lookup(k[0], k[1]); found {
+			if hit, found = st.p.tables[table].lookup(k.sys, k.code); found {
 				break
 			}
 		}
-		switch {
-		case found:
-			// the mapped coding first; the codings as sent stay, except a
-			// system-less one that the mapped coding merely qualifies
-			m := obj("system", hit.System, "code", hit.Code, "display", hit.Display)
-			kept := make([]any, 1, 1+len(codings))
-			kept[0] = m
-			for _, x := range codings {
-				xm := x.(map[string]any)
-				if xm["system"] == m["system"] && xm["code"] == m["code"] || xm["system"] == nil && xm["code"] == m["code"] {
-					continue
-				}
-				kept = append(kept, x)
+	}
+	var codings []any
+	switch {
+	case found:
+		// the mapped coding first; the codings as sent stay, except one in
+		// the mapped system, or a system-less one, with the mapped code
+		// (which the mapped coding merely qualifies)
+		codings = make([]any, 1, 1+len(tried))
+		codings[0] = obj("system", hit.System, "code", hit.Code, "display", hit.Display)
+		for _, k := range tried {
+			if (k.system == hit.System || k.system == "") && k.code == hit.Code {
+				continue
 			}
-			codings = kept
-		default:
+			codings = append(codings, obj("system", k.system, "code", k.code, "display", k.disp))
+		}
+	case len(tried) > 0:
+		codings = make([]any, 0, 2)
+		for _, k := range tried {
+			codings = append(codings, obj("system", k.system, "code", k.code, "display", k.disp))
+		}
+		if table != "" {
 			targets := st.targets(table)
 			covered := false
 			// a code already in the table's target system, or in any known
 			// (non-local) system, needs no mapping
-			for _, x := range codings {
-				s, _ := x.(map[string]any)["system"].(string)
-				if targets[s] || s != "" && !strings.HasPrefix(s, "urn:hiegw:cs:") {
+			for _, k := range tried {
+				if targets[k.system] || k.system != "" && !strings.HasPrefix(k.system, "urn:hiegw:cs:") {
 					covered = true
 				}
 			}
 			if !covered {
-				st.report(table, tried[0][0], tried[0][1], c.loc())
+				st.report(table, tried[0].sys, tried[0].code, c.loc())
 			}
 		}
 	}

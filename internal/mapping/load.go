@@ -75,6 +75,8 @@ var events = []string{"admit", "discharge", "transfer", "register", "update", "m
 type resRule struct {
 	name  string
 	typ   string
+	typv  any   // typ as an interface value, made once for every resource
+	size  int32 // elements of the last resource made (atomic), for newResource
 	each  *hpath
 	xeach *xpath // a C-CDA rule: one resource per node (each: /ClinicalDocument/...)
 	when  *program
@@ -100,10 +102,12 @@ type alt struct {
 	when     *program
 	value    *program
 	constant any
+	constT   *constant // constant, to copy for each use
 	hasConst bool
 	elems    []*elemRule
 	typ      string // concrete type of a choice element
 	deflt    any
+	defltT   *constant // deflt, to copy for each use
 	required bool
 	strict   bool
 	pos      string
@@ -624,6 +628,7 @@ func (c *compiler) resource(f *srcFile, key, n *yaml.Node, base *resRule, names 
 		c.errs.add(f.errAt(key, "resource rule %q needs a type (%s)", key.Value, strings.Join(resourceTypes, ", ")))
 		return nil
 	}
+	r.typv = r.typ
 	c.ccda = base != nil && base.xeach != nil
 	defer func() { c.ccda = false }()
 	if e := fields["each"]; e != nil {
@@ -786,6 +791,7 @@ func (c *compiler) element(f *srcFile, typ string, key, n *yaml.Node, names map[
 					c.errs.add(f.errAt(v, "const: %v", err))
 				}
 				a.constant, a.hasConst = normalizeYAML(x), true
+				a.constT = newConstant(a.constant)
 			}
 			if v := fields["default"]; v != nil {
 				var x any
@@ -793,6 +799,7 @@ func (c *compiler) element(f *srcFile, typ string, key, n *yaml.Node, names map[
 					c.errs.add(f.errAt(v, "default: %v", err))
 				}
 				a.deflt = normalizeYAML(x)
+				a.defltT = newConstant(a.deflt)
 			}
 			for _, k := range []string{"required", "strict"} {
 				if v := fields[k]; v != nil {

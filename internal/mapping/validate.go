@@ -99,7 +99,7 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 		if top && (k == "resourceType" || k == "id") {
 			continue
 		}
-		ed := td.elems[k]
+		ed := td.elem(k)
 		if ed == nil {
 			v.add(k, "no such element in "+td.name)
 			continue
@@ -237,7 +237,7 @@ func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 		case "id":
 			good = validID(s)
 		case "uri", "url", "canonical":
-			good = !strings.ContainsAny(s, " \t\r\n")
+			good = !hasSpaceTabOrNewline(s)
 		case "base64Binary":
 			good = reBase64.MatchString(s)
 		}
@@ -308,10 +308,32 @@ func validDecimal(s string) bool {
 func atoi2(s string) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
 
 func validCode(s string) bool {
-	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
 		return false
 	}
-	return !strings.ContainsAny(s, "\t\r\n")
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\t', '\r', '\n':
+			return false
+		case ' ':
+			if s[i+1] == ' ' { // s does not end with a space: i+1 < len(s)
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hasSpaceTabOrNewline is strings.ContainsAny(s, " \t\r\n") without the
+// set it builds on every call.
+func hasSpaceTabOrNewline(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\r', '\n':
+			return true
+		}
+	}
+	return false
 }
 
 func validID(s string) bool {

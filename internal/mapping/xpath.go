@@ -370,11 +370,36 @@ func (x *xpath) String() string { return x.text }
 // only child is the root element), in the order of its alternatives and
 // then of the document. For a path ending in an attribute, only elements
 // that carry it (not empty) are returned.
-func (x *xpath) nodes(root, ctx *etree.Element) []xnode {
+func (x *xpath) nodes(root, ctx *etree.Element) []xnode { return x.nodesIn(root, ctx, nil) }
+
+// nodesIn is nodes with all, when not nil, the elements of the document in
+// document order (root first, as docElements lists them): a // step from
+// the document node then filters that list instead of walking the tree.
+func (x *xpath) nodesIn(root, ctx *etree.Element, all []*etree.Element) []xnode {
 	var out []xnode
 	for _, r := range x.alts {
-		out = r.appendNodes(out, root, ctx)
+		out = r.appendNodes(out, root, ctx, all)
 	}
+	return out
+}
+
+// docElements appends every element of the tree under root to out, root
+// first, in document order: the order a // step selects them in.
+func docElements(out []*etree.Element, root *etree.Element) []*etree.Element {
+	if root == nil {
+		return out
+	}
+	out = append(out, root)
+	var rec func(*etree.Element)
+	rec = func(p *etree.Element) {
+		for _, t := range p.Child {
+			if c, ok := t.(*etree.Element); ok {
+				out = append(out, c)
+				rec(c)
+			}
+		}
+	}
+	rec(root)
 	return out
 }
 
@@ -387,7 +412,7 @@ type xnode struct {
 // value is xvalueOf the node.
 func (n xnode) value() string { return xvalueOf(n.e, n.r) }
 
-func (r *xroute) appendNodes(out []xnode, root, ctx *etree.Element) []xnode {
+func (r *xroute) appendNodes(out []xnode, root, ctx *etree.Element, all []*etree.Element) []xnode {
 	cur := []*etree.Element{ctx}
 	if r.abs {
 		cur[0] = nil
@@ -395,7 +420,7 @@ func (r *xroute) appendNodes(out []xnode, root, ctx *etree.Element) []xnode {
 	for _, st := range r.steps {
 		var next []*etree.Element
 		for _, e := range cur {
-			next = st.apply(next, root, e)
+			next = st.apply(next, root, e, all)
 		}
 		if st.axis == axParent || st.axis == axDesc {
 			next = dedupe(next)
@@ -436,8 +461,9 @@ func (st *xstep) matches(e *etree.Element) bool {
 	return e.Space == st.space && (st.name == "*" || e.Tag == st.name)
 }
 
-// apply appends the nodes step st selects from e (nil: the document node).
-func (st *xstep) apply(out []*etree.Element, root, e *etree.Element) []*etree.Element {
+// apply appends the nodes step st selects from e (nil: the document node);
+// all is nil or docElements of root.
+func (st *xstep) apply(out []*etree.Element, root, e *etree.Element, all []*etree.Element) []*etree.Element {
 	from := len(out)
 	switch st.axis {
 	case axSelf:
@@ -474,6 +500,14 @@ func (st *xstep) apply(out []*etree.Element, root, e *etree.Element) []*etree.El
 		}
 		if e == nil {
 			if root == nil {
+				break
+			}
+			if len(all) > 0 && all[0] == root {
+				for _, c := range all {
+					if st.matches(c) {
+						out = append(out, c)
+					}
+				}
 				break
 			}
 			if st.matches(root) {

@@ -1,0 +1,319 @@
+package mapping
+
+import (
+	"math/rand"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/beevik/etree"
+	"github.com/hiegw/hiegw/internal/hl7"
+)
+
+// Tests that hold faster forms to the straightforward ones they replaced.
+
+// TestCWEMatchesReference holds cwe, which decides which codings to keep
+// before it builds them, to the form that built every coding sent and then
+// dropped the ones the mapped coding covers: every repetition of every
+// field of every corpus message (and of a message with mapped, unmapped,
+// system-less and alternate codes), with no table and with each table of
+// the default set, gives the same value and the same unmapped reports.
+func TestCWEMatchesReference(t *testing.T) {
+	s := loadDefault(t)
+	msgs := corpusMessages(t)
+	odd, err := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\r" +
+		"OBX|1|CWE|N^^^H^Normal^HL70078|| N ~A^Abnormal^HL70078^N^^L~^^^N~H^High^L^N^Normal^HL70078~^^^^^^^^only text|||N^^HL70078~L~LL^x^99LOCAL~H^^http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, odd)
+	p := s.def
+	tables := []string{""}
+	for name := range p.tables {
+		tables = append(tables, name)
+	}
+	st := &state{}
+	checked, mapped := 0, 0
+	for mi, m := range msgs {
+		st.reset(s, p, "CWE", m)
+		for seg := 0; seg < m.SegmentCount(); seg++ {
+			sg := m.Segment(seg)
+			for f := 1; f <= sg.FieldCount(); f++ {
+				for r := 1; r <= sg.Field(f).RepCount(); r++ {
+					c := cell{st: st, seg: seg, field: f, rep: r, segName: st.names[seg], occ: st.occurrence(seg)}.withRep()
+					ts := tables
+					if c.p(1) == "" && c.p(4) == "" {
+						ts = tables[:1] // nothing to look up
+					}
+					for _, table := range ts {
+						st.unmapped = nil
+						got := st.cwe(c, table)
+						gotU := st.unmapped
+						st.unmapped = nil
+						want := cweReference(st, c, table)
+						if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotU, st.unmapped) {
+							t.Fatalf("message %d %s-%d(%d) table %q: got %#v %v, want %#v %v", mi, st.names[seg], f, r, table, got, gotU, want, st.unmapped)
+						}
+						checked++
+						if cc, _ := got.(map[string]any); cc != nil && len(gotU) == 0 && table != "" && strings.Contains(stringOfCodings(cc), "terminology") {
+							mapped++
+						}
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 || mapped == 0 {
+		t.Fatalf("checked %d cells, %d mapped by a table", checked, mapped)
+	}
+	t.Logf("%d cells checked, %d mapped by a table", checked, mapped)
+}
+
+func stringOfCodings(cc map[string]any) string {
+	var b strings.Builder
+	list, _ := cc["coding"].([]any)
+	for _, x := range list {
+		if m, ok := x.(map[string]any); ok {
+			s, _ := m["system"].(string)
+			b.WriteString(s)
+		}
+	}
+	return b.String()
+}
+
+// cweReference is cwe as it was written first: it builds every coding as
+// sent, then drops the ones the mapped coding covers.
+func cweReference(st *state, c cell, table string) any {
+	var codings []any
+	var triedBuf [2][2]string // (system, code) as sent, at most two
+	tried := triedBuf[:0]
+	for _, base := range [2]int{1, 4} {
+		code, disp, sys := c.p(base), c.p(base+1), c.p(base+2)
+		if code == "" {
+			continue
+		}
+		if codings == nil {
+			codings = make([]any, 0, 2)
+		}
+		codings = append(codings, obj("system", st.codingSystem(sys), "code", code, "display", disp))
+		tried = append(tried, [2]string{sys, code})
+	}
+	text := c.p(9)
+	if text == "" {
+		text = c.p(2)
+	}
+	if table != "" && len(tried) > 0 {
+		var hit codeEntry
+		found := false
+		for _, k := range tried {
+			if hit, found = st.p.tables[table].lookup(k[0], k[1]); found {
+				break
+			}
+		}
+		switch {
+		case found:
+			// the mapped coding first; the codings as sent stay, except a
+			// system-less one that the mapped coding merely qualifies
+			m := obj("system", hit.System, "code", hit.Code, "display", hit.Display)
+			kept := make([]any, 1, 1+len(codings))
+			kept[0] = m
+			for _, x := range codings {
+				xm := x.(map[string]any)
+				if xm["system"] == m["system"] && xm["code"] == m["code"] || xm["system"] == nil && xm["code"] == m["code"] {
+					continue
+				}
+				kept = append(kept, x)
+			}
+			codings = kept
+		default:
+			targets := st.targets(table)
+			covered := false
+			// a code already in the table's target system, or in any known
+			// (non-local) system, needs no mapping
+			for _, x := range codings {
+				s, _ := x.(map[string]any)["system"].(string)
+				if targets[s] || s != "" && !strings.HasPrefix(s, "urn:hiegw:cs:") {
+					covered = true
+				}
+			}
+			if !covered {
+				st.report(table, tried[0][0], tried[0][1], c.loc())
+			}
+		}
+	}
+	if len(codings) == 0 && text == "" {
+		return nil
+	}
+	return obj("coding", codings, "text", text)
+}
+
+// TestXPathDocElementsMatchWalk holds the // steps that filter the
+// document's element list (nodesIn with docElements) to the tree walk:
+// every C-CDA path of the default set and a few hand-written ones, from the
+// document node and from every element that a path of the set selects, in
+// every corpus document, select the same nodes in the same order.
+func TestXPathDocElementsMatchWalk(t *testing.T) {
+	ccdaCorpusOrSkip(t)
+	s := loadDefault(t)
+	var paths []*xpath
+	for _, xp := range s.xpaths {
+		paths = append(paths, xp)
+	}
+	for _, src := range []string{"//*", "//section | //entry", "//observation/..", "/ClinicalDocument//id", ".//code", "//entry[2]/*[1]", "//value[@xsi:type='PQ']/@value"} {
+		xp, _, err := parseXPath(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		paths = append(paths, xp)
+	}
+	files, _ := filepath.Glob(filepath.Join(ccdaCorpusDir, "*.xml"))
+	if len(files) == 0 {
+		t.Skip("no C-CDA corpus documents")
+	}
+	checked, selected := 0, 0
+	for _, f := range files {
+		doc := parseCorpusDoc(t, filepath.Base(f))
+		root := doc.Root()
+		all := docElements(nil, root)
+		ctxs := []*etree.Element{nil, root}
+		for _, xp := range paths[:min(len(paths), 40)] {
+			for _, n := range xp.nodes(root, nil) {
+				ctxs = append(ctxs, n.e)
+			}
+		}
+		for _, xp := range paths {
+			for _, ctx := range ctxs[:min(len(ctxs), 60)] {
+				want, got := xp.nodes(root, ctx), xp.nodesIn(root, ctx, all)
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s: %s from %v: %d nodes with the element list, %d by walking", f, xp, ctx, len(got), len(want))
+				}
+				checked++
+				selected += len(got)
+			}
+		}
+	}
+	if selected == 0 {
+		t.Fatal("no path selected anything")
+	}
+	t.Logf("%d evaluations, %d nodes selected", checked, selected)
+}
+
+// TestValidCodeAndURI holds the validator's loops to the string functions
+// they replace.
+func TestValidCodeAndURI(t *testing.T) {
+	codeRef := func(s string) bool {
+		if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") {
+			return false
+		}
+		return !strings.ContainsAny(s, "\t\r\n")
+	}
+	cases := []string{"", " ", "a", "a b", "a  b", " a", "a ", "a\tb", "a\nb", "a\rb", "final", "x y z", "é ü"}
+	r := rand.New(rand.NewSource(1))
+	alphabet := []byte{'a', ' ', '\t', '\r', '\n', 'z', 0xc3, 0xa9}
+	for range 20000 {
+		b := make([]byte, r.Intn(7))
+		for i := range b {
+			b[i] = alphabet[r.Intn(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		if got, want := validCode(c), codeRef(c); got != want {
+			t.Fatalf("validCode(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := hasSpaceTabOrNewline(c), strings.ContainsAny(c, " \t\r\n"); got != want {
+			t.Fatalf("hasSpaceTabOrNewline(%q) = %v, want %v", c, got, want)
+		}
+	}
+}
+
+// TestTypeDefElem holds typeDef.elem (a list for small types) to the map
+// it stands for.
+func TestTypeDefElem(t *testing.T) {
+	few := 0
+	for name, td := range fhirTypes {
+		if td.few != nil {
+			few++
+			if len(td.few) != len(td.elems) {
+				t.Fatalf("%s: %d listed of %d elements", name, len(td.few), len(td.elems))
+			}
+		}
+		for k, ed := range td.elems {
+			if td.elem(k) != ed {
+				t.Fatalf("%s.%s: elem gives another definition", name, k)
+			}
+			if td.elem(k+"x") != td.elems[k+"x"] || td.elem(k[:len(k)-1]) != td.elems[k[:len(k)-1]] {
+				t.Fatalf("%s: elem finds a name near %s that the map does not", name, k)
+			}
+		}
+	}
+	if few == 0 {
+		t.Fatal("no type uses the list")
+	}
+}
+
+// TestConstantCopy holds constant.copy to deepCopy: the same value, and a
+// copy that shares no object or list with the constant, for every const:
+// and default: of the shipped set and a few hand-made values.
+func TestConstantCopy(t *testing.T) {
+	s := loadDefault(t)
+	values := []any{nil, "x", 3, true, map[string]any{}, []any{},
+		map[string]any{"a": []any{map[string]any{"b": "c", "d": []any{"e", 1.5}}}, "f": map[string]any{"g": nil}}}
+	for _, p := range s.profiles {
+		var walk func([]*elemRule)
+		walk = func(ers []*elemRule) {
+			for _, er := range ers {
+				for _, a := range er.alts {
+					if a.hasConst {
+						if a.constT == nil {
+							t.Fatalf("%s: const without its copy form", a.pos)
+						}
+						values = append(values, a.constant)
+					}
+					if a.deflt != nil {
+						values = append(values, a.deflt)
+					}
+					walk(a.elems)
+				}
+			}
+		}
+		for _, rr := range p.resources {
+			walk(rr.elems)
+		}
+	}
+	if len(values) < 10 {
+		t.Fatalf("only %d values", len(values))
+	}
+	for _, v := range values {
+		c := newConstant(v)
+		got := c.copy()
+		if !reflect.DeepEqual(got, deepCopy(v)) {
+			t.Fatalf("copy %#v, deepCopy %#v", got, deepCopy(v))
+		}
+		scribble(got)
+		if again := c.copy(); !reflect.DeepEqual(again, deepCopy(v)) {
+			t.Fatalf("changing a copy changed the constant: %#v", again)
+		}
+	}
+}
+
+// scribble changes every object and list inside v.
+func scribble(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			scribble(x[k])
+			x[k+"!"] = "changed"
+		}
+	case []any:
+		for i, e := range x {
+			scribble(e)
+			x[i] = "changed"
+		}
+	}
+}
