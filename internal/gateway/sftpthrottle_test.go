@@ -54,8 +54,14 @@ func TestSFTPLoginThrottle(t *testing.T) {
 			if got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_auth_failures_total"); got != wantFail {
 				t.Fatalf("hiegw_sftp_auth_failures_total = %q, want %s", got, wantFail)
 			}
-			if got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_logins_total"); got != wantLogin {
-				t.Fatalf("hiegw_sftp_logins_total = %q, want %s", got, wantLogin)
+			// The server counts a login once its side of the handshake ends,
+			// which may be just after the client's.
+			deadline := time.Now().Add(5 * time.Second)
+			for got := metric(t, r.g.HTTPAddr(), "hiegw_sftp_logins_total"); got != wantLogin; got = metric(t, r.g.HTTPAddr(), "hiegw_sftp_logins_total") {
+				if time.Now().After(deadline) {
+					t.Fatalf("hiegw_sftp_logins_total = %q, want %s", got, wantLogin)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		})
 	}
