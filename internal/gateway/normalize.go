@@ -56,7 +56,7 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 			notes = append(notes, store.Note{Kind: store.NoteWarning, Detail: w.Error()})
 		}
 	}
-	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notes}, nil
+	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notes, Keep: res.Keep}, nil
 }
 
 // notesOf turns what a mapping noticed into the envelope's notes: codes no

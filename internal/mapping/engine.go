@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,12 @@ type Result struct {
 	Resources []fhir.Resource // Patient first
 	Unmapped  []Unmapped      // codes not found in a code table, kept as sent
 	Warnings  []string        // values left out (named by location and rule, never by value)
+	// Keep lists, by resource id, the top-level elements the message did
+	// not send, for a message entry with "absent: keep": the stored
+	// version's values of these stay. An element whose source fields hold
+	// the HL7 null "" is not listed, so it is removed. A choice element is
+	// named with its [x] suffix (deceased[x]).
+	Keep map[string][]string
 }
 
 // Unmapped is a code that no code table mapped. The code is kept in the output
@@ -42,6 +49,7 @@ type choiceValue struct {
 }
 
 type produced struct {
+	keep []string // Result.Keep for this resource
 	rule string
 	seg  int
 	res  fhir.Resource
@@ -61,20 +69,23 @@ type state struct {
 	firsts []int // firsts[i]: index of the first segment named like segment i
 	occs   []int // occs[i]: 1-based occurrence of segment i among those of its name
 
-	seg               int       // current segment, -1 for none
-	fseg, field, rep  int       // current repetition being iterated, rep 0 for none
-	where             *elemRule // the element being filled, for reports
-	produced          []produced
-	aliases           []produced // C-CDA: nodes whose resource was merged into an earlier one (ref finds it)
-	unmapped          []Unmapped
-	warnings          []string
-	vmEnv             exprEnv
-	tableTargetsCache map[string]map[string]bool
-	machine           vm.VM
-	args              []any    // argument stack of the evaluation trees
-	keys              []string // the id keys of the resource being made
-	check             validator
-	seen              map[string]int // mapEntry's ids made, kept for the next message
+	seg              int       // current segment, -1 for none
+	fseg, field, rep int       // current repetition being iterated, rep 0 for none
+	where            *elemRule // the element being filled, for reports
+	// keepAbsent: the message entry keeps unsent elements (absent: keep);
+	// trackNull makes segIndex note in sawNull a field holding "".
+	keepAbsent, trackNull, sawNull bool
+	produced                       []produced
+	aliases                        []produced // C-CDA: nodes whose resource was merged into an earlier one (ref finds it)
+	unmapped                       []Unmapped
+	warnings                       []string
+	vmEnv                          exprEnv
+	tableTargetsCache              map[string]map[string]bool
+	machine                        vm.VM
+	args                           []any    // argument stack of the evaluation trees
+	keys                           []string // the id keys of the resource being made
+	check                          validator
+	seen                           map[string]int // mapEntry's ids made, kept for the next message
 
 	// C-CDA documents (ccda.go): the document, its root and the current node.
 	doc  *ccda.Document
@@ -193,6 +204,7 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 	p, sender := st.p, st.sender
 	res := &Result{Event: entry.event}
+	st.keepAbsent = entry.keepAbsent
 	for _, name := range entry.resources {
 		rr := p.resources[name]
 		if rr == nil {
@@ -230,6 +242,14 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 	for _, pr := range st.produced {
 		if pr.res.Type() != "Patient" {
 			res.Resources = append(res.Resources, pr.res)
+		}
+	}
+	for _, pr := range st.produced {
+		if len(pr.keep) > 0 {
+			if res.Keep == nil {
+				res.Keep = map[string][]string{}
+			}
+			res.Keep[pr.res.ID()] = pr.keep
 		}
 	}
 	res.Unmapped = st.unmapped
@@ -337,15 +357,66 @@ func (st *state) produce(rr *resRule) error {
 				Msg: "no source key to identify the resource (required field missing)"}
 		}
 		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
+		var nulled []string // top-level elements whose source held ""
+		st.trackNull = st.keepAbsent
 		for _, er := range rr.elems {
+			st.sawNull = false
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
+				st.trackNull = false
 				return err
 			}
+			if st.sawNull {
+				nulled = append(nulled, topName(er))
+			}
+		}
+		st.trackNull = false
+		var keep []string
+		if st.keepAbsent {
+			keep = unsent(res, rr, nulled)
 		}
 		rr.made(res)
-		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref()})
+		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref(), keep: keep})
 	}
 	return nil
+}
+
+// unsent lists the top-level elements of rr that res lacks and whose
+// source did not hold the HL7 null "" (nulled), once each, in rule order.
+func unsent(res fhir.Resource, rr *resRule, nulled []string) []string {
+	var out []string
+	for _, er := range rr.elems {
+		name := topName(er)
+		if slices.Contains(out, name) || slices.Contains(nulled, name) || hasElement(res, name) {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// topName is the top-level element an element rule writes: its JSON name,
+// or for a choice element (typed or not) the element's name with [x].
+func topName(er *elemRule) string {
+	if top := er.steps[0]; top.def.choice {
+		return top.def.name
+	}
+	return er.steps[0].name
+}
+
+// hasElement tells whether r holds the top-level element name; for a
+// choice element (name[x]) any of its typed forms.
+func hasElement(r fhir.Resource, name string) bool {
+	base, choice := strings.CutSuffix(name, "[x]")
+	if !choice {
+		_, ok := r[name]
+		return ok
+	}
+	for k := range r {
+		if len(k) > len(base) && strings.HasPrefix(k, base) && k[len(base)] >= 'A' && k[len(base)] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // newResource is fhir.New sized like the last resource the rule made (at
@@ -673,6 +744,15 @@ var floating = map[string]bool{"NTE": true, "PRT": true, "ROL": true, "CTI": tru
 // else the nearest one before it; with no current segment, the first in the
 // message. SEG[n] is the n-th in the message.
 func (st *state) segIndex(p *hpath) int {
+	i := st.findSeg(p)
+	if st.trackNull && i >= 0 && p.field > 0 && st.m.Segment(i).Field(p.field).IsNull() {
+		st.sawNull = true
+	}
+	return i
+}
+
+// findSeg is segIndex without the note of HL7 nulls.
+func (st *state) findSeg(p *hpath) int {
 	if p.occ > 0 {
 		n := 0
 		for i, nm := range st.names {

@@ -65,6 +65,11 @@ type msgEntry struct {
 	event     string
 	resources []string
 	rule      string // file:line
+	// keepAbsent ("absent: keep"): an element the message does not send
+	// keeps its stored value, as HL7 v2 reads an empty field in an update;
+	// the null "" removes it. Otherwise ("absent: replace", the default)
+	// each message's resources replace the stored ones whole.
+	keepAbsent bool
 }
 
 // Events a message entry may name.
@@ -467,7 +472,7 @@ func (c *compiler) timezone(f *srcFile, n *yaml.Node) *time.Location {
 	return loc
 }
 
-var msgKeys = []string{"match", "event", "resources"}
+var msgKeys = []string{"match", "event", "resources", "absent"}
 
 // messages compiles a messages: list. prior holds entries of the same layer
 // already compiled, to refuse the same pattern twice.
@@ -527,6 +532,14 @@ func (c *compiler) messages(f *srcFile, n *yaml.Node, prior []*msgEntry) []*msgE
 					e.resources = append(e.resources, r.Value)
 					c.msgRefs = append(c.msgRefs, msgRef{f, r, e})
 				}
+			case "absent":
+				switch {
+				case v.Kind == yaml.ScalarNode && v.Value == "keep":
+					e.keepAbsent = true
+				case v.Kind == yaml.ScalarNode && v.Value == "replace":
+				default:
+					c.errs.add(f.errAt(v, `expected keep (a field the message leaves empty keeps the stored value; "" removes it) or replace (the message's resources replace the stored ones whole)`))
+				}
 			default:
 				c.errs.add(f.errAt(k, "unknown key %q (expected one of: %s)", k.Value, strings.Join(msgKeys, ", ")))
 			}
@@ -535,6 +548,9 @@ func (c *compiler) messages(f *srcFile, n *yaml.Node, prior []*msgEntry) []*msgE
 			if has[k] == nil {
 				c.errs.add(f.errAt(item, "message entry needs %s", k))
 			}
+		}
+		if e.keepAbsent && e.ccda {
+			c.errs.add(f.errAt(has["absent"], "absent: keep applies to HL7 v2 messages, whose empty fields and \"\" differ; a C-CDA document replaces what it maps"))
 		}
 		out = append(out, e)
 	}

@@ -124,6 +124,12 @@ func outcomeOf(r *Result) fhir.Resource {
 	for _, w := range r.Warnings {
 		issues = append(issues, map[string]any{"severity": "warning", "code": "value", "diagnostics": w})
 	}
+	for _, res := range r.Resources {
+		if keep := r.Keep[res.ID()]; len(keep) > 0 {
+			issues = append(issues, map[string]any{"severity": "information", "code": "informational",
+				"diagnostics": fmt.Sprintf("%s: not sent, so a stored value stays (absent: keep): %s", res.Ref(), strings.Join(keep, ", "))})
+		}
+	}
 	if len(issues) == 0 {
 		return nil
 	}

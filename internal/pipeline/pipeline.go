@@ -36,6 +36,10 @@ type Normalized struct {
 	// Notes are what mapping noticed without failing: unmapped codes kept
 	// as sent, values left out. They are kept with the envelope's status.
 	Notes []store.Note
+	// Keep lists, by resource id, top-level elements the source did not
+	// send: where a stored version of the resource has them, they stay
+	// (HL7 v2 update semantics; see mapping.Result.Keep).
+	Keep map[string][]string
 }
 
 // Normalizer turns source content into canonical resources. Errors that are
@@ -520,6 +524,13 @@ func (p *Pipeline) normalizeHL7(sender string, raw []byte) (unit, error) {
 const enterpriseSystem = "urn:hiegw:enterprise-patient"
 
 func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelope, idx int, u unit) (string, error) {
+	for _, r := range u.Resources {
+		if keep := u.Keep[r.ID()]; len(keep) > 0 {
+			if err := keepUnsent(ctx, tx, r, keep); err != nil {
+				return "", err
+			}
+		}
+	}
 	var patientRes fhir.Resource
 	for _, r := range u.Resources {
 		if r.Type() == "Patient" {

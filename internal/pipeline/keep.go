@@ -1,0 +1,56 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/hiegw/hiegw/internal/fhir"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// keepUnsent completes r with the elements the source did not send: for
+// each name in keep that r lacks, the stored version's value, if it has
+// one. This is HL7 v2's rule for updates: a field left empty means "no
+// change", while the null "" means "delete" (the mapping leaves such an
+// element out of keep, so it stays removed).
+func keepUnsent(ctx context.Context, tx *store.Tx, r fhir.Resource, keep []string) error {
+	body, err := tx.ResourceBody(ctx, r.ID())
+	if err != nil || body == nil {
+		return err
+	}
+	var old map[string]any
+	if err := json.Unmarshal(body, &old); err != nil {
+		return fmt.Errorf("read stored %s %s: %w", r.Type(), r.ID(), err)
+	}
+	for _, k := range keep {
+		base, choice := strings.CutSuffix(k, "[x]")
+		if !choice {
+			if _, ok := r[k]; !ok {
+				if v, ok := old[k]; ok {
+					r[k] = v
+				}
+			}
+			continue
+		}
+		if typedIn(r, base) != "" {
+			continue
+		}
+		if name := typedIn(old, base); name != "" {
+			r[name] = old[name]
+		}
+	}
+	return nil
+}
+
+// typedIn returns the typed form of choice element base[x] that obj holds
+// (deceasedBoolean for deceased), or "".
+func typedIn(obj map[string]any, base string) string {
+	for k := range obj {
+		if len(k) > len(base) && strings.HasPrefix(k, base) && k[len(base)] >= 'A' && k[len(base)] <= 'Z' {
+			return k
+		}
+	}
+	return ""
+}
