@@ -6,14 +6,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hiegw/hiegw/internal/store"
 )
 
 // TestUpdateKeepsUnsentAndRemovesNulls: with the shipped ADT mappings
 // (absent: keep), an A08 that leaves the address empty keeps the address an
 // A01 stored, and one that sends "" for the home phone or the marital status
 // removes them; the stored record and the routed Patient agree.
-func TestUpdateKeepsUnsentAndRemovesNulls(t *testing.T) {
-	c := testConfig(t, t.TempDir(), "")
+func TestUpdateKeepsUnsentAndRemovesNulls(t *testing.T) { updateKeepsUnsent(t, "") }
+
+func TestUpdateKeepsUnsentAndRemovesNullsPostgres(t *testing.T) {
+	updateKeepsUnsent(t, store.TestPostgresDSN(t))
+}
+
+func updateKeepsUnsent(t *testing.T, dsn string) {
+	c := testConfig(t, t.TempDir(), dsn)
 	r := start(t, c)
 	defer r.shutdown(t)
 	addr, broker := r.g.MLLPAddr(), r.g.BrokerAddr()

@@ -181,6 +181,11 @@ func (ix *Index) survivor(ctx context.Context, e Entry) (Entry, error) {
 	return e, nil
 }
 
+// BlockKeys returns the blocking keys under which r is filed and by which
+// its candidates are found, so that a store can lock them before a
+// resolution reads them.
+func BlockKeys(r Record) []string { return blockKeys(newFeatures(&r)) }
+
 // blockKeys returns the blocking keys of a record: each is a cheap,
 // error-tolerant summary that true matches usually share.
 func blockKeys(f *features) []string {

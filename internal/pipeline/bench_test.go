@@ -51,53 +51,66 @@ func BenchmarkProcess(b *testing.B) {
 
 // BenchmarkBacklog processes a backlog of ADT messages (200 patients, two
 // senders, MPI on) with the pipeline running, committing one envelope per
-// transaction or up to 16 waiting envelopes of a lane together.
+// transaction or up to 16 waiting envelopes of a lane together, on the
+// embedded store and (with HIEGW_TEST_POSTGRES_DSN) on PostgreSQL.
 func BenchmarkBacklog(b *testing.B) {
-	for _, batch := range []int{1, 16} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			db, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), Sync: "normal"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			var envs []*store.Envelope
-			for i := 0; i < b.N; i++ {
-				envs = append(envs, benchEnvelope(i))
-			}
-			for i := 0; i < len(envs); i += 500 {
-				if _, err := db.InsertEnvelopes(ctx, envs[i:min(i+500, len(envs))]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			rt := &captureRouter{}
-			ix, err := mpi.New(sqlstore.New(db.SQL()), mpi.DefaultConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			p := pipeline.New(db, pidNormalizer{}, rt, pipeline.Options{Batch: batch, Poll: time.Hour,
-				Identity: pipeline.NewIdentity(ix, db, rt)})
-			b.ResetTimer()
-			done := make(chan struct{})
-			go func() { p.Run(ctx); close(done) }()
-			for {
-				var n int
-				if err := db.SQL().GetContext(ctx, &n, `SELECT COUNT(*) FROM processed_envelopes`); err != nil {
-					b.Fatal(err)
-				}
-				if n == b.N {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			b.StopTimer()
-			cancel()
-			<-done
-			if got := len(rt.all()); got < b.N {
-				b.Fatalf("%d events for %d envelopes", got, b.N)
-			}
-		})
+	for _, backend := range []string{store.SQLite, store.Postgres} {
+		for _, batch := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/batch=%d", backend, batch), func(b *testing.B) { benchBacklog(b, backend, batch) })
+		}
+	}
+}
+
+func benchBacklog(b *testing.B, backend string, batch int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := store.Options{DataDir: b.TempDir(), Sync: "normal"}
+	if backend == store.Postgres {
+		o = store.Options{PostgresDSN: store.TestPostgresDSN(b)}
+	}
+	db, err := store.Open(ctx, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var envs []*store.Envelope
+	for i := 0; i < b.N; i++ {
+		envs = append(envs, benchEnvelope(i))
+	}
+	for i := 0; i < len(envs); i += 500 {
+		if _, err := db.InsertEnvelopes(ctx, envs[i:min(i+500, len(envs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rt := &captureRouter{}
+	ix, err := mpi.New(sqlstore.New(db.SQL()), mpi.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := pipeline.New(db, pidNormalizer{}, rt, pipeline.Options{Batch: batch, Poll: time.Hour,
+		Identity: pipeline.NewIdentity(ix, db, rt)})
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	count := `SELECT COUNT(*) FROM processed_envelopes`
+	if backend == store.Postgres {
+		count = `SELECT COUNT(*) FROM envelopes WHERE status = 'processed'`
+	}
+	for {
+		var n int
+		if err := db.SQL().GetContext(ctx, &n, count); err != nil {
+			b.Fatal(err)
+		}
+		if n == b.N {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	<-done
+	if got := len(rt.all()); got < b.N {
+		b.Fatalf("%d events for %d envelopes", got, b.N)
 	}
 }
 

@@ -46,12 +46,49 @@ type bound struct {
 	tx *store.Tx
 }
 
-func (id *Identity) bind(ctx context.Context, tx *store.Tx) (*bound, error) {
+// bind binds the index to tx; the caller has taken the index's locks (lock).
+func (id *Identity) bind(tx *store.Tx) (*bound, error) {
 	st := sqlstore.New(tx.Ext())
-	if err := st.Lock(ctx); err != nil {
-		return nil, err
+	ix := id.ix.WithStore(st)
+	if tx.Backend() == store.Postgres {
+		// The database's locks keep transactions apart; an index of its
+		// own keeps the shared one's in-process lock from serialising
+		// lanes that hold different database locks (and from waiting, lock
+		// in hand, behind a transaction that waits for a database lock).
+		var err error
+		if ix, err = mpi.New(st, id.ix.Config()); err != nil {
+			return nil, err
+		}
 	}
-	return &bound{ix: id.ix.WithStore(st), st: st, tx: tx}, nil
+	return &bound{ix: ix, st: st, tx: tx}, nil
+}
+
+// lock takes the index's locks for a transaction that identifies the
+// patients of envs: per record when every message only resolves its
+// patient, the whole index when one also merges records (ADT^A40).
+func (id *Identity) lock(ctx context.Context, tx *store.Tx, envs []prepared) error {
+	if tx.Backend() != store.Postgres {
+		return nil // a single writer: nothing to lock
+	}
+	st := sqlstore.New(tx.SQL())
+	var recs []mpi.Record
+	for _, pe := range envs {
+		for _, u := range pe.units {
+			p := patientOf(u.Resources)
+			if p == nil {
+				continue
+			}
+			if len(replacedIdentifiers(p)) > 0 {
+				return st.Lock(ctx)
+			}
+			r, err := recordOf(pe.e.Sender, p)
+			if err != nil {
+				continue // refused by identify, before it reads the index
+			}
+			recs = append(recs, r)
+		}
+	}
+	return st.LockRecords(ctx, recs)
 }
 
 // Change runs fn on the index in a new transaction, applies the events it
@@ -60,7 +97,10 @@ func (id *Identity) bind(ctx context.Context, tx *store.Tx) (*bound, error) {
 func (id *Identity) Change(ctx context.Context, audit store.AuditEntry, fn func(ix *mpi.Index) ([]mpi.Event, error)) ([]mpi.Event, error) {
 	var evs []mpi.Event
 	err := id.st.InTx(ctx, func(tx *store.Tx) error {
-		b, err := id.bind(ctx, tx)
+		if err := sqlstore.New(tx.SQL()).Lock(ctx); err != nil {
+			return err
+		}
+		b, err := id.bind(tx)
 		if err != nil {
 			return err
 		}
@@ -328,7 +368,7 @@ func (id *Identity) identify(ctx context.Context, tx *store.Tx, e store.Envelope
 	if err != nil {
 		return mpi.Key{}, "", err
 	}
-	b, err := id.bind(ctx, tx)
+	b, err := id.bind(tx)
 	if err != nil {
 		return mpi.Key{}, "", err
 	}
@@ -342,7 +382,8 @@ func (id *Identity) identify(ctx context.Context, tx *store.Tx, e store.Envelope
 	evs := d.Events
 	actor := "sender:" + e.Sender
 	reason := "ADT^A40 in envelope " + e.ID
-	for _, prior := range replacedIdentifiers(patient) {
+	replaced := replacedIdentifiers(patient)
+	for _, prior := range replaced {
 		if prior.System == rec.Authority && prior.Value == rec.MRN {
 			continue
 		}
@@ -386,6 +427,10 @@ func (id *Identity) identify(ctx context.Context, tx *store.Tx, e store.Envelope
 	}
 	if err := id.apply(ctx, b, evs, src); err != nil {
 		return mpi.Key{}, "", err
+	}
+	if len(replaced) == 0 {
+		// Nothing after Resolve changed the index: its decision stands.
+		return rec.Key(), d.EnterpriseID, nil
 	}
 	eid, _, err := b.st.Resolve(ctx, rec.Key())
 	if err != nil {

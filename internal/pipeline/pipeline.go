@@ -20,7 +20,6 @@ import (
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mpi"
-	"github.com/hiegw/hiegw/internal/mpi/sqlstore"
 	"github.com/hiegw/hiegw/internal/route"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -411,10 +410,10 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 	var acked []func() // application acks queued, told once committed
 	err := p.st.InTx(ctx, func(tx *store.Tx) error {
 		if p.o.Identity != nil {
-			// Take the index lock before any row: a transaction that wrote
-			// rows and then waited for the lock could deadlock with the
-			// holder moving those rows.
-			if err := sqlstore.New(tx.SQL()).Lock(ctx); err != nil {
+			// Take the index's locks before any row, all at once: a
+			// transaction that wrote rows and then waited for a lock could
+			// deadlock with the holder moving those rows.
+			if err := p.o.Identity.lock(ctx, tx, envs); err != nil {
 				return err
 			}
 		}
@@ -523,6 +522,16 @@ func (p *Pipeline) normalizeHL7(sender string, raw []byte) (unit, error) {
 
 const enterpriseSystem = "urn:hiegw:enterprise-patient"
 
+// patientOf returns the first Patient among rs, or nil.
+func patientOf(rs []fhir.Resource) fhir.Resource {
+	for _, r := range rs {
+		if r.Type() == "Patient" {
+			return r
+		}
+	}
+	return nil
+}
+
 func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelope, idx int, u unit) (string, error) {
 	for _, r := range u.Resources {
 		if keep := u.Keep[r.ID()]; len(keep) > 0 {
@@ -531,13 +540,7 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 			}
 		}
 	}
-	var patientRes fhir.Resource
-	for _, r := range u.Resources {
-		if r.Type() == "Patient" {
-			patientRes = r
-			break
-		}
-	}
+	patientRes := patientOf(u.Resources)
 	var patientID string
 	var localIDs []string
 	var source mpi.Key
@@ -583,15 +586,17 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	}
 	resources := append([]fhir.Resource{}, u.Resources...)
 	resources = append(resources, provenance(e, idx, u.Resources))
+	stored := make([]store.Resource, 0, len(resources))
 	for _, r := range resources {
 		body, err := json.Marshal(r)
 		if err != nil {
 			return "", contentErr("encode %s: %w", r.Type(), err)
 		}
-		if _, _, err := tx.PutResource(ctx, e.ID, e.Sender, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body,
-			SourceAuthority: source.Authority, SourceMRN: source.MRN}); err != nil {
-			return "", err
-		}
+		stored = append(stored, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body,
+			SourceAuthority: source.Authority, SourceMRN: source.MRN})
+	}
+	if err := tx.PutResources(ctx, e.ID, e.Sender, stored); err != nil {
+		return "", err
 	}
 	if patientID == "" {
 		// Nothing to key an event by: the record keeps it, routing does not.

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Tx is one processing transaction: the record changes of one envelope,
@@ -22,6 +24,18 @@ type Tx struct {
 	db       *DB
 	now      time.Time
 	finished []finished // envelopes whose log status follows the commit
+
+	// On PostgreSQL the rows nothing reads back before the commit (outbox
+	// events, envelopes' processed status) wait here and are written in one
+	// statement each when fn returns: a round trip per row costs more than
+	// the row.
+	outbox []outboxRow
+	done   []finished
+}
+
+type outboxRow struct {
+	e       OutboxEntry
+	headers string
 }
 
 // InTx runs fn in one transaction.
@@ -29,7 +43,10 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	var t *Tx
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
 		t = &Tx{tx: tx, x: &txExt{tx: tx, cache: db.stmts}, db: db, now: time.Now().UTC()}
-		return fn(t)
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.flush(ctx)
 	})
 	if db.stmts != nil {
 		db.stmts.prepareWanted(context.WithoutCancel(ctx))
@@ -147,6 +164,9 @@ type Resource struct {
 // PutResource stores r as the new version of its id, keeping the earlier one
 // in the history. An identical body stores nothing and reports unchanged.
 func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resource) (version int, changed bool, err error) {
+	if t.db.backend == Postgres {
+		return t.putResourcePostgres(ctx, envelopeID, sender, r)
+	}
 	var cur struct {
 		Version   int    `db:"version"`
 		Body      string `db:"body"`
@@ -192,6 +212,139 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 	return version, true, nil
 }
 
+// PutResources stores rs as PutResource does, in order. On PostgreSQL it
+// reads their current versions in one query and inserts the new ones in one
+// statement: two statements for a message's resources instead of two per
+// resource.
+func (t *Tx) PutResources(ctx context.Context, envelopeID, sender string, rs []Resource) error {
+	if t.db.backend != Postgres || len(rs) < 2 || !distinctIDs(rs) {
+		for _, r := range rs {
+			if _, _, err := t.PutResource(ctx, envelopeID, sender, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cols := make([][]string, 5)
+	for _, r := range rs {
+		for i, v := range []string{r.ID, string(r.Body), r.PatientID, r.SourceAuthority, r.SourceMRN} {
+			cols[i] = append(cols[i], v)
+		}
+	}
+	var found []storedState
+	err := sqlx.SelectContext(ctx, t.x, &found, `SELECT v.n, r.version, r.body = v.body::jsonb AS same,
+			(r.patient_id <> v.patient_id OR r.source_authority <> v.source_authority OR r.source_mrn <> v.source_mrn) AS moved
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+			AS v (id, body, patient_id, source_authority, source_mrn, n)
+		JOIN resources r ON r.id = v.id`,
+		pq.Array(cols[0]), pq.Array(cols[1]), pq.Array(cols[2]), pq.Array(cols[3]), pq.Array(cols[4]))
+	if err != nil {
+		return fmt.Errorf("read resources: %w", err)
+	}
+	state := make([]*storedState, len(rs))
+	for i := range found {
+		state[found[i].N-1] = &found[i]
+	}
+	var fresh []Resource
+	for i, r := range rs {
+		if state[i] == nil {
+			fresh = append(fresh, r)
+		} else if _, _, err := t.writeResource(ctx, envelopeID, sender, r, *state[i]); err != nil {
+			return err
+		}
+	}
+	return t.insertResources(ctx, envelopeID, sender, fresh)
+}
+
+func distinctIDs(rs []Resource) bool {
+	seen := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		if seen[r.ID] {
+			return false
+		}
+		seen[r.ID] = true
+	}
+	return true
+}
+
+// storedState is what PostgreSQL reports of a stored resource against a
+// new one: its version, whether the bodies are equal as jsonb, and whether
+// its owner (patient or source record) differs.
+type storedState struct {
+	N       int  `db:"n"`
+	Version int  `db:"version"`
+	Same    bool `db:"same"`
+	Moved   bool `db:"moved"`
+}
+
+// putResourcePostgres is PutResource with the bodies compared by
+// PostgreSQL as jsonb, so that an unchanged resource (the common case for a
+// patient's demographics and a visit) costs one small query: its stored
+// body is neither sent back nor decoded.
+func (t *Tx) putResourcePostgres(ctx context.Context, envelopeID, sender string, r Resource) (int, bool, error) {
+	var cur storedState
+	err := sqlx.GetContext(ctx, t.x, &cur, `SELECT 1 AS n, version, body = $2::jsonb AS same,
+		(patient_id <> $3 OR source_authority <> $4 OR source_mrn <> $5) AS moved FROM resources WHERE id = $1`,
+		r.ID, string(r.Body), r.PatientID, r.SourceAuthority, r.SourceMRN)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := t.insertResources(ctx, envelopeID, sender, []Resource{r}); err != nil {
+			return 0, false, err
+		}
+		return 1, true, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", r.Type, err)
+	}
+	return t.writeResource(ctx, envelopeID, sender, r, cur)
+}
+
+// insertResources inserts new resources as their version 1 (PostgreSQL).
+func (t *Tx) insertResources(ctx context.Context, envelopeID, sender string, rs []Resource) error {
+	for len(rs) > 0 {
+		n := min(len(rs), flushRows)
+		args := make([]any, 0, 9*n)
+		for _, r := range rs[:n] {
+			args = append(args, r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN)
+		}
+		const row = `(?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
+			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
+			VALUES `+strings.Repeat(row+", ", n-1)+row), args...); err != nil {
+			return fmt.Errorf("insert %s: %w", rs[0].Type, err)
+		}
+		rs = rs[n:]
+	}
+	return nil
+}
+
+// writeResource writes r over the stored resource described by cur
+// (PostgreSQL): nothing when equal, a relink when only the owner changed,
+// else a new version with the current one kept in the history.
+func (t *Tx) writeResource(ctx context.Context, envelopeID, sender string, r Resource, cur storedState) (int, bool, error) {
+	if cur.Same {
+		if cur.Moved {
+			// Same content, new owner: not a new version.
+			if _, err := t.x.ExecContext(ctx, `UPDATE resources SET patient_id = $1, source_authority = $2,
+				source_mrn = $3 WHERE id = $4`, r.PatientID, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
+				return 0, false, fmt.Errorf("relink %s: %w", r.Type, err)
+			}
+		}
+		return cur.Version, false, nil
+	}
+	// The current version goes to the history and the new one replaces it,
+	// in one statement (both parts read the row as it was).
+	if _, err := t.x.ExecContext(ctx, `WITH kept AS (
+			INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
+			SELECT id, version, body, envelope_id, updated_at FROM resources WHERE id = $1
+		)
+		UPDATE resources SET version = version + 1, body = $2, patient_id = $3, envelope_id = $4, sender = $5,
+			updated_at = $6, source_authority = $7, source_mrn = $8 WHERE id = $1`,
+		r.ID, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
+		return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
+	}
+	return cur.Version + 1, true, nil
+}
+
 // jsonEqual tells whether two JSON documents hold the same value. Bodies are
 // written as encoding/json produces them (keys sorted), so equal bytes settle
 // it at once; PostgreSQL's jsonb returns another layout, which needs the
@@ -218,18 +371,68 @@ type OutboxEntry struct {
 
 // AddOutbox queues events for the relay.
 func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
-	q := t.db.rebind(`INSERT INTO outbox (subscriber, topic, msg_key, headers, payload, event_type, envelope_id,
-		created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	q := t.db.rebind(outboxInsert + outboxValues)
 	for _, e := range entries {
 		h, err := json.Marshal(e.Headers)
 		if err != nil {
 			return err
+		}
+		if t.db.backend == Postgres {
+			t.outbox = append(t.outbox, outboxRow{e: e, headers: string(h)})
+			continue
 		}
 		if _, err := t.x.ExecContext(ctx, q, e.Subscriber, e.Topic, e.Key, string(h), e.Payload, e.EventType,
 			e.EnvelopeID, t.now, t.now); err != nil {
 			return fmt.Errorf("queue event: %w", err)
 		}
 	}
+	return nil
+}
+
+const (
+	outboxInsert = `INSERT INTO outbox (subscriber, topic, msg_key, headers, payload, event_type, envelope_id,
+		created_at, next_attempt_at) VALUES `
+	outboxValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// flushRows bounds the rows of one multi-row statement (PostgreSQL takes
+// at most 65,535 parameters).
+const flushRows = 500
+
+// flush writes what the transaction kept back (PostgreSQL): the outbox rows
+// in the order they were queued, then the envelopes' processed status.
+func (t *Tx) flush(ctx context.Context) error {
+	for rows := t.outbox; len(rows) > 0; {
+		n := min(len(rows), flushRows)
+		args := make([]any, 0, 9*n)
+		for _, r := range rows[:n] {
+			e := r.e
+			args = append(args, e.Subscriber, e.Topic, e.Key, r.headers, e.Payload, e.EventType, e.EnvelopeID, t.now, t.now)
+		}
+		q := outboxInsert + strings.Repeat(outboxValues+", ", n-1) + outboxValues
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(q), args...); err != nil {
+			return fmt.Errorf("queue events: %w", err)
+		}
+		rows = rows[n:]
+	}
+	t.outbox = nil
+	for rows := t.done; len(rows) > 0; {
+		n := min(len(rows), flushRows)
+		args := make([]any, 0, 3*n+1)
+		args = append(args, t.now)
+		for _, f := range rows[:n] {
+			args = append(args, f.EnvelopeID, f.PatientID, f.MappingVersion)
+		}
+		q := `UPDATE envelopes SET status = 'processed', error = '', patient_id = v.patient_id,
+			mapping_version = v.mapping_version, attempts = attempts + 1, processed_at = ?
+			FROM (VALUES ` + strings.Repeat("(?, ?, ?), ", n-1) + `(?, ?, ?)) AS v (id, patient_id, mapping_version)
+			WHERE envelopes.id = v.id`
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(q), args...); err != nil {
+			return fmt.Errorf("mark envelopes processed: %w", err)
+		}
+		rows = rows[n:]
+	}
+	t.done = nil
 	return nil
 }
 
@@ -242,6 +445,10 @@ func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion s
 			return fmt.Errorf("record envelope processed: %w", err)
 		}
 		t.finished = append(t.finished, finished{EnvelopeID: id, PatientID: patientID, MappingVersion: mappingVersion, ProcessedAt: t.now})
+		return nil
+	}
+	if t.db.backend == Postgres {
+		t.done = append(t.done, finished{EnvelopeID: id, PatientID: patientID, MappingVersion: mappingVersion})
 		return nil
 	}
 	_, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE envelopes SET status = 'processed', error = '', patient_id = ?,

@@ -2,8 +2,9 @@
 // mpi_* tables of migrations 00002 and 00003), on the embedded SQLite store and on
 // PostgreSQL. A Store is bound to one handle: bind it to the processing
 // transaction (store.Tx.SQL) so that the index's rows commit with the record
-// they describe, and call Lock first in every transaction that changes the
-// index.
+// they describe, and lock first in every transaction that changes the index
+// (lock.go): Lock for a change that may touch any entry, LockRecords for
+// the resolution of known records.
 package sqlstore
 
 import (
@@ -30,26 +31,6 @@ var _ mpi.Store = (*Store)(nil)
 // New returns a store over x; its driver ("sqlite" or "postgres") decides the
 // placeholders.
 func New(x sqlx.ExtContext) *Store { return &Store{x: x} }
-
-// lockKey names the advisory lock that serialises changes to the index
-// across transactions and processes on PostgreSQL.
-const lockKey = "hiegw:mpi"
-
-// Lock serialises index changes: on PostgreSQL it takes a transaction-scoped
-// advisory lock, held until the transaction ends, so that two transactions
-// (pipeline lanes, or gateway processes sharing the database) never score a
-// record against a state the other is about to change. SQLite has a single
-// writer and needs none. Call it on a transaction before the first read of
-// the index.
-func (s *Store) Lock(ctx context.Context) error {
-	if s.x.DriverName() != "postgres" {
-		return nil
-	}
-	if _, err := s.x.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey); err != nil {
-		return fmt.Errorf("lock mpi: %w", err)
-	}
-	return nil
-}
 
 func (s *Store) q(query string) string { return s.x.Rebind(query) }
 
