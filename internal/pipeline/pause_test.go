@@ -34,11 +34,7 @@ func (b blockingNormalizer) NormalizeHL7(sender string, m *hl7.Message) (pipelin
 func TestPauseHoldsProcessing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Sync: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openStore(t)
 	var envs []*store.Envelope
 	for i := 1; i <= 10; i++ {
 		cid := fmt.Sprintf("P%02d", i)

@@ -47,20 +47,9 @@ func benchUpload(b *testing.B, mode string, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() {
-		srv.Shutdown(context.Background())
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			b.Error(err)
-		}
-	}()
+	addr := serveUntilEnd(b, srv)
 
-	sc, err := ssh.Dial("tcp", ln.Addr().String(), &ssh.ClientConfig{
+	sc, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
 		User: "bench", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
 		HostKeyCallback: ssh.FixedHostKey(srv.hostKey.PublicKey()),
 	})
@@ -99,4 +88,25 @@ func benchUpload(b *testing.B, mode string, size int) {
 	if got := srv.Stats().Accepted; got != uint64(b.N) {
 		b.Fatalf("accepted %d of %d", got, b.N)
 	}
+}
+
+// serveUntilEnd serves srv on a loopback port until the benchmark ends and
+// returns the address.
+func serveUntilEnd(b *testing.B, srv *Server) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			b.Error(err)
+		}
+	})
+	return ln.Addr().String()
 }

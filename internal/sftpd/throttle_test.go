@@ -1,7 +1,6 @@
 package sftpd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -566,17 +565,5 @@ func benchServer(b *testing.B, maxAuthFailures int) (*Server, string, map[string
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
-	return srv, ln.Addr().String(), keys
+	return srv, serveUntilEnd(b, srv), keys
 }
