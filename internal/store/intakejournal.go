@@ -197,7 +197,7 @@ func (db *DB) ingest(ctx context.Context, batch []journaled, durable bool) error
 		run = db.durableTx
 	}
 	return run(ctx, db.log, func(tx *sqlx.Tx) error {
-		ins, _ := bindLogStmt(ctx, tx, insStmt, insertEnvelope, false)
+		ins := bindLogStmt(ctx, tx, insStmt, insertEnvelope)
 		for _, b := range batch {
 			e := b.env
 			if _, err := ins.exec(ctx, e.ID, e.Channel, e.Sender, e.Peer, e.ReceivedAt.UTC(), e.Filename, e.Kind,

@@ -138,26 +138,35 @@ func TestJournalCrashRecovery(t *testing.T) {
 	}
 }
 
-// TestJournalDuplicatesInOneBatch: a message and its retransmission in one
-// group commit are stored once.
-func TestJournalDuplicatesInOneBatch(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	res, err := db.InsertEnvelopes(ctx, []*Envelope{env("x1", "A", "1"), env("x2", "B", "1"), env("x3", "A", "1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res[0].Duplicate || res[1].Duplicate || !res[2].Duplicate || res[2].ID != "x1" || string(res[2].ACK) != "ACK-x1" {
-		t.Fatalf("results %+v", res)
-	}
-	counts, err := db.CountEnvelopes(ctx)
-	if err != nil || counts["received"] != 2 {
-		t.Fatalf("%v %v", counts, err)
-	}
+// TestDuplicatesInOneBatch: a message and its retransmission in one group
+// commit are stored once, and an envelope without an ACK keeps NULL, on
+// both backends.
+func TestDuplicatesInOneBatch(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		noACK := env("x4", "C", "1")
+		noACK.ACK = nil
+		res, err := db.InsertEnvelopes(ctx, []*Envelope{env("x1", "A", "1"), env("x2", "B", "1"), env("x3", "A", "1"), noACK})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Duplicate || res[1].Duplicate || !res[2].Duplicate || res[2].ID != "x1" || string(res[2].ACK) != "ACK-x1" || res[3].Duplicate {
+			t.Fatalf("results %+v", res)
+		}
+		counts, err := db.CountEnvelopes(ctx)
+		if err != nil || counts["received"] != 3 {
+			t.Fatalf("%v %v", counts, err)
+		}
+		got, err := db.GetEnvelope(ctx, "x4")
+		if err != nil || got.ACK != nil || string(got.Raw) != "MSH|x4" {
+			t.Fatalf("envelope without ACK: %+v %v", got, err)
+		}
+		// Order of receipt is kept.
+		list, err := db.ListEnvelopes(ctx, EnvelopeFilter{})
+		if err != nil || len(list) != 3 || list[0].ID != "x4" || list[2].ID != "x1" {
+			t.Fatalf("listed %+v %v", list, err)
+		}
+	})
 }
 
 // TestJournalCleanShutdown: a clean close leaves every envelope in the log
