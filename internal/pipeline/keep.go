@@ -10,16 +10,39 @@ import (
 	"github.com/hiegw/hiegw/internal/store"
 )
 
-// keepUnsent completes r with the elements the source did not send: for
-// each name in keep that r lacks, the stored version's value, if it has
-// one. This is HL7 v2's rule for updates: a field left empty means "no
-// change", while the null "" means "delete" (the mapping leaves such an
-// element out of keep, so it stays removed).
-func keepUnsent(ctx context.Context, tx *store.Tx, r fhir.Resource, keep []string) error {
-	body, err := tx.ResourceBody(ctx, r.ID())
-	if err != nil || body == nil {
+// keepUnsent completes the resources of u that have a keep list with the
+// elements the source did not send: for each name in the list that the
+// resource lacks, the stored version's value, if it has one. This is HL7
+// v2's rule for updates: a field left empty means "no change", while the
+// null "" means "delete" (the mapping leaves such an element out of the
+// list, so it stays removed). One query reads every stored version needed.
+func keepUnsent(ctx context.Context, tx *store.Tx, u unit) error {
+	var ids []string
+	for _, r := range u.Resources {
+		if len(u.Keep[r.ID()]) > 0 {
+			ids = append(ids, r.ID())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	bodies, err := tx.ResourceBodies(ctx, ids)
+	if err != nil {
 		return err
 	}
+	for _, r := range u.Resources {
+		if body := bodies[r.ID()]; body != nil {
+			if err := keepFrom(r, body, u.Keep[r.ID()]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// keepFrom copies into r the elements named in keep that r lacks and the
+// stored JSON body has.
+func keepFrom(r fhir.Resource, body []byte, keep []string) error {
 	var old map[string]any
 	if err := json.Unmarshal(body, &old); err != nil {
 		return fmt.Errorf("read stored %s %s: %w", r.Type(), r.ID(), err)

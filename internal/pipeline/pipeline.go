@@ -533,12 +533,8 @@ func patientOf(rs []fhir.Resource) fhir.Resource {
 }
 
 func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelope, idx int, u unit) (string, error) {
-	for _, r := range u.Resources {
-		if keep := u.Keep[r.ID()]; len(keep) > 0 {
-			if err := keepUnsent(ctx, tx, r, keep); err != nil {
-				return "", err
-			}
-		}
+	if err := keepUnsent(ctx, tx, u); err != nil {
+		return "", err
 	}
 	patientRes := patientOf(u.Resources)
 	var patientID string

@@ -2,23 +2,30 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
 )
 
-// ResourceBody returns the stored JSON of resource id as this transaction
-// sees it, or nil when there is none.
-func (t *Tx) ResourceBody(ctx context.Context, id string) ([]byte, error) {
-	var body string
-	err := sqlx.GetContext(ctx, t.x, &body, t.db.rebind(`SELECT body FROM resources WHERE id = ?`), id)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read resource %s: %w", id, err)
+// ResourceBodies returns the stored JSON of the resources ids that exist,
+// as this transaction sees them, in one query.
+func (t *Tx) ResourceBodies(ctx context.Context, ids []string) (map[string][]byte, error) {
+	q, args, err := sqlx.In(`SELECT id, body FROM resources WHERE id IN (?)`, ids)
+	if err != nil {
+		return nil, err
 	}
-	return []byte(body), nil
+	rows, err := t.x.QueryxContext(ctx, t.db.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read resources: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string][]byte, len(ids))
+	for rows.Next() {
+		var id, body string
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, fmt.Errorf("read resources: %w", err)
+		}
+		out[id] = []byte(body)
+	}
+	return out, rows.Err()
 }
