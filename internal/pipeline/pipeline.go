@@ -583,11 +583,13 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	resources := append([]fhir.Resource{}, u.Resources...)
 	resources = append(resources, provenance(e, idx, u.Resources))
 	stored := make([]store.Resource, 0, len(resources))
+	encoded := make([][]byte, 0, len(resources)) // reused by the event Bundles
 	for _, r := range resources {
 		body, err := json.Marshal(r)
 		if err != nil {
 			return "", contentErr("encode %s: %w", r.Type(), err)
 		}
+		encoded = append(encoded, body)
 		stored = append(stored, store.Resource{ID: r.ID(), Type: r.Type(), PatientID: patientID, Body: body,
 			SourceAuthority: source.Authority, SourceMRN: source.MRN})
 	}
@@ -600,7 +602,8 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	}
 	for i, typ := range append([]string{u.Event}, u.Also...) {
 		ev := route.Event{Type: typ, Sender: e.Sender, EnvelopeID: e.ID, ControlID: u.controlID,
-			MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, At: time.Now(), Raw: u.raw}
+			MessageType: u.messageType, PatientID: patientID, LocalIDs: localIDs, Resources: resources, Encoded: encoded,
+			At: time.Now(), Raw: u.raw}
 		if i > 0 {
 			ev.ID = e.ID + "#" + typ // its own Bundle and MessageHeader ids
 		}

@@ -45,7 +45,11 @@ type Event struct {
 	PatientID   string   // enterprise patient id: the Kafka key
 	LocalIDs    []string // the patient's identifiers as "system|value"
 	Resources   []fhir.Resource
-	At          time.Time
+	// Encoded, when set, holds each of Resources as json.Marshal wrote it
+	// (the caller stored them so): the event Bundle splices these instead
+	// of encoding the resources again.
+	Encoded [][]byte
+	At      time.Time
 	// Facility is the sending facility (MSH-4); when empty the router reads
 	// it from Raw.
 	Facility string
@@ -371,9 +375,48 @@ func EventBundle(ev Event) ([]byte, error) {
 	if len(focus) > 0 {
 		hdr["focus"] = focus
 	}
-	all := append([]fhir.Resource{hdr}, ev.Resources...)
-	b := fhir.NewBundle("message", all)
-	b.ID = fhir.StableID(ev.Sender, "Bundle", id)
-	b.Timestamp = at.UTC().Format(time.RFC3339)
-	return json.Marshal(b)
+	if len(ev.Encoded) != len(ev.Resources) {
+		all := append([]fhir.Resource{hdr}, ev.Resources...)
+		b := fhir.NewBundle("message", all)
+		b.ID = fhir.StableID(ev.Sender, "Bundle", id)
+		b.Timestamp = at.UTC().Format(time.RFC3339)
+		return json.Marshal(b)
+	}
+	// The same Bundle, written with the resources' JSON spliced in (the
+	// fields in fhir.Bundle's order; the strings quoted by encoding/json).
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return nil, err
+	}
+	n := 160 + len(h)
+	for _, e := range ev.Encoded {
+		n += len(e) + 64
+	}
+	out := make([]byte, 0, n)
+	out = append(out, `{"resourceType":"Bundle","id":`...)
+	out = appendJSONString(out, fhir.StableID(ev.Sender, "Bundle", id))
+	out = append(out, `,"type":"message","timestamp":`...)
+	out = appendJSONString(out, at.UTC().Format(time.RFC3339))
+	out = append(out, `,"entry":[`...)
+	out = appendEntry(out, hdr.ID(), h)
+	for i, r := range ev.Resources {
+		out = append(out, ',')
+		out = appendEntry(out, r.ID(), ev.Encoded[i])
+	}
+	return append(out, "]}"...), nil
+}
+
+// appendEntry writes one Bundle.entry whose resource is already JSON.
+func appendEntry(out []byte, id string, resource []byte) []byte {
+	out = append(out, `{"fullUrl":`...)
+	out = appendJSONString(out, "urn:uuid:"+id)
+	out = append(out, `,"resource":`...)
+	out = append(out, resource...)
+	return append(out, '}')
+}
+
+// appendJSONString appends s as encoding/json quotes it.
+func appendJSONString(out []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(out, q...)
 }

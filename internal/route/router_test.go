@@ -1,11 +1,16 @@
 package route
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/mapping"
 
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,4 +177,92 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestEventBundleSplicesEncodedResources: a Bundle built from the resources'
+// JSON as the pipeline stored it is byte for byte the one built by encoding
+// the resources, including text that JSON escapes.
+func TestEventBundleSplicesEncodedResources(t *testing.T) {
+	set, err := mapping.Load(filepath.Join("..", "..", "mappings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"adt_a01.hl7", "oru_r01.hl7"} {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := hl7.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := set.MapHL7("LAB", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := append(res.Resources, fhir.Resource{"resourceType": "Basic", "id": "x-1",
+			"text": map[string]any{"div": `<div xmlns="http://www.w3.org/1999/xhtml">a & b < c — "é"</div>`}})
+		ev := Event{Type: "admit", Sender: "LAB", EnvelopeID: "env-1", Resources: rs, At: time.Unix(1700000000, 0)}
+		plain, err := EventBundle(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			b, err := json.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev.Encoded = append(ev.Encoded, b)
+		}
+		spliced, err := EventBundle(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(plain, spliced) {
+			t.Fatalf("%s: spliced Bundle differs:\n%s\n%s", name, plain, spliced)
+		}
+		if !bytes.Contains(spliced, []byte(`\u003cdiv`)) {
+			t.Fatalf("%s: expected JSON's HTML escaping in %s", name, spliced)
+		}
+	}
+}
+
+// BenchmarkEventBundle builds the event Bundle of a mapped ORU^R01 (the
+// resources encoded again, or their stored JSON spliced in).
+func BenchmarkEventBundle(b *testing.B) {
+	set, err := mapping.Load(filepath.Join("..", "..", "mappings"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", "oru_r01.hl7"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := hl7.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := set.MapHL7("LAB", m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := Event{Type: "result", Sender: "LAB", EnvelopeID: "env-1", Resources: res.Resources, At: time.Unix(1700000000, 0)}
+	b.Run("encode", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := EventBundle(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, r := range res.Resources {
+		j, _ := json.Marshal(r)
+		ev.Encoded = append(ev.Encoded, j)
+	}
+	b.Run("splice", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := EventBundle(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
