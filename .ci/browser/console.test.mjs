@@ -230,6 +230,17 @@ async function main() {
   check(/CITYLAB|GOODHEALTH|XSSHOSP/.test(statusText), 'status lists senders');
   check(await page.evaluate(() => sessionStorage.getItem('hiegw.token') !== null), 'the token is kept in sessionStorage');
 
+  // Processing is paused and resumed from the status page (the pause asks
+  // first).
+  await page.waitForSelector('#processing .badge.running', { timeout: 10000 });
+  page.once('dialog', (d) => d.accept());
+  await page.click('#processing button');
+  await page.waitForSelector('#processing .badge.paused', { timeout: 10000 });
+  check((await api('/api/v1/pipeline')).paused === true, 'the Pause button pauses processing');
+  await page.click('#processing button');
+  await page.waitForSelector('#processing .badge.running', { timeout: 10000 });
+  check((await api('/api/v1/pipeline')).paused === false, 'the Resume button resumes processing');
+
   // Message list with filters.
   await page.click('a[data-nav=messages]');
   await page.waitForSelector('#message-table tbody tr[data-id]', { timeout: 10000 });

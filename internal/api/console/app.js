@@ -79,17 +79,40 @@ async function statusView(el) {
   const title = h('h2', {}, 'Status');
   const meta = h('div', { class: 'panel' });
   const listeners = h('div', { class: 'panel' });
+  const processing = h('div', { class: 'panel', id: 'processing' });
   const cards = h('div', { class: 'cards', id: 'throughput' });
   const senders = h('div', { class: 'panel' });
-  append(el, [title, meta, h('h3', {}, 'Throughput'), cards, h('h3', {}, 'Listeners'), listeners,
+  append(el, [title, meta, h('h3', {}, 'Processing'), processing, h('h3', {}, 'Throughput'), cards,
+    h('h3', {}, 'Listeners'), listeners,
     h('h3', {}, 'Senders'), senders]);
   const history = new Map(); // counter → [{t, v}]
   let alive = true;
   stopPolling = () => { alive = false; };
 
+  // Operators may hold processing (receipt goes on) and let it go again.
+  async function showProcessing() {
+    let p;
+    try { p = await call('/api/v1/pipeline'); } catch { return; }
+    if (!alive) return;
+    const btn = h('button', { type: 'button', class: p.paused ? '' : 'secondary' },
+      p.paused ? 'Resume processing' : 'Pause processing');
+    btn.addEventListener('click', async () => {
+      if (!p.paused && !confirm('Pause processing? Messages are still received, stored and acknowledged; nothing is processed or routed until you resume.')) return;
+      try {
+        await call('/api/v1/pipeline/' + (p.paused ? 'resume' : 'pause'), { method: 'POST' });
+        say(p.paused ? 'Processing resumed.' : 'Processing paused: messages are received and stored, not processed.');
+        showProcessing();
+      } catch (e) { fail(e); }
+    });
+    replace(processing, h('dl', { class: 'kv' },
+      h('dt', {}, 'State'), h('dd', {}, badge(p.paused ? 'paused' : 'running'), ' ', btn),
+      h('dt', {}, 'Waiting'), h('dd', {}, String(p.waiting || 0), ' message(s) received and not yet processed')));
+  }
+
   async function tick() {
     const s = await call('/api/v1/console/status');
     if (!alive) return;
+    showProcessing();
     const t = Date.parse(s.now) / 1000;
     replace(meta, h('dl', { class: 'kv' },
       h('dt', {}, 'Version'), h('dd', {}, s.version || 'unknown'),
