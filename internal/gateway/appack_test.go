@@ -156,10 +156,17 @@ func appAcks(t *testing.T, dsn string) {
 		{"G-EMPTY", "AL", "", true, ""},
 		{"G-ORIG", "", "AL", true, ""}, // original mode: the answer on the connection is the application ACK
 		{"G-REF", "AL", "AL", true, "AA"},
+		// No PID-3 at all: the mapping cannot make the Patient. In enhanced
+		// mode that is the application's answer, not the commit's.
+		{"M-AL", "AL", "AL", false, "AE"},
 	}
 	var want []string
 	for _, tc := range cases {
-		ack, err := sendTLS(r.g.MLLPAddr(), adt, adtAck("GOODHEALTH", tc.control, tc.msh15, tc.msh16, tc.good))
+		msg := adtAck("GOODHEALTH", tc.control, tc.msh15, tc.msh16, tc.good)
+		if strings.HasPrefix(tc.control, "M-") {
+			msg = []byte(strings.Replace(string(msg), "PID|1||"+tc.control+"||", "PID|1||||", 1))
+		}
+		ack, err := sendTLS(r.g.MLLPAddr(), adt, msg)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.control, err)
 		} else if code := ack.Get("MSA-1"); (tc.msh15 != "" && code != "CA") || (tc.msh15 == "" && code != "AA") {
@@ -223,6 +230,9 @@ func appAcks(t *testing.T, dsn string) {
 	for _, m := range got {
 		arrived = append(arrived, m.Get("MSA-2")+":"+m.Get("MSA-1"))
 		checkAppAck(t, m)
+		if m.Get("MSA-2") == "M-AL" && (!strings.HasPrefix(m.Get("ERR-2"), "PID") || !strings.Contains(m.Get("ERR-8"), "rule")) {
+			t.Errorf("the mapping failure's AE must name the field and the rule: %q", m.Raw())
+		}
 	}
 	if fmt.Sprint(arrived) != fmt.Sprint(want) {
 		t.Fatalf("application acks received %v, want %v", arrived, want)
@@ -234,13 +244,13 @@ func appAcks(t *testing.T, dsn string) {
 
 	// Processing the failed messages again (after a mapping fix, say) does
 	// not answer them twice.
-	if n, err := r.g.DB().Requeue(context.Background(), "goodhealth-adt", nil); err != nil || n != 4 {
+	if n, err := r.g.DB().Requeue(context.Background(), "goodhealth-adt", nil); err != nil || n != 5 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	r.g.pipe.Rescan()
 	waitFor(t, "the failed messages processed again", func() bool {
 		es, err := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{Sender: "goodhealth-adt", Status: "failed"})
-		if err != nil || len(es) != 4 {
+		if err != nil || len(es) != 5 {
 			return false
 		}
 		for _, e := range es {

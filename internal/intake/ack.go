@@ -144,6 +144,19 @@ func (in *Intake) judge(env *Envelope, h hl7.Header, herr error) (int, []hl7.Err
 		}
 		return errOut, details
 	}
+	if enhanced(h) {
+		// In enhanced mode the reply is a commit acknowledgement: it says
+		// the message is safely stored. Whether the mappings can handle its
+		// content is the application's answer, sent as the application ACK
+		// once processing has tried (AE naming the field and the rule), and
+		// the message waits as failed for a fix. Only a type no mapping
+		// covers is refused at commit.
+		if in.opt.Covers != nil && !in.opt.Covers(senderOf(env, h), h.MessageCode, h.TriggerEvent) {
+			return reject, []hl7.ErrorDetail{{Location: "MSH^1^9", Code: "200", Severity: "E",
+				Message: fmt.Sprintf("no mapping for message type %s", messageType(h))}}
+		}
+		return accept, nil
+	}
 	if in.opt.Check != nil {
 		if problems := in.opt.Check.Check(senderOf(env, h), m); len(problems) > 0 {
 			for _, p := range problems {

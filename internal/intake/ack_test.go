@@ -55,6 +55,7 @@ func TestAckConformance(t *testing.T) {
 	st := &dupStore{seen: map[string]store.Inserted{}}
 	in := New(st, Options{
 		Supported: func(code, _ string) bool { return code != "QRY" },
+		Covers:    func(_, code, _ string) bool { return code != "ZZZ" },
 		Check: checkFunc(func(_ string, m *hl7.Message) []hl7.ErrorDetail {
 			if m.Get("MSH-9.1") == "ZZZ" {
 				return []hl7.ErrorDetail{{Location: "MSH^1^9", Code: "200", Severity: "E", Message: "no mapping for ZZZ^Z01"}}
@@ -89,8 +90,13 @@ func TestAckConformance(t *testing.T) {
 		{"8859/1 declared, UTF-8 sent: read as declared", strings.Replace(strings.Replace(string(goodMsg("C3", "")), "2.5.1",
 			"2.5.1||||||8859/1", 1), "DOE^JANE", "DO\u00c9^JANE", 1), "AA", "", StatusReceived, "", ""},
 		{"mapping cannot handle it", strings.Replace(string(goodMsg("M1", "")), "DOE^JANE", "NODATE^JANE", 1), "AE", "101", StatusRejected, "PID^1^7", "rule adt.yaml:12"},
-		{"enhanced ER: answered on error", strings.Replace(string(goodMsg("M2", "ER")), "DOE^JANE", "NODATE^JANE", 1), "CE", "101", StatusRejected, "PID^1^7", ""},
-		{"enhanced SU: no ACK on error", strings.Replace(string(goodMsg("M3", "SU")), "DOE^JANE", "NODATE^JANE", 1), "", "", StatusRejected, "", ""},
+		// In enhanced mode content is the application ACK's business: the
+		// message is stored (commit accepted) and fails in processing.
+		{"enhanced AL, mapping cannot handle it: stored", strings.Replace(string(goodMsg("M2", "AL")), "DOE^JANE", "NODATE^JANE", 1), "CA", "", StatusReceived, "", ""},
+		{"enhanced ER, mapping cannot handle it: stored, no ACK", strings.Replace(string(goodMsg("M3", "ER")), "DOE^JANE", "NODATE^JANE", 1), "", "", StatusReceived, "", ""},
+		{"enhanced SU, mapping cannot handle it: stored", strings.Replace(string(goodMsg("M4", "SU")), "DOE^JANE", "NODATE^JANE", 1), "CA", "", StatusReceived, "", ""},
+		{"enhanced AL, no mapping for the type", "MSH|^~\\&|A|F|B|G|20260101||ZZZ^Z01|Z2|P|2.5.1|||AL|NE\r", "CR", "200", StatusRejected, "MSH^1^9", "no mapping"},
+		{"enhanced ER, body does not parse", "MSH|^~\\&|A|F|B|G|20260101||ADT^A01|B2|P|2.5.1|||ER|NE\rP!D|1\r", "CE", "", StatusRejected, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

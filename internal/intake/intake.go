@@ -57,8 +57,13 @@ type Options struct {
 	// Supported says whether a message code and trigger are accepted; nil
 	// accepts every type.
 	Supported func(code, trigger string) bool
-	// Check, when set, runs on every readable message before it is committed.
+	// Check, when set, runs on every readable message in original mode
+	// before it is committed.
 	Check Checker
+	// Covers, when set, tells whether any mapping handles a message type for
+	// a sender; a message in enhanced mode (MSH-15 valued) is checked with it
+	// alone, since its commit ACK answers for storage, not content.
+	Covers func(sender, code, trigger string) bool
 	// CheckFile, when set, validates uploaded files.
 	CheckFile FileChecker
 	// DetectCCDA says whether a file is a C-CDA document.

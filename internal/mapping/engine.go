@@ -199,6 +199,12 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 	return st.mapEntry(entry)
 }
 
+// Covers tells whether a message entry of sender's mappings matches a
+// message type (what MapHL7 would refuse with code 200 otherwise).
+func (s *Set) Covers(sender, code, trigger string) bool {
+	return s.profileFor(sender).match(code, trigger) != nil
+}
+
 // mapEntry runs the resource rules of a message entry and checks, orders
 // and returns what they made.
 func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
