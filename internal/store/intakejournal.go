@@ -42,6 +42,14 @@ const ingestBatch = 512
 // most it adds to an envelope's processing latency.
 const ingestDelay = 10 * time.Millisecond
 
+// defaultMaxBacklog bounds the envelopes appended and not yet copied;
+// receipt waits beyond it, for at most backlogWait, then fails (intake
+// answers "not stored, send again later").
+const (
+	defaultMaxBacklog = 20000
+	backlogWait       = 30 * time.Second
+)
+
 // visibleWait bounds how long a read waits for the ingester. A read that
 // waits longer (the ingester is failing) goes ahead and may miss the latest
 // envelopes; the failure is logged and reported by Ping.
@@ -78,6 +86,8 @@ type intakeJournal struct {
 	ingestErr error
 	closed    bool
 	held      bool // tests: the ingester copies nothing (a crash image holds the journal only)
+	// maxBacklog is defaultMaxBacklog (tests lower it).
+	maxBacklog int
 
 	kick   chan struct{}
 	urgent chan struct{} // a reader waits: copy now
@@ -99,7 +109,7 @@ func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync
 	}
 	ij := &intakeJournal{
 		j: j, reader: reader, log: slog.Default(),
-		pending:  map[dedupKey]Inserted{},
+		pending: map[dedupKey]Inserted{}, maxBacklog: defaultMaxBacklog,
 		progress: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		urgent:   make(chan struct{}, 1),
@@ -344,7 +354,32 @@ func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted
 	ij := db.ij
 	ij.insert.Lock()
 	defer ij.insert.Unlock()
+	// Envelopes wait in memory until they are copied; if the copier falls
+	// behind (a slow or failing disk), receipt waits for it rather than
+	// holding an unbounded backlog.
 	ij.mu.Lock()
+	var giveUp <-chan time.Time
+	for len(ij.queue) >= ij.maxBacklog && !ij.closed {
+		ch := ij.progress
+		ij.mu.Unlock()
+		if giveUp == nil {
+			t := time.NewTimer(backlogWait)
+			defer t.Stop()
+			giveUp = t.C
+		}
+		select {
+		case ij.urgent <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-giveUp:
+			return nil, fmt.Errorf("insert envelope: %d envelopes wait to be copied into the message log and the copier is not keeping up", ij.maxBacklog)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("insert envelope: waiting for the journal copier: %w", ctx.Err())
+		}
+		ij.mu.Lock()
+	}
 	closed := ij.closed
 	ij.mu.Unlock()
 	if closed {

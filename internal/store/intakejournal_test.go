@@ -314,3 +314,47 @@ func TestDuplicateAfterRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalBacklogIsBounded: while the copier is held, receipt takes
+// envelopes up to the backlog bound, then waits, and goes on once the
+// copier catches up.
+func TestJournalBacklogIsBounded(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.ij.mu.Lock()
+	db.ij.maxBacklog = 5
+	db.ij.mu.Unlock()
+	holdIngest(db, true)
+	for i := 0; i < 5; i++ {
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env(fmt.Sprint("b", i), "B", fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.InsertEnvelopes(ctx, []*Envelope{env("b5", "B", "5")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the sixth envelope went in past the bound: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	holdIngest(db, false)
+	db.ij.urgent <- struct{}{}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("receipt did not go on once the copier caught up")
+	}
+	if counts, err := db.CountEnvelopes(ctx); err != nil || counts["received"] != 6 {
+		t.Fatalf("%v %v", counts, err)
+	}
+}
