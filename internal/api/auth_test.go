@@ -13,15 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func openStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir(), Sync: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+func openStore(t *testing.T) *store.DB { return store.TestEmbedded(t) }
 
 func token(t *testing.T, name string, role Role) (string, Token) {
 	t.Helper()

@@ -27,11 +27,7 @@ func (nopRouter) Route(route.Event) ([]store.OutboxEntry, error) { return nil, n
 func mpiServer(t *testing.T, asPrincipal bool) (*httptest.Server, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Sync: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := store.TestEmbedded(t)
 	ix, err := mpi.New(sqlstore.New(db.SQL()), mpi.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ func (r refuses) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalize
 func TestWaitingEnvelopesShareTransactions(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := openStore(t)
+	db := store.TestEmbedded(t)
 	const n = 40
 	norm := refuses{bad: map[string]bool{"C07": true, "C21": true}, noID: map[string]bool{"C30": true}}
 	var envs []*store.Envelope
@@ -124,15 +124,4 @@ func dedupe(ids []string) []string {
 		}
 	}
 	return out
-}
-
-// openStore opens an embedded store (unsynced) that closes with the test.
-func openStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir(), Sync: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }

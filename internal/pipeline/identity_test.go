@@ -145,12 +145,7 @@ type harness struct {
 
 func backends(t *testing.T, fn func(t *testing.T, h *harness)) {
 	t.Run("sqlite", func(t *testing.T) {
-		db, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir(), Sync: "normal"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		fn(t, newHarness(t, db))
+		fn(t, newHarness(t, store.TestEmbedded(t)))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		db, err := store.Open(context.Background(), store.Options{PostgresDSN: store.TestPostgresDSN(t), MaxOpenConns: 4})

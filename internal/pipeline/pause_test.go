@@ -34,7 +34,7 @@ func (b blockingNormalizer) NormalizeHL7(sender string, m *hl7.Message) (pipelin
 func TestPauseHoldsProcessing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := openStore(t)
+	db := store.TestEmbedded(t)
 	var envs []*store.Envelope
 	for i := 1; i <= 10; i++ {
 		cid := fmt.Sprintf("P%02d", i)

@@ -53,3 +53,15 @@ func withSearchPath(dsn, schema string) string {
 	}
 	return dsn + " search_path=" + schema
 }
+
+// TestEmbedded opens an embedded store in a temporary directory, without
+// fsyncs (Sync "normal"), closed when the test ends.
+func TestEmbedded(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), Options{DataDir: t.TempDir(), Sync: "normal"})
+	if err != nil {
+		t.Fatalf("open embedded store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

@@ -13,15 +13,7 @@ import (
 	"github.com/hiegw/hiegw/internal/store"
 )
 
-func openSQLite(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir(), Sync: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+func openSQLite(t *testing.T) *store.DB { return store.TestEmbedded(t) }
 
 func openPostgres(t *testing.T) *store.DB {
 	t.Helper()
