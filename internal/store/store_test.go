@@ -329,3 +329,16 @@ func TestReplayCopiesOriginalsOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestWithDSNParam(t *testing.T) {
+	cases := map[string]string{
+		"postgres://u@h:5432/db?sslmode=verify-full": "postgres://u@h:5432/db?binary_parameters=yes&sslmode=verify-full",
+		"postgresql://u@h/db":                        "postgresql://u@h/db?binary_parameters=yes",
+		"host=h dbname=db sslmode=disable":           "host=h dbname=db sslmode=disable binary_parameters=yes",
+	}
+	for in, want := range cases {
+		if got := withDSNParam(in, "binary_parameters", "yes"); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}

@@ -41,17 +41,21 @@ func TestPostgresDSN(t testing.TB) string {
 	return withSearchPath(base, schema)
 }
 
-func withSearchPath(dsn, schema string) string {
+func withSearchPath(dsn, schema string) string { return withDSNParam(dsn, "search_path", schema) }
+
+// withDSNParam sets one connection parameter in a PostgreSQL DSN, written as
+// a URL or as key=value pairs.
+func withDSNParam(dsn, key, value string) string {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err == nil {
 			q := u.Query()
-			q.Set("search_path", schema)
+			q.Set(key, value)
 			u.RawQuery = q.Encode()
 			return u.String()
 		}
 	}
-	return dsn + " search_path=" + schema
+	return dsn + " " + key + "=" + value
 }
 
 // TestEmbedded opens an embedded store in a temporary directory, without
