@@ -43,16 +43,28 @@ func keepUnsent(ctx context.Context, tx *store.Tx, u unit) error {
 // keepFrom copies into r the elements named in keep that r lacks and the
 // stored JSON body has.
 func keepFrom(r fhir.Resource, body []byte, keep []string) error {
-	var old map[string]any
+	// The stored body is split into its top-level elements undecoded; only
+	// those taken are decoded (most of a Patient is sent again each time).
+	var old map[string]json.RawMessage
 	if err := json.Unmarshal(body, &old); err != nil {
 		return fmt.Errorf("read stored %s %s: %w", r.Type(), r.ID(), err)
+	}
+	take := func(name string) error {
+		var v any
+		if err := json.Unmarshal(old[name], &v); err != nil {
+			return fmt.Errorf("read stored %s %s: %s: %w", r.Type(), r.ID(), name, err)
+		}
+		r[name] = v
+		return nil
 	}
 	for _, k := range keep {
 		base, choice := strings.CutSuffix(k, "[x]")
 		if !choice {
-			if _, ok := r[k]; !ok {
-				if v, ok := old[k]; ok {
-					r[k] = v
+			if _, sent := r[k]; !sent {
+				if _, ok := old[k]; ok {
+					if err := take(k); err != nil {
+						return err
+					}
 				}
 			}
 			continue
@@ -61,7 +73,9 @@ func keepFrom(r fhir.Resource, body []byte, keep []string) error {
 			continue
 		}
 		if name := typedIn(old, base); name != "" {
-			r[name] = old[name]
+			if err := take(name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -69,7 +83,7 @@ func keepFrom(r fhir.Resource, body []byte, keep []string) error {
 
 // typedIn returns the typed form of choice element base[x] that obj holds
 // (deceasedBoolean for deceased), or "".
-func typedIn(obj map[string]any, base string) string {
+func typedIn[V any](obj map[string]V, base string) string {
 	for k := range obj {
 		if len(k) > len(base) && strings.HasPrefix(k, base) && k[len(base)] >= 'A' && k[len(base)] <= 'Z' {
 			return k
