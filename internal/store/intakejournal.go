@@ -271,10 +271,11 @@ func (db *DB) ingestLoop() {
 			backoff = 50 * time.Millisecond
 			ij.mu.Lock()
 			ij.ingestErr = nil
-			ij.queue = ij.queue[n:]
 			for _, b := range batch {
 				delete(ij.pending, dedupKey{b.env.Sender, b.env.DedupKey})
 			}
+			clear(batch) // the queue's copied entries: let the envelopes go
+			ij.queue = ij.queue[n:]
 			ij.ingested = end
 			if durable {
 				ij.durable = end
