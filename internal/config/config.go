@@ -178,6 +178,10 @@ type Config struct {
 	} `yaml:"subscriptions"`
 	Pipeline struct {
 		Lanes int `yaml:"lanes"`
+		// Paused starts the gateway with processing paused: it receives,
+		// stores and acknowledges, and processes nothing until an operator
+		// resumes it (POST /api/v1/pipeline/resume). An intake-only replica.
+		Paused bool `yaml:"paused"`
 	} `yaml:"pipeline"`
 }
 

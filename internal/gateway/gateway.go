@@ -435,6 +435,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
 	work.Add(3)
+	if g.cfg.Pipeline.Paused {
+		g.pipe.Pause()
+		g.log.Warn("processing is paused (pipeline.paused): messages are received and stored, not processed, until POST /api/v1/pipeline/resume")
+	}
 	go func() { defer work.Done(); g.pipe.Run(workCtx) }()
 	go func() { defer work.Done(); g.acks.Run(workCtx) }()
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
