@@ -390,7 +390,24 @@ func (db *DB) ListEnvelopes(ctx context.Context, f EnvelopeFilter) ([]Envelope, 
 		add("control_id = ?", f.ControlID)
 	}
 	if f.PatientID != "" {
-		add("patient_id = ?", f.PatientID)
+		// An envelope's patient_id is the patient it was processed for; a
+		// later merge or link moves the record's resources, not that column.
+		// The envelopes' Provenance resources move with the record, so they
+		// say which envelopes belong to the patient now.
+		ids, err := db.patientEnvelopes(ctx, f.PatientID)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			add("patient_id = ?", f.PatientID)
+		} else {
+			in, inArgs, err := sqlx.In("(patient_id = ? OR id IN (?))", f.PatientID, ids)
+			if err != nil {
+				return nil, err
+			}
+			q += " AND " + in
+			args = append(args, inArgs...)
+		}
 	}
 	if !f.Since.IsZero() {
 		add("received_at >= ?", f.Since.UTC())
@@ -490,4 +507,20 @@ func (db *DB) PurgeRaw(ctx context.Context, before time.Time) (int64, error) {
 		return 0, fmt.Errorf("purge raw bodies: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// maxPatientEnvelopes bounds the envelopes a patient's message list looks
+// up through its Provenance resources (the most recent ones).
+const maxPatientEnvelopes = 5000
+
+// patientEnvelopes returns the ids of the envelopes whose Provenance belongs
+// to patientID now, most recent first.
+func (db *DB) patientEnvelopes(ctx context.Context, patientID string) ([]string, error) {
+	var ids []string
+	err := db.x.SelectContext(ctx, &ids, db.rebind(`SELECT envelope_id FROM resources
+		WHERE patient_id = ? AND resource_type = 'Provenance' ORDER BY updated_at DESC LIMIT ?`), patientID, maxPatientEnvelopes)
+	if err != nil {
+		return nil, fmt.Errorf("patient envelopes: %w", err)
+	}
+	return ids, nil
 }

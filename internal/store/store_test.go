@@ -342,3 +342,57 @@ func TestWithDSNParam(t *testing.T) {
 		}
 	}
 }
+
+// TestPatientMessagesFollowMerges: after a merge, the surviving patient's
+// message list holds the messages processed for the merged one.
+func TestPatientMessagesFollowMerges(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("m1", "A", "1"), env("m2", "A", "2"), env("m3", "B", "3")}); err != nil {
+			t.Fatal(err)
+		}
+		var p1, p2 string
+		err := db.InTx(ctx, func(tx *Tx) error {
+			var err error
+			if p1, _, err = tx.ResolvePatient(ctx, "A", []Identifier{{"urn:a", "1"}}); err != nil {
+				return err
+			}
+			if p2, _, err = tx.ResolvePatient(ctx, "B", []Identifier{{"urn:b", "2"}}); err != nil {
+				return err
+			}
+			for id, p := range map[string]string{"m1": p1, "m2": p1, "m3": p2} {
+				body := []byte(`{"resourceType":"Provenance","id":"prov-` + id + `"}`)
+				if _, _, err := tx.PutResource(ctx, id, "A", Resource{ID: "prov-" + id, Type: "Provenance", PatientID: p, Body: body}); err != nil {
+					return err
+				}
+				if err := tx.FinishEnvelope(ctx, id, p, "v1"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := func(p string) []string {
+			es, err := db.ListEnvelopes(ctx, EnvelopeFilter{PatientID: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range es {
+				ids = append(ids, e.ID)
+			}
+			return ids
+		}
+		if got := list(p2); len(got) != 1 || got[0] != "m3" {
+			t.Fatalf("before the merge %s has %v", p2, got)
+		}
+		if err := db.InTx(ctx, func(tx *Tx) error { return tx.MergePatient(ctx, p1, p2) }); err != nil {
+			t.Fatal(err)
+		}
+		if got := list(p2); len(got) != 3 || got[0] != "m3" || got[2] != "m1" {
+			t.Fatalf("after the merge %s has %v, want m3 m2 m1", p2, got)
+		}
+	})
+}
