@@ -183,24 +183,8 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 // JSON as the pipeline stored it is byte for byte the one built by encoding
 // the resources, including text that JSON escapes.
 func TestEventBundleSplicesEncodedResources(t *testing.T) {
-	set, err := mapping.Load(filepath.Join("..", "..", "mappings"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"adt_a01.hl7", "oru_r01.hl7"} {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := hl7.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := set.MapHL7("LAB", m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs := append(res.Resources, fhir.Resource{"resourceType": "Basic", "id": "x-1",
+		rs := append(mappedSample(t, name), fhir.Resource{"resourceType": "Basic", "id": "x-1",
 			"text": map[string]any{"div": `<div xmlns="http://www.w3.org/1999/xhtml">a & b < c — "é"</div>`}})
 		ev := Event{Type: "admit", Sender: "LAB", EnvelopeID: "env-1", Resources: rs, At: time.Unix(1700000000, 0)}
 		plain, err := EventBundle(ev)
@@ -230,23 +214,8 @@ func TestEventBundleSplicesEncodedResources(t *testing.T) {
 // BenchmarkEventBundle builds the event Bundle of a mapped ORU^R01 (the
 // resources encoded again, or their stored JSON spliced in).
 func BenchmarkEventBundle(b *testing.B) {
-	set, err := mapping.Load(filepath.Join("..", "..", "mappings"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", "oru_r01.hl7"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := hl7.Parse(raw)
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := set.MapHL7("LAB", m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ev := Event{Type: "result", Sender: "LAB", EnvelopeID: "env-1", Resources: res.Resources, At: time.Unix(1700000000, 0)}
+	rs := mappedSample(b, "oru_r01.hl7")
+	ev := Event{Type: "result", Sender: "LAB", EnvelopeID: "env-1", Resources: rs, At: time.Unix(1700000000, 0)}
 	b.Run("encode", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if _, err := EventBundle(ev); err != nil {
@@ -254,7 +223,7 @@ func BenchmarkEventBundle(b *testing.B) {
 			}
 		}
 	})
-	for _, r := range res.Resources {
+	for _, r := range rs {
 		j, _ := json.Marshal(r)
 		ev.Encoded = append(ev.Encoded, j)
 	}
@@ -265,4 +234,26 @@ func BenchmarkEventBundle(b *testing.B) {
 			}
 		}
 	})
+}
+
+// mappedSample maps testdata/hl7/name with the shipped mappings.
+func mappedSample(t testing.TB, name string) []fhir.Resource {
+	t.Helper()
+	set, err := mapping.Load(filepath.Join("..", "..", "mappings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := hl7.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := set.MapHL7("LAB", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Resources
 }
