@@ -80,6 +80,8 @@ type Journal struct {
 	dir string
 	opt Options
 
+	lock *os.File // held locked while the journal is open: one process per directory
+
 	mu   sync.Mutex
 	f    *os.File // current segment
 	seg  uint64   // its number
@@ -101,6 +103,21 @@ func Open(dir string, opt Options) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
+	lock, err := lockDir(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, err
+	}
+	j, err := open(dir, opt)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	j.lock = lock
+	return j, nil
+}
+
+// open is Open once the directory is locked.
+func open(dir string, opt Options) (*Journal, error) {
 	j := &Journal{dir: dir, opt: opt}
 	segs, err := j.segments()
 	if err != nil {
@@ -314,11 +331,15 @@ func (j *Journal) Err() error {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return nil
+	var err error
+	if j.f != nil {
+		err = j.f.Close()
+		j.f = nil
 	}
-	err := j.f.Close()
-	j.f = nil
+	if j.lock != nil {
+		err = errors.Join(err, j.lock.Close()) // closing releases the lock
+		j.lock = nil
+	}
 	return err
 }
 
@@ -383,6 +404,9 @@ func (j *Journal) segments() ([]uint64, error) {
 	}
 	var out []uint64
 	for _, e := range ents {
+		if e.Name() == "LOCK" {
+			continue
+		}
 		name, ok := strings.CutSuffix(e.Name(), suffix)
 		if !ok || e.IsDir() { // including a segment left half made (.tmp)
 			continue

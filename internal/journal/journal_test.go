@@ -293,3 +293,20 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestOneProcessPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("a second journal on the same directory: %v", err)
+	}
+	j.Close()
+	j2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	j2.Close()
+}

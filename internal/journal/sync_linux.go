@@ -1,6 +1,8 @@
 package journal
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -14,4 +16,21 @@ func fdatasync(f *os.File) error {
 			return err
 		}
 	}
+}
+
+// lockDir opens path and locks it exclusively, failing at once if another
+// process holds it: two gateways appending to one journal would corrupt it.
+func lockDir(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("journal: %s is locked by another process: is another hiegw using this data directory?", path)
+		}
+		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+	}
+	return f, nil
 }

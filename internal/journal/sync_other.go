@@ -5,3 +5,8 @@ package journal
 import "os"
 
 func fdatasync(f *os.File) error { return f.Sync() }
+
+// lockDir opens path; other systems get no cross-process lock.
+func lockDir(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+}
