@@ -81,13 +81,14 @@ func TestReplayCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The gateway keeps running on the data directory while replay runs.
+	defer db.Close()
 	err = db.InTx(ctx, func(tx *store.Tx) error {
 		return tx.AddOutbox(ctx,
 			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p1", Headers: map[string]string{}, Payload: []byte("a")},
 			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p2", Headers: map[string]string{}, Payload: []byte("b")},
 			store.OutboxEntry{Subscriber: "lab", Topic: "lab", Key: "p1", Headers: map[string]string{}, Payload: []byte("c")})
 	})
-	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,24 @@ func backends(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 }
 
 // backendsOpen gives fn a way to open several handles on one database, as
-// several processes would.
+// several processes would. The embedded store belongs to one process (its
+// journal is locked), so there every call returns the one handle, shared as
+// the relays of one process share it.
 func backendsOpen(t *testing.T, fn func(t *testing.T, open func() *store.DB)) {
 	run := func(t *testing.T, o store.Options) {
+		var shared *store.DB
 		fn(t, func() *store.DB {
+			if shared != nil {
+				return shared
+			}
 			db, err := store.Open(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
+			if o.PostgresDSN == "" {
+				shared = db
+			}
 			return db
 		})
 	}

@@ -169,3 +169,44 @@ func mustList(t *testing.T, db *DB, f AppAckFilter) []AppAck {
 	}
 	return out
 }
+
+// TestClaimsReleasedAtStart: on the embedded store a restart gives back what
+// the previous process had claimed, without waiting for the lease.
+func TestClaimsReleasedAtStart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.EnqueueAppAck(ctx, appAck("env-1", "A", "1", AppAckPending)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		return tx.AddOutbox(ctx, OutboxEntry{Subscriber: "s", Topic: "t", Key: "k", Headers: map[string]string{}, Payload: []byte("p")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.ClaimAppAcks(ctx, "A", "dead", 10, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("claim acks: %v %v", got, err)
+	}
+	if got, err := db.ClaimOutbox(ctx, "dead", 10, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("claim outbox: %v %v", got, err)
+	}
+	// Still claimed for this process's life.
+	if got, _ := db.ClaimOutbox(ctx, "other", 10, time.Hour); len(got) != 0 {
+		t.Fatalf("a live claim was taken: %v", got)
+	}
+	db.Close()
+	db, err = Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.ClaimAppAcks(ctx, "A", "next", 10, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("after restart, acks: %v %v", got, err)
+	}
+	if got, err := db.ClaimOutbox(ctx, "next", 10, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("after restart, outbox: %v %v", got, err)
+	}
+}

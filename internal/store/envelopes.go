@@ -147,6 +147,9 @@ func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted
 	if db.ij != nil {
 		return db.insertJournaled(ctx, envs)
 	}
+	if db.split {
+		return nil, errors.New("insert envelopes: this store was opened without intake (NoIntake)")
+	}
 	return db.insertEnvelopesPG(ctx, envs)
 }
 

@@ -358,3 +358,32 @@ func TestJournalBacklogIsBounded(t *testing.T) {
 		t.Fatalf("%v %v", counts, err)
 	}
 }
+
+// TestNoIntakeBesideAGateway: a tool opens the store beside a running
+// gateway without its journal; it cannot receive.
+func TestNoIntakeBesideAGateway(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	gw, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := Open(ctx, Options{DataDir: dir}); err == nil {
+		t.Fatal("a second store with intake opened beside the gateway")
+	}
+	tool, err := Open(ctx, Options{DataDir: dir, NoIntake: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Close()
+	if _, err := tool.InsertEnvelopes(ctx, []*Envelope{env("t1", "T", "1")}); err == nil {
+		t.Fatal("a NoIntake store received an envelope")
+	}
+	if _, err := gw.InsertEnvelopes(ctx, []*Envelope{env("g1", "G", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tool.CountEnvelopes(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

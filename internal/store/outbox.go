@@ -144,3 +144,23 @@ func (db *DB) ReplayOutbox(ctx context.Context, subscriber string, since time.Ti
 	}
 	return res.RowsAffected()
 }
+
+// releaseClaims gives back the outbox rows and application acknowledgements
+// that a previous process claimed and did not settle. On the embedded store
+// one process at a time uses the data directory (the journal's lock), so
+// every claim found at start-up is a dead process's, and waiting for its
+// lease to run out would only hold up delivery. (On PostgreSQL other
+// gateways may hold live claims; their leases decide.)
+func (db *DB) releaseClaims(ctx context.Context) error {
+	return runTx(ctx, db.x, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET claimed_by = '', claimed_until = NULL
+			WHERE sent_at IS NULL AND claimed_until IS NOT NULL`); err != nil {
+			return fmt.Errorf("release outbox claims: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE app_acks SET claimed_by = '', claimed_until = NULL
+			WHERE status = 'pending' AND claimed_until IS NOT NULL`); err != nil {
+			return fmt.Errorf("release application ack claims: %w", err)
+		}
+		return nil
+	})
+}

@@ -42,6 +42,11 @@ type Options struct {
 	Sync string
 	// MaxOpenConns for PostgreSQL (default 16).
 	MaxOpenConns int
+	// NoIntake opens the embedded store for a command-line tool beside a
+	// running gateway: without the intake journal (which that gateway
+	// holds; InsertEnvelopes is refused) and without releasing the gateway's
+	// claims.
+	NoIntake bool
 
 	skipMigrate bool
 }
@@ -156,9 +161,15 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
-		if err := db.openIntakeJournal(ctx, journalDir(o.DataDir), filepath.Join(o.DataDir, "intake.db"), !db.durableSync); err != nil {
-			db.Close()
-			return nil, err
+		if !o.NoIntake {
+			if err := db.openIntakeJournal(ctx, journalDir(o.DataDir), filepath.Join(o.DataDir, "intake.db"), !db.durableSync); err != nil {
+				db.Close()
+				return nil, err
+			}
+			if err := db.releaseClaims(ctx); err != nil {
+				db.Close()
+				return nil, err
+			}
 		}
 	}
 	return db, nil
