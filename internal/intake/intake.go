@@ -2,7 +2,7 @@
 // decide the reply (the MSH of an HL7 v2 message, the kind of an uploaded
 // file), commits it to the store together with that reply, and only then
 // returns the reply. Concurrent envelopes share one transaction (group
-// commit), so many senders cost one fsync; a lone sender commits in its own
+// commit), so many senders cost one sync; a lone sender commits in its own
 // goroutine, without a hand-off to another and back.
 package intake
 
@@ -85,7 +85,7 @@ type Options struct {
 // envelope at once in its own goroutine: a sender alone on its connection
 // pays no hand-off to another goroutine and back. Envelopes arriving while a
 // commit is under way queue; when that commit ends, the committer goroutine
-// takes over and commits the queue in rounds (one transaction and one fsync
+// takes over and commits the queue in rounds (one store commit and one sync
 // each, at most MaxBatch envelopes) until it is empty, waking each caller
 // with its own result.
 type Intake struct {

@@ -140,9 +140,11 @@ func (s logTxStmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
 	return s.tx.ExecContext(ctx, s.query, args...)
 }
 
-// InsertEnvelopes stores envelopes in one transaction (one fsync for all of
-// them). An envelope whose (sender, dedup key) is already stored is not
-// inserted again: its result carries the first one's id, status and reply.
+// InsertEnvelopes stores envelopes durably, together: on PostgreSQL in one
+// statement and transaction, on the embedded store with one journal write
+// and fdatasync (intakejournal.go). An envelope whose (sender, dedup key) is
+// already stored is not inserted again: its result carries the first one's
+// id, status and reply.
 func (db *DB) InsertEnvelopes(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
 	if db.ij != nil {
 		return db.insertJournaled(ctx, envs)

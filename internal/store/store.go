@@ -36,9 +36,10 @@ type Options struct {
 	PostgresDSN string
 	// DataDir holds the embedded database file hiegw.db.
 	DataDir string
-	// Sync is the embedded store's durability: "full" (default) fsyncs every
-	// commit; "normal" survives a process crash but may lose the last commits
-	// on power loss.
+	// Sync is the embedded store's durability: "full" (default) syncs every
+	// receipt (the journal's fdatasync) and the commits that must survive
+	// power loss; "normal" survives a process crash but may lose the last
+	// receipts on power loss.
 	Sync string
 	// MaxOpenConns for PostgreSQL (default 16).
 	MaxOpenConns int
@@ -53,10 +54,11 @@ type Options struct {
 
 // DB is an open, migrated database.
 //
-// On PostgreSQL everything is one database. The embedded store keeps the
-// envelope log (what intake commits before it acknowledges) in a file of its
-// own, intake.db, beside the record, hiegw.db: SQLite has one writer per
-// file, and this way a receipt's commit never waits behind processing. The
+// On PostgreSQL everything is one database. The embedded store receives
+// envelopes through its journal (intakejournal.go) and keeps the envelope
+// log in a file of its own, intake.db, beside the record, hiegw.db: SQLite
+// has one writer per file, and this way copying receipts never waits behind
+// processing. The
 // processing transaction records completion in the record's own
 // processed_envelopes table and the log's status follows after the commit
 // (repaired at the next read if that update was lost), so every envelope's
