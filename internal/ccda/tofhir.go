@@ -3,7 +3,6 @@ package ccda
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -110,8 +109,8 @@ func (m *mapper) id(typ string, ids []II, path string) string {
 func (m *mapper) add(r fhir.Resource, path string) string {
 	key := r.Ref()
 	if prev, ok := m.byKey[key]; ok {
-		if !conflict(prev, r) {
-			merge(prev, r)
+		if !fhir.Conflict(prev, r) {
+			fhir.Merge(prev, r)
 			m.skip(path, "same id as an earlier entry: merged into "+key)
 			return key
 		}
@@ -128,82 +127,6 @@ func (m *mapper) add(r fhir.Resource, path string) string {
 	return key
 }
 
-// identifying lists the fields that tell two facts apart.
-var identifying = []string{"code", "vaccineCode", "medicationCodeableConcept", "status",
-	"effectiveDateTime", "effectivePeriod", "performedDateTime", "performedPeriod", "occurrenceDateTime",
-	"onsetDateTime", "abatementDateTime", "period", "valueQuantity", "valueCodeableConcept", "valueString",
-	"valueRange", "valueInteger", "valueBoolean", "valueDateTime", "dosage", "dosageInstruction"}
-
-func conflict(a, b fhir.Resource) bool {
-	for _, k := range identifying {
-		x, okx := a[k]
-		y, oky := b[k]
-		if !okx || !oky || reflect.DeepEqual(x, y) {
-			continue
-		}
-		switch k {
-		case "status":
-			if x == "unknown" || y == "unknown" {
-				continue
-			}
-		case "code", "vaccineCode", "medicationCodeableConcept", "valueCodeableConcept":
-			if sameConcept(x, y) {
-				continue
-			}
-		}
-		return true
-	}
-	return false
-}
-
-// sameConcept reports whether two CodeableConcepts share a coding (system
-// and code), or, having none, the same text.
-func sameConcept(x, y any) bool {
-	cx, _ := x.(map[string]any)
-	cy, _ := y.(map[string]any)
-	lx, ly := asAnyList(cx["coding"]), asAnyList(cy["coding"])
-	if len(lx) == 0 && len(ly) == 0 {
-		return cx["text"] == cy["text"]
-	}
-	for _, a := range lx {
-		for _, b := range ly {
-			ma, mb := a.(map[string]any), b.(map[string]any)
-			if ma["system"] == mb["system"] && ma["code"] == mb["code"] {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// merge fills the fields dst lacks from src, and joins their categories.
-func merge(dst, src fhir.Resource) {
-	for k, v := range src {
-		old, ok := dst[k]
-		switch {
-		case !ok:
-			dst[k] = v
-		case k == "status" && old == "unknown":
-			dst[k] = v
-		case k == "category":
-			list, _ := old.([]any)
-			for _, c := range asAnyList(v) {
-				dup := false
-				for _, o := range list {
-					if reflect.DeepEqual(o, c) {
-						dup = true
-					}
-				}
-				if !dup {
-					list = append(list, c)
-				}
-			}
-			dst[k] = list
-		}
-	}
-}
-
-func asAnyList(v any) []any { l, _ := v.([]any); return l }
 
 func (m *mapper) skip(path, reason string) {
 	m.rep.Skipped = append(m.rep.Skipped, Skip{Path: path, Reason: reason})

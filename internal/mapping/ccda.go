@@ -3,7 +3,6 @@ package mapping
 import (
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 
 	"github.com/beevik/etree"
@@ -121,7 +120,7 @@ func (st *state) produceDoc(rr *resRule) error {
 		}
 		if prev := st.madeFrom(node, rr); prev != nil {
 			// a second rule over the same node adds to what the first made
-			merge(prev.res, res)
+			fhir.Merge(prev.res, res)
 			st.alias(prev, rr, node)
 			continue
 		}
@@ -130,14 +129,14 @@ func (st *state) produceDoc(rr *resRule) error {
 			// first keeps the id and its values, whichever rule runs first (as
 			// internal/ccda, which reads the sections in document order).
 			first := docBefore(node, prev.node)
-			if !conflict(prev.res, res) {
+			if !fhir.Conflict(prev.res, res) {
 				// the same fact listed twice (a problem in two sections)
 				if first {
-					merge(res, prev.res)
+					fhir.Merge(res, prev.res)
 					clear(prev.res)
 					maps.Copy(prev.res, res)
 				} else {
-					merge(prev.res, res)
+					fhir.Merge(prev.res, res)
 				}
 				st.alias(prev, rr, node)
 				continue
@@ -245,86 +244,6 @@ func docPathKey(doc *ccda.Document, node *etree.Element) []string {
 		keys = []string{"sha1", hexString(doc.SHA1)}
 	}
 	return append(keys, doc.Path(node))
-}
-
-// identifying are the elements that tell two facts with the same id apart.
-var identifying = []string{"code", "vaccineCode", "medicationCodeableConcept", "status",
-	"effectiveDateTime", "effectivePeriod", "performedDateTime", "performedPeriod", "occurrenceDateTime",
-	"onsetDateTime", "abatementDateTime", "period", "valueQuantity", "valueCodeableConcept", "valueString",
-	"valueRange", "valueInteger", "valueBoolean", "valueDateTime", "dosage", "dosageInstruction"}
-
-// conflict reports whether two resources with the same id disagree on an
-// identifying element (an unknown status and concepts sharing a coding, or
-// with the same text, agree).
-func conflict(a, b fhir.Resource) bool {
-	for _, k := range identifying {
-		x, okx := a[k]
-		y, oky := b[k]
-		if !okx || !oky || reflect.DeepEqual(x, y) {
-			continue
-		}
-		switch k {
-		case "status":
-			if x == "unknown" || y == "unknown" {
-				continue
-			}
-		case "code", "vaccineCode", "medicationCodeableConcept", "valueCodeableConcept":
-			if shareCoding(x, y) {
-				continue
-			}
-		}
-		return true
-	}
-	return false
-}
-
-func shareCoding(x, y any) bool {
-	cx, _ := x.(map[string]any)
-	cy, _ := y.(map[string]any)
-	lx, _ := cx["coding"].([]any)
-	ly, _ := cy["coding"].([]any)
-	if len(lx) == 0 && len(ly) == 0 {
-		return cx["text"] == cy["text"]
-	}
-	for _, a := range lx {
-		for _, b := range ly {
-			ma, _ := a.(map[string]any)
-			mb, _ := b.(map[string]any)
-			if ma["system"] == mb["system"] && ma["code"] == mb["code"] {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// merge fills the elements dst lacks from src, replaces an unknown status
-// and joins the categories.
-func merge(dst, src fhir.Resource) {
-	for k, v := range src {
-		old, ok := dst[k]
-		switch {
-		case !ok:
-			dst[k] = v
-		case k == "status" && old == "unknown":
-			dst[k] = v
-		case k == "category":
-			list, _ := old.([]any)
-			add, _ := v.([]any)
-			for _, c := range add {
-				dup := false
-				for _, o := range list {
-					if reflect.DeepEqual(o, c) {
-						dup = true
-					}
-				}
-				if !dup {
-					list = append(list, c)
-				}
-			}
-			dst[k] = list
-		}
-	}
 }
 
 // iterateDoc evaluates an alternative once per node its each: selects from
