@@ -127,7 +127,6 @@ func (m *mapper) add(r fhir.Resource, path string) string {
 	return key
 }
 
-
 func (m *mapper) skip(path, reason string) {
 	m.rep.Skipped = append(m.rep.Skipped, Skip{Path: path, Reason: reason})
 }
