@@ -81,8 +81,7 @@ func TestAppAckHooks(t *testing.T) {
 	go func() { p.Run(ctx); close(done) }()
 
 	raw := msg("A01", "C1", person{auth: "H", mrn: "1", family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
-	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{{ID: "ok", Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-		Kind: "hl7v2", ControlID: "C1", DedupKey: "msh10:C1", SHA256: "x", Status: "received", Raw: raw}}); err != nil {
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("ok", "C1", raw)}); err != nil {
 		t.Fatal(err)
 	}
 	p.Notify()
@@ -101,8 +100,7 @@ func TestAppAckHooks(t *testing.T) {
 	// received; processed again, it is queued and then marked failed.
 	norm.fixed.Store(false)
 	raw = msg("A01", "C2", person{auth: "H", mrn: "2", family: "ROE", given: "RICH", dob: "19700101", sex: "M"})
-	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{{ID: "bad", Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-		Kind: "hl7v2", ControlID: "C2", DedupKey: "msh10:C2", SHA256: "y", Status: "received", Raw: raw}}); err != nil {
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("bad", "C2", raw)}); err != nil {
 		t.Fatal(err)
 	}
 	p.Notify()

@@ -60,8 +60,7 @@ func TestWaitingEnvelopesShareTransactions(t *testing.T) {
 		cid := fmt.Sprintf("C%02d", i)
 		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(100 + i%5), family: "DOE", given: "JANE",
 			dob: "19800101", sex: "F"})
-		envs = append(envs, &store.Envelope{ID: "e" + cid, Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-			Kind: "hl7v2", ControlID: cid, DedupKey: "msh10:" + cid, SHA256: cid, Status: "received", Raw: raw})
+		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
 	}
 	// Everything is stored before the pipeline starts, so its lane finds
 	// runs waiting.
@@ -124,4 +123,10 @@ func dedupe(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// hl7Envelope is a received HL7 v2 envelope of sender H.
+func hl7Envelope(id, controlID string, raw []byte) *store.Envelope {
+	return &store.Envelope{ID: id, Channel: "mllp", Sender: "H", ReceivedAt: time.Now(), Kind: "hl7v2",
+		ControlID: controlID, DedupKey: "msh10:" + controlID, SHA256: controlID, Status: "received", Raw: raw}
 }

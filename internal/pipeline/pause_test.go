@@ -39,8 +39,7 @@ func TestPauseHoldsProcessing(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		cid := fmt.Sprintf("P%02d", i)
 		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(500 + i), family: "DOE", given: "JO", dob: "19700101", sex: "M"})
-		envs = append(envs, &store.Envelope{ID: "e" + cid, Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-			Kind: "hl7v2", ControlID: cid, DedupKey: "msh10:" + cid, SHA256: cid, Status: "received", Raw: raw})
+		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
 	}
 	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
 		t.Fatal(err)
@@ -72,9 +71,7 @@ func TestPauseHoldsProcessing(t *testing.T) {
 
 	// Paused again, new envelopes wait, and a shutdown leaves them pending.
 	p.Pause()
-	late := &store.Envelope{ID: "eLATE", Channel: "mllp", Sender: "H", ReceivedAt: time.Now(), Kind: "hl7v2",
-		ControlID: "LATE", DedupKey: "msh10:LATE", SHA256: "late", Status: "received",
-		Raw: msg("A08", "LATE", person{auth: "H", mrn: "900", family: "ROE", given: "AL", dob: "19600101", sex: "F"})}
+	late := hl7Envelope("eLATE", "LATE", msg("A08", "LATE", person{auth: "H", mrn: "900", family: "ROE", given: "AL", dob: "19600101", sex: "F"}))
 	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{late}); err != nil {
 		t.Fatal(err)
 	}

@@ -44,8 +44,7 @@ func TestRequeuedEnvelopeIsProcessedWithoutRestart(t *testing.T) {
 	go func() { p.Run(ctx); close(done) }()
 
 	raw := msg("A01", "C1", person{auth: "H", mrn: "1", family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
-	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{{ID: "e1", Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-		Kind: "hl7v2", ControlID: "C1", DedupKey: "msh10:C1", SHA256: "x", Status: "received", Raw: raw}}); err != nil {
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("e1", "C1", raw)}); err != nil {
 		t.Fatal(err)
 	}
 	p.Notify()
@@ -53,8 +52,7 @@ func TestRequeuedEnvelopeIsProcessedWithoutRestart(t *testing.T) {
 	// A later envelope moves the cursor past the failed one.
 	raw2 := msg("A01", "C2", person{auth: "H", mrn: "2", family: "ROE", given: "RICH", dob: "19700101", sex: "M"})
 	norm.fixed.Store(true)
-	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{{ID: "e2", Channel: "mllp", Sender: "H", ReceivedAt: time.Now(),
-		Kind: "hl7v2", ControlID: "C2", DedupKey: "msh10:C2", SHA256: "y", Status: "received", Raw: raw2}}); err != nil {
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("e2", "C2", raw2)}); err != nil {
 		t.Fatal(err)
 	}
 	p.Notify()
