@@ -7,13 +7,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/pkg/sftp"
-	"golang.org/x/crypto/ssh"
 )
 
 // strictMappings copies the shipped mapping set, adds a file for sender EMR1
@@ -152,8 +150,7 @@ func TestSFTPUnmappableCCDALandsInFailed(t *testing.T) {
 	defer r.shutdown(t)
 	upload := func(user, name string, data []byte) {
 		t.Helper()
-		conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password("correct horse")},
-			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+		conn, err := dialSFTP(addr, user, "correct horse")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,16 +160,7 @@ func TestSFTPUnmappableCCDALandsInFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		f, err := cl.Create("/inbox/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
+		putFile(t, cl, "/inbox/"+name, data)
 	}
 	waitPath := func(path string) []byte {
 		t.Helper()

@@ -49,14 +49,10 @@ func TestSFTPUploadBecomesEvents(t *testing.T) {
 	dataDir := t.TempDir()
 	r, addr := startWithSFTP(t, testConfig(t, dataDir, ""), "emr1")
 	defer r.shutdown(t)
-	dial := func(password string) (*ssh.Client, error) {
-		return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "emr1", Auth: []ssh.AuthMethod{ssh.Password(password)},
-			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
-	}
-	if _, err := dial("wrong"); err == nil {
+	if _, err := dialSFTP(addr, "emr1", "wrong"); err == nil {
 		t.Fatal("a wrong password was accepted")
 	}
-	conn, err := dial("correct horse")
+	conn, err := dialSFTP(addr, "emr1", "correct horse")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,16 +66,7 @@ func TestSFTPUploadBecomesEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := cl.Create("/inbox/summary.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(doc); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	putFile(t, cl, "/inbox/summary.xml", doc)
 	processed := filepath.Join(dataDir, "sftp", "emr1", "processed", "summary.xml")
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if got, err := os.ReadFile(processed); err == nil {
@@ -199,5 +186,26 @@ func TestDefaultsStart(t *testing.T) {
 	}
 	if ack := send(t, r.g.MLLPAddr(), readFile(t, "adt_a01.hl7")); ack.Get("MSA-1") != "CA" {
 		t.Fatalf("ACK %q", ack.Raw())
+	}
+}
+
+// dialSFTP logs in to the gateway's SFTP listener with a password.
+func dialSFTP(addr, user, password string) (*ssh.Client, error) {
+	return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password(password)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+}
+
+// putFile uploads data to path over cl.
+func putFile(t *testing.T, cl *sftp.Client, path string, data []byte) {
+	t.Helper()
+	f, err := cl.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

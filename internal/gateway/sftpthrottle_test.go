@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // TestSFTPLoginThrottle: sftp.max_auth_failures reaches the listener (0
@@ -22,8 +20,7 @@ func TestSFTPLoginThrottle(t *testing.T) {
 			r, addr := startWithSFTP(t, c, "emr1")
 			defer r.shutdown(t)
 			dial := func(password string) error {
-				sc, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "emr1", Auth: []ssh.AuthMethod{ssh.Password(password)},
-					HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+				sc, err := dialSFTP(addr, "emr1", password)
 				if err == nil {
 					sc.Close()
 				}
