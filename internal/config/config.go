@@ -183,6 +183,13 @@ type Config struct {
 		// resumes it (POST /api/v1/pipeline/resume). An intake-only replica.
 		Paused bool `yaml:"paused"`
 	} `yaml:"pipeline"`
+	Debug struct {
+		// PprofAddr, when set, serves Go's runtime profiles
+		// (/debug/pprof/) on a listener of their own. Profiles show the
+		// program, not message content, but a heap or goroutine dump can
+		// hold fragments of it: the address must be loopback.
+		PprofAddr string `yaml:"pprof_addr"`
+	} `yaml:"debug"`
 }
 
 // API roles.
@@ -269,6 +276,7 @@ var flagDefs = []flagDef{
 	{"subscriptions", "subscriptions file", str(func(c *Config) *string { return &c.Subscriptions.File })},
 	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.Log.Format })},
+	{"pprof-addr", "loopback address serving Go's runtime profiles at /debug/pprof/ (off when empty)", str(func(c *Config) *string { return &c.Debug.PprofAddr })},
 }
 
 // EnvName is the environment variable of a flag.
@@ -364,6 +372,10 @@ func (c *Config) Validate() error {
 	addr("mllp.addr", c.MLLP.Addr, false)
 	addr("http.addr", c.HTTP.Addr, false)
 	addr("sftp.addr", c.SFTP.Addr, true)
+	addr("debug.pprof_addr", c.Debug.PprofAddr, true)
+	if c.Debug.PprofAddr != "" && !IsLoopback(c.Debug.PprofAddr) {
+		bad("debug.pprof_addr", "%q is not a loopback address: profiles may hold fragments of messages", c.Debug.PprofAddr)
+	}
 	if len(c.Kafka.Brokers) == 0 {
 		addr("broker.addr", c.Broker.Addr, false)
 	}

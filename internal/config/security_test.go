@@ -89,6 +89,9 @@ func TestInsecureCombinationsRefused(t *testing.T) {
 			c.Kafka.Brokers = []string{"kafka:9093"}
 			c.Kafka.TLS = TLS{CA: ca, MinVersion: "1.1"}
 		}},
+		{"profiles on every interface", "debug.pprof_addr: \":6060\" is not a loopback address", func(c *Config) { c.Debug.PprofAddr = ":6060" }},
+		{"profiles on a LAN address", "debug.pprof_addr: \"10.1.2.3:6060\" is not a loopback address", func(c *Config) { c.Debug.PprofAddr = "10.1.2.3:6060" }},
+		{"profiles without a port", "debug.pprof_addr: \"localhost\" is not host:port", func(c *Config) { c.Debug.PprofAddr = "localhost" }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -61,10 +62,11 @@ type Gateway struct {
 	mllpSrv  *mllp.Server
 	sftpSrv  *sftpd.Server
 	httpSrv  *http.Server
+	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
-	mllpLn, httpLn net.Listener
-	sec            *security // access control: MLLP senders, refusal counters (senders.go)
-	brokerAddr     string
+	mllpLn, httpLn, pprofLn net.Listener
+	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
+	brokerAddr              string
 }
 
 // New builds the gateway and binds its listeners; Run serves.
@@ -139,6 +141,28 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if err := g.startHTTP(); err != nil {
 		return err
 	}
+	return g.startPprof()
+}
+
+// startPprof binds the runtime profiles' listener when debug.pprof_addr is
+// set (Validate has made sure it is loopback).
+func (g *Gateway) startPprof() error {
+	if g.cfg.Debug.PprofAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", g.cfg.Debug.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("debug.pprof_addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	g.pprofSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.pprofLn = ln
+	g.log.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -408,6 +432,15 @@ func (g *Gateway) SFTPAddr() string {
 	return g.sftpSrv.Addr().String()
 }
 
+// PprofAddr is the bound address of the runtime profiles' listener, "" when
+// debug.pprof_addr is not set.
+func (g *Gateway) PprofAddr() string {
+	if g.pprofLn == nil {
+		return ""
+	}
+	return g.pprofLn.Addr().String()
+}
+
 // DB exposes the store (tests, commands).
 func (g *Gateway) DB() *store.DB { return g.db }
 
@@ -475,6 +508,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
+	if g.pprofSrv != nil {
+		go func() {
+			if err := g.pprofSrv.Serve(g.pprofLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("pprof: %w", err)
+			}
+		}()
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -502,6 +542,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	dcancel()
 	_ = g.httpSrv.Shutdown(sctx)
+	if g.pprofSrv != nil {
+		_ = g.pprofSrv.Close() // a profile being taken is cut short
+	}
 	g.closeAll()
 	g.log.Info("stopped")
 	return runErr
@@ -516,6 +559,9 @@ func (g *Gateway) closeAll() {
 	}
 	if g.httpLn != nil {
 		g.httpLn.Close()
+	}
+	if g.pprofLn != nil {
+		g.pprofLn.Close()
 	}
 	if g.mllpLn != nil {
 		g.mllpLn.Close()

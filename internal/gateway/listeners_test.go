@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,6 +188,43 @@ func TestDefaultsStart(t *testing.T) {
 	}
 	if ack := send(t, r.g.MLLPAddr(), readFile(t, "adt_a01.hl7")); ack.Get("MSA-1") != "CA" {
 		t.Fatalf("ACK %q", ack.Raw())
+	}
+}
+
+// TestPprof checks that runtime profiles are off unless debug.pprof_addr
+// is set, and then served on their own listener, not on the API's.
+func TestPprof(t *testing.T) {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.MLLP.Addr, c.HTTP.Addr, c.Broker.Addr, c.SFTP.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	c.Mappings.Dir = filepath.Join("..", "..", "mappings")
+	r := start(t, c)
+	if r.g.PprofAddr() != "" {
+		t.Fatalf("profiles served at %s without debug.pprof_addr", r.g.PprofAddr())
+	}
+	r.shutdown(t)
+
+	c.Debug.PprofAddr = "127.0.0.1:0"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, c)
+	defer r.shutdown(t)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + r.g.PprofAddr() + "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile:") {
+		t.Fatalf("pprof listener: %d %.200s", code, body)
+	}
+	if code, _ := get("http://" + r.g.HTTPAddr() + "/debug/pprof/"); code == 200 {
+		t.Fatal("the API port serves profiles too")
 	}
 }
 
