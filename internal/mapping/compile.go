@@ -63,7 +63,14 @@ type program struct {
 	// Other calls of our functions and simple conditions on them are
 	// walked as a tree (direct.go).
 	tree *tree
+	// known: the FHIR type a direct call's value is valid as unless its
+	// builder says otherwise (fnSpec.makes); "" for any other program.
+	known string
 }
+
+// makes is the FHIR type p's value is known to be valid as when the
+// builder raised no doubt (state.unsure), "" when nothing is known.
+func (p *program) makes() string { return p.known }
 
 type compiler struct {
 	set     *Set
@@ -199,6 +206,10 @@ func (c *compiler) checkCalls(src string, pm *posMap, p *program, names map[stri
 					if hp, ok := p.args[0].(*hpath); ok && hp.repAll {
 						p.pruned = true
 					}
+				}
+				if p.direct.clean {
+					// the value is stored as the builder made it (no prune)
+					p.known = p.direct.makes
 				}
 				return
 			}

@@ -50,12 +50,15 @@ type choiceValue struct {
 
 type produced struct {
 	keep []string // Result.Keep for this resource
-	rule string
-	seg  int
-	res  fhir.Resource
-	rr   *resRule
-	ref  any            // res.Ref(), made once for every reference to it
-	node *etree.Element // the C-CDA node it was made from (nil for HL7 v2)
+	// known: the top-level elements (elemDef.bit) whose values are known
+	// to be valid (see state.vmakes), which validation need not walk.
+	known uint64
+	rule  string
+	seg   int
+	res   fhir.Resource
+	rr    *resRule
+	ref   any            // res.Ref(), made once for every reference to it
+	node  *etree.Element // the C-CDA node it was made from (nil for HL7 v2)
 }
 
 // state is the evaluation state of one message. Expression functions receive
@@ -86,6 +89,17 @@ type state struct {
 	keys                           []string // the id keys of the resource being made
 	check                          validator
 	seen                           map[string]int // mapEntry's ids made, kept for the next message
+
+	// Known-valid values (HL7 v2 resources): vmakes is the FHIR type the
+	// value evalOne just gave is known to be valid as ("" when it is not
+	// known); unsure is set by a builder (fnSpec.makes) whose value it
+	// cannot vouch for; depth counts the objects being filled inside the
+	// resource (0: its top level); known and unknown collect the top-level
+	// elements stored with a known-valid value and with any other.
+	vmakes         string
+	unsure         bool
+	depth          int
+	known, unknown uint64
 
 	// C-CDA documents (ccda.go): the document, its root and the current node.
 	doc  *ccda.Document
@@ -235,7 +249,7 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 		seen[k] = 1
 	}
 	for _, pr := range st.produced {
-		if probs := st.check.check(pr.res); len(probs) > 0 {
+		if probs := st.check.checkKnown(pr.res, pr.known); len(probs) > 0 {
 			return nil, st.invalid(pr, probs)
 		}
 	}
@@ -365,6 +379,7 @@ func (st *state) produce(rr *resRule) error {
 		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
 		var nulled []string // top-level elements whose source held ""
 		st.trackNull = st.keepAbsent
+		st.known, st.unknown, st.depth = 0, 0, 0
 		for _, er := range rr.elems {
 			st.sawNull = false
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
@@ -381,7 +396,8 @@ func (st *state) produce(rr *resRule) error {
 			keep = unsent(res, rr, nulled)
 		}
 		rr.made(res)
-		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref(), keep: keep})
+		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref(), keep: keep,
+			known: st.known &^ st.unknown})
 	}
 	return nil
 }
@@ -562,17 +578,24 @@ func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
 
 // evalAlt evaluates one alternative; nil when its condition fails or it
 // yields nothing.
-func (st *state) evalAlt(a *alt, er *elemRule, field string) (any, error) {
+func (st *state) evalAlt(a *alt, er *elemRule, field string) (v any, err error) {
 	if a.each != nil {
-		return st.iterate(a, er, field)
+		v, err = st.iterate(a, er, field)
+		st.vmakes = ""
+		return v, err
 	}
 	if a.xeach != nil {
-		return st.iterateDoc(a, er, field)
+		v, err = st.iterateDoc(a, er, field)
+		st.vmakes = ""
+		return v, err
 	}
 	return st.evalOne(a, er, field)
 }
 
+// evalOne evaluates one alternative in the current context and sets
+// st.vmakes for its value.
 func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
+	st.vmakes = ""
 	if a.when != nil {
 		ok, err := st.evalBool(a.when)
 		if err != nil {
@@ -585,6 +608,8 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 	var v any
 	switch {
 	case a.value != nil:
+		makes := a.value.makes()
+		st.unsure = false
 		x, err := st.run(a.value)
 		if err != nil {
 			return nil, st.mapErr(err, field, a.value.pos, a.value.path)
@@ -594,25 +619,34 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 		} else {
 			v = prune(x)
 		}
+		if !st.unsure {
+			st.vmakes = makes
+		}
 	case a.hasConst:
 		v = a.constT.copyOr(a.constant)
+		st.vmakes = a.constMakes
 	case a.elems != nil:
 		obj := map[string]any{}
 		t := er.steps[len(er.steps)-1].typ
 		if a.typ != "" {
 			t = a.typ
 		}
+		st.depth++
 		for _, sub := range a.elems {
 			if err := st.fill(obj, sub, t); err != nil {
+				st.depth--
 				return nil, err
 			}
 		}
+		st.depth--
+		st.vmakes = ""
 		if len(obj) > 0 {
 			v = obj
 		}
 	}
 	if isEmpty(v) && a.deflt != nil {
 		v = a.defltT.copyOr(a.deflt)
+		st.vmakes = a.defltMakes
 	}
 	return v, nil
 }
@@ -671,6 +705,9 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 
 // store stores v at the element path of er inside obj.
 func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field string) error {
+	if st.depth == 0 && len(er.steps) > 1 {
+		st.unknown |= er.steps[0].def.bit
+	}
 	for _, s := range er.steps[:len(er.steps)-1] {
 		next, ok := obj[s.name].(map[string]any)
 		if !ok {
@@ -698,8 +735,12 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 		if isEmpty(v) {
 			return nil
 		}
-	} else if cv, ok := v.(*choiceValue); ok {
-		v = cv.val
+		st.note(er, t)
+	} else {
+		if cv, ok := v.(*choiceValue); ok {
+			v = cv.val
+		}
+		st.note(er, last.typ)
 	}
 	if last.def.many {
 		cur, _ := obj[name].([]any)
@@ -726,6 +767,19 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 	}
 	obj[name] = v
 	return nil
+}
+
+// note records, for a value stored at the top level of a resource as a
+// typ, whether it is known to be valid (st.vmakes is typ) or not.
+func (st *state) note(er *elemRule, typ string) {
+	if st.depth != 0 || len(er.steps) != 1 {
+		return
+	}
+	if st.vmakes != "" && st.vmakes == typ {
+		st.known |= er.steps[0].def.bit
+	} else {
+		st.unknown |= er.steps[0].def.bit
+	}
 }
 
 // scopeEnd returns the end (exclusive) of the group that segment i opens: up

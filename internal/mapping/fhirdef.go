@@ -136,6 +136,9 @@ type elemDef struct {
 	def     *typeDef
 	defOf   map[string]*typeDef
 	binding map[string]bool
+	// bit is the element's bit in a resource's known-valid mask (see
+	// produced.known): one per element of the type, 0 beyond 64.
+	bit uint64
 }
 
 // concrete returns the JSON name of a choice element for type t.
@@ -226,6 +229,20 @@ func mustParseDefs(src string) map[string]*typeDef {
 		}
 	}
 	for _, td := range defs {
+		// one bit per element (a choice's concrete names share theirs), in
+		// name order
+		var names []string
+		for k, ed := range td.elems {
+			if k == ed.name || ed.choice && k == ed.concrete(ed.types[0]) {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		for i, k := range names {
+			if i < 64 {
+				td.elems[k].bit = 1 << i
+			}
+		}
 		if len(td.elems) <= maxFew {
 			for k, ed := range td.elems {
 				td.few = append(td.few, namedElem{k, ed})

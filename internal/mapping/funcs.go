@@ -69,6 +69,10 @@ type fnSpec struct {
 	// (nil, or strings already trimmed and not empty, in objects and lists
 	// that are not empty), so that a direct call of it skips prune.
 	clean bool
+	// makes: a clean function whose value (each item of a list) is a valid
+	// FHIR value of this type unless it sets state.unsure, so that the
+	// validator need not walk it again when it is stored as this type.
+	makes string
 }
 
 func (f *fnSpec) argKind(i int) argKind {
@@ -104,22 +108,22 @@ var funcs = append([]*fnSpec{
 	{name: "integer", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
 	{name: "decimal", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
-	{name: "cx", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
+	{name: "cx", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
 	{name: "key", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey},
-	{name: "ei", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
+	{name: "ei", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
 	{name: "hd", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD},
-	{name: "xpn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
-	{name: "xad", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
-	{name: "xtn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
-	{name: "xcn", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xcn)},
-	{name: "xon", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xon)},
-	{name: "pl", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(pl)},
-	{name: "cwe", eachPath: true, clean: true, args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
-	{name: "coding", eachPath: true, args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
-	{name: "quantity", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnQuantity},
+	{name: "xpn", eachPath: true, clean: true, makes: "HumanName", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
+	{name: "xad", eachPath: true, clean: true, makes: "Address", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
+	{name: "xtn", eachPath: true, clean: true, makes: "ContactPoint", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
+	{name: "xcn", eachPath: true, clean: true, makes: "Reference", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xcn)},
+	{name: "xon", eachPath: true, clean: true, makes: "Reference", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xon)},
+	{name: "pl", eachPath: true, clean: true, makes: "Reference", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(pl)},
+	{name: "cwe", eachPath: true, clean: true, makes: "CodeableConcept", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
+	{name: "coding", eachPath: true, clean: true, makes: "Coding", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
+	{name: "quantity", clean: true, makes: "Quantity", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnQuantity},
 	{name: "sn", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnSN},
 	{name: "ed", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: cellFn(ed)},
-	{name: "refrange", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnRefRange},
+	{name: "refrange", clean: true, makes: "Observation.referenceRange", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnRefRange},
 
 	{name: "lookup", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupEmpty)},
 	{name: "code", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupKeep)},
@@ -127,8 +131,8 @@ var funcs = append([]*fnSpec{
 	{name: "refid", args: []argKind{argRule}, types: []any{new(func(context.Context, string) string)}, impl: fnRefID},
 	{name: "display", args: []argKind{argTable}, types: []any{new(fnTable), new(fnTableSys)}, impl: lookupFn(lookupDisplay)},
 
-	{name: "ref", clean: true, args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(false)},
-	{name: "refs", clean: true, args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(true)},
+	{name: "ref", clean: true, makes: "Reference", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(false)},
+	{name: "refs", clean: true, makes: "Reference", args: []argKind{argRule}, types: []any{new(func(context.Context, string) any)}, impl: refOrRefs(true)},
 	{name: "choice", args: []argKind{argType}, types: []any{new(func(context.Context, string, any) any)}, impl: fnChoice},
 }, ccdaFuncs...)
 
@@ -347,7 +351,11 @@ func (st *state) each(p *hpath, build func(c cell) (any, error)) (any, error) {
 		if !ok {
 			return nil, nil
 		}
-		return build(c)
+		v, err := build(c)
+		if m, isMap := v.(map[string]any); isMap && m == nil {
+			v = nil // obj's nil map: nil, as prune gives it
+		}
+		return v, err
 	}
 	var buf [8]cell
 	return buildEach(st.appendCells(buf[:0], p), build)
@@ -636,8 +644,11 @@ func cx(c cell) (any, error) {
 	if value == "" {
 		return nil, nil
 	}
-	return obj("value", value, "system", c.st.hdSystem(c.part(4, 1), c.part(4, 2), c.part(4, 3)),
-		"type", v2Concept(sysV20203, c.p(5))), nil
+	system, typ := c.st.hdSystem(c.part(4, 1), c.part(4, 2), c.part(4, 3)), c.p(5)
+	if !codingOK(system, typ) {
+		c.st.unsure = true
+	}
+	return obj("value", value, "system", system, "type", v2Concept(sysV20203, typ)), nil
 }
 
 // key(path): "system|value" of a CX, for resource ids; with [*], of the
@@ -664,12 +675,17 @@ func fnEI(st *state, a []any) (any, error) {
 	typ := ""
 	if len(a) > 1 {
 		typ, _ = a[1].(string)
+		typ = strings.TrimSpace(typ) // as prune would
 	}
 	return st.each(p, func(c cell) (any, error) {
 		if c.p(1) == "" {
 			return nil, nil
 		}
-		return obj("value", c.p(1), "system", st.hdSystem(c.p(2), c.p(3), c.p(4)), "type", v2Concept(sysV20203, typ)), nil
+		system := st.hdSystem(c.p(2), c.p(3), c.p(4))
+		if !codingOK(system, typ) {
+			st.unsure = true
+		}
+		return obj("value", c.p(1), "system", system, "type", v2Concept(sysV20203, typ)), nil
 	})
 }
 
@@ -693,6 +709,9 @@ func xpn(c cell) (any, error) {
 		family = c.p(1)
 	}
 	use := c.st.mapped("name-use", "", c.p(7), c, 7)
+	if !boundOK(nameUse, use) {
+		c.st.unsure = true
+	}
 	return obj("family", family, "given", strs(c.p(2), c.p(3)), "suffix", strs(c.p(4), c.p(6)),
 		"prefix", strs(c.p(5)), "use", use), nil
 }
@@ -700,6 +719,9 @@ func xpn(c cell) (any, error) {
 func xad(c cell) (any, error) {
 	street := strings.TrimSpace(strings.Join(nonEmpty(c.part(1, 1), c.part(1, 2), c.part(1, 3)), " "))
 	use := c.st.mapped("address-use", "", c.p(7), c, 7)
+	if !boundOK(addressUse, use) {
+		c.st.unsure = true
+	}
 	return obj("line", strs(street, c.p(2)), "city", c.p(3), "state", c.p(4), "postalCode", c.p(5),
 		"country", c.p(6), "district", c.p(9), "use", use), nil
 }
@@ -722,6 +744,7 @@ func fnXTN(st *state, a []any) (any, error) {
 	defUse := ""
 	if len(a) > 1 {
 		defUse, _ = a[1].(string)
+		defUse = strings.TrimSpace(defUse) // as prune would
 	}
 	return st.each(p, func(c cell) (any, error) { return xtn(c, defUse), nil })
 }
@@ -774,15 +797,21 @@ func xtn(c cell, defUse string) any {
 	if use == "" {
 		use = defUse
 	}
+	if !boundOK(telecomUse, use) {
+		c.st.unsure = true
+	}
 	return obj("system", system, "value", value, "use", use)
 }
 
 // xcn: XCN → Reference to a Practitioner (display and identifier).
 func xcn(c cell) (any, error) {
 	display := strings.Join(nonEmpty(c.p(6), c.p(3), c.p(4), c.part(2, 1), c.p(5), c.p(7)), " ")
-	id := obj("value", c.p(1), "system", c.st.hdSystem(c.part(9, 1), c.part(9, 2), c.part(9, 3)), "type", v2Concept(sysV20203, c.p(13)))
+	system, typ := c.st.hdSystem(c.part(9, 1), c.part(9, 2), c.part(9, 3)), c.p(13)
+	id := obj("value", c.p(1), "system", system, "type", v2Concept(sysV20203, typ))
 	if c.p(1) == "" {
 		id = nil
+	} else if !codingOK(system, typ) {
+		c.st.unsure = true
 	}
 	if display == "" && id == nil {
 		return nil, nil
@@ -798,7 +827,11 @@ func xon(c cell) (any, error) {
 	}
 	var id map[string]any
 	if idv != "" {
-		id = obj("value", idv, "system", c.st.hdSystem(c.part(6, 1), c.part(6, 2), c.part(6, 3)))
+		system := c.st.hdSystem(c.part(6, 1), c.part(6, 2), c.part(6, 3))
+		if hasSpaceTabOrNewline(system) {
+			c.st.unsure = true
+		}
+		id = obj("value", idv, "system", system)
 	}
 	if c.p(1) == "" && id == nil {
 		return nil, nil
@@ -940,6 +973,16 @@ func (st *state) cwe(c cell, table string) any {
 		}
 	}
 	var codings []any
+	// the codings' systems must be URIs and their codes FHIR codes for the
+	// value to be valid as it is (fnSpec.makes)
+	if found && !codingOK(hit.System, hit.Code) {
+		st.unsure = true
+	}
+	for _, k := range tried {
+		if !codingOK(k.system, k.code) {
+			st.unsure = true
+		}
+	}
 	switch {
 	case found:
 		// the mapped coding first; the codings as sent stay, except one in
@@ -979,6 +1022,25 @@ func (st *state) cwe(c cell, table string) any {
 	return obj("coding", codings, "text", text)
 }
 
+// The elements whose required bindings the builders check (boundOK).
+var (
+	nameUse    = fhirTypes["HumanName"].elems["use"]
+	addressUse = fhirTypes["Address"].elems["use"]
+	telecomUse = fhirTypes["ContactPoint"].elems["use"]
+)
+
+// boundOK tells whether code (absent when "") is a valid value of the code
+// element ed, whose value set is bound.
+func boundOK(ed *elemDef, code string) bool {
+	return code == "" || validCode(code) && ed.binding[code]
+}
+
+// codingOK tells whether a Coding of this system and code is valid FHIR
+// (an absent system or code is left out of it).
+func codingOK(system, code string) bool {
+	return !hasSpaceTabOrNewline(system) && (code == "" || validCode(code))
+}
+
 // coding(path[, table[, system]]) → Coding: the mapped code when the table
 // has one, else the code as sent with its own system (or the given default
 // system), reported as unmapped.
@@ -993,6 +1055,7 @@ func fnCoding(st *state, a []any) (any, error) {
 	}
 	if len(a) > 2 {
 		defSys, _ = a[2].(string)
+		defSys = strings.TrimSpace(defSys) // as prune would
 	}
 	return st.each(p, func(c cell) (any, error) {
 		code, disp, sys := c.p(1), c.p(2), c.p(3)
@@ -1001,6 +1064,9 @@ func fnCoding(st *state, a []any) (any, error) {
 		}
 		if table != "" {
 			if e, ok := st.p.tables[table].lookup(sys, code); ok {
+				if !codingOK(e.System, e.Code) {
+					st.unsure = true
+				}
 				return obj("system", e.System, "code", e.Code, "display", e.Display), nil
 			}
 			st.report(table, sys, code, c.loc())
@@ -1008,6 +1074,9 @@ func fnCoding(st *state, a []any) (any, error) {
 		system := st.codingSystem(sys)
 		if system == "" {
 			system = defSys
+		}
+		if !codingOK(system, code) {
+			st.unsure = true
 		}
 		return obj("system", system, "code", code, "display", disp), nil
 	})
@@ -1086,11 +1155,20 @@ func (st *state) unit(unitPath any, u map[string]any) {
 	switch {
 	case id != "" && (up == "UCUM" || up == "ANS+" || up == "UCUM_1"):
 		u["system"], u["code"] = sysUCUM, idv
+		if !validCode(id) {
+			st.unsure = true
+		}
 	case id != "":
 		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
-			u["system"], u["code"] = e.System, e.Code
+			if e.System != "" { // an empty one is left out, as prune would
+				u["system"] = e.System
+			}
+			u["code"] = e.Code
 			if text == "" && e.Display != "" {
 				u["unit"] = e.Display
+			}
+			if !codingOK(e.System, e.Code) {
+				st.unsure = true
 			}
 		} else {
 			st.report("units", sys, id, c.loc())
@@ -1107,6 +1185,9 @@ func (st *state) quantity(value string, c cell, part int, unitPath any) (map[str
 	}
 	q := make(map[string]any, 4)
 	q["value"] = d
+	if !validDecimal(string(d)) {
+		st.unsure = true
+	}
 	st.unit(unitPath, q)
 	return q, nil
 }

@@ -116,6 +116,10 @@ type alt struct {
 	required bool
 	strict   bool
 	pos      string
+	// constMakes, defltMakes: the FHIR type the const: or default: value
+	// is valid as where the rule stores it, "" when the validator would
+	// find a problem in it (state.vmakes).
+	constMakes, defltMakes string
 }
 
 var reMsgPattern = regexp.MustCompile(`^([A-Z0-9]{3}(\^([A-Z0-9]{3}|\*))?|\*|CCDA(\^([0-9A-Za-z][0-9A-Za-z.-]*|\*))?)$`)
@@ -856,6 +860,12 @@ func (c *compiler) element(f *srcFile, typ string, key, n *yaml.Node, names map[
 		default:
 			c.errs.add(f.errAt(it, "expected an expression, a rule (value, when, each, ...) or a list of alternative rules"))
 			continue
+		}
+		if a.hasConst {
+			a.constMakes = validAsStored(last, a.typ, a.constant)
+		}
+		if a.deflt != nil {
+			a.defltMakes = validAsStored(last, a.typ, a.deflt)
 		}
 		er.alts = append(er.alts, a)
 	}

@@ -36,7 +36,13 @@ func Validate(r fhir.Resource) []string {
 
 // check is Validate with a validator whose stack is reused from one
 // resource to the next.
-func (v *validator) check(r fhir.Resource) []string {
+func (v *validator) check(r fhir.Resource) []string { return v.checkKnown(r, 0) }
+
+// checkKnown is check for a resource whose top-level elements in known
+// (elemDef.bit) hold values already known to be valid: their values are
+// not walked again; everything else (names, arrays, required elements,
+// choices) is checked as for any element.
+func (v *validator) checkKnown(r fhir.Resource, known uint64) []string {
 	v.problems, v.stack = nil, v.stack[:0]
 	t := r.Type()
 	td := fhirTypes[t]
@@ -47,7 +53,9 @@ func (v *validator) check(r fhir.Resource) []string {
 	if !validID(r.ID()) {
 		v.add("id", "missing or not a FHIR id")
 	}
+	v.known = known
 	v.object(td, map[string]any(r), true)
+	v.known = 0
 	sort.Strings(v.problems)
 	return v.problems
 }
@@ -59,6 +67,7 @@ type validator struct {
 	problems []string
 	typ      string
 	stack    []step
+	known    uint64 // checkKnown's known, for the top level
 }
 
 // step is one element of the path being validated; index is -1 outside
@@ -105,6 +114,7 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 			continue
 		}
 		t, tdef := ed.types[0], ed.def
+		walk := !top || v.known&ed.bit == 0
 		if ed.choice {
 			for i := 0; i < nChoice; i++ {
 				if seenChoice[i] == ed {
@@ -126,6 +136,9 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 			if len(arr) == 0 {
 				v.add(k, "empty array")
 			}
+			if !walk {
+				continue
+			}
 			for i, x := range arr {
 				v.push(k, i)
 				v.value(t, tdef, ed, x)
@@ -135,6 +148,9 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 		}
 		if _, isArr := val.([]any); isArr {
 			v.add(k, "must be a single value, not an array")
+			continue
+		}
+		if !walk {
 			continue
 		}
 		v.push(k, -1)
@@ -249,6 +265,37 @@ func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 			v.add("", "code not in the required value set ("+strings.Join(sortedKeys(ed.binding), ", ")+")")
 		}
 	}
+}
+
+// validAsStored is the FHIR type a fixed value (const: or default:) is
+// valid as once store puts it in the element of last (typ: the alternative's
+// type of a choice): the type, or "" when the validator would find a
+// problem in what is stored (each item of a repeating element, else the
+// value or the first item of a list).
+func validAsStored(last pathStep, typ string, v any) string {
+	t := last.typ
+	if t == "" {
+		t = typ
+	}
+	if t == "" || isEmpty(v) {
+		return ""
+	}
+	items := []any{v}
+	if list, ok := v.([]any); ok {
+		items = list
+		if !last.def.many {
+			items = list[:1]
+		}
+	}
+	var val validator
+	val.typ = "const"
+	for _, x := range items {
+		val.value(t, fhirTypes[t], last.def, x)
+	}
+	if len(val.problems) > 0 {
+		return ""
+	}
+	return t
 }
 
 // validDateTime checks the FHIR dateTime forms hiegw writes, falling back to
