@@ -17,6 +17,14 @@ type codeEntry struct {
 	System  string // target system
 	Code    string // target code
 	Display string
+	// the same as interface values, made once at load time for the
+	// objects the rows go into (a string stored in a map[string]any is
+	// otherwise copied to the heap each time)
+	vSystem, vCode, vDisplay any
+}
+
+func newCodeEntry(system, code, display string) codeEntry {
+	return codeEntry{System: system, Code: code, Display: display, vSystem: system, vCode: code, vDisplay: display}
 }
 
 // codeTable maps (source system, source code) to a target code. A row with an
@@ -94,7 +102,7 @@ func parseCodeTable(name, file string, data []byte, errs *errorList) *codeTable 
 			continue
 		}
 		seen[k] = line
-		t.rows[k] = codeEntry{System: rec[2], Code: rec[3], Display: rec[4]}
+		t.rows[k] = newCodeEntry(rec[2], rec[3], rec[4])
 	}
 	if first {
 		errs.add(&Error{File: file, Line: 1, Column: 1, Msg: "expected the header " + strings.Join(codeHeader, ",")})

@@ -96,6 +96,20 @@ type state struct {
 	// cannot vouch for; depth counts the objects being filled inside the
 	// resource (0: its top level); known and unknown collect the top-level
 	// elements stored with a known-valid value and with any other.
+	// comps: the first components of compsRep (ncomps of them), kept by
+	// state.component; compsOK is false for none (reset clears it, as a
+	// reused message may hold other bytes at the same offsets).
+	compsRep hl7.Rep
+	comps    [12]hl7.Component
+	ncomps   int
+	compsOK  bool
+
+	// Values worked out once for the message (memoEntry).
+	timeMemos  [8]memoEntry
+	ntimeMemos int
+	csMemo     [4]memoEntry
+	ncsMemo    int
+
 	vmakes         string
 	unsure         bool
 	depth          int
@@ -205,8 +219,9 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 	st := statePool.Get().(*state)
 	defer statePool.Put(st)
 	st.reset(s, p, sender, m)
-	h := m.Header()
-	entry := p.match(h.MessageCode, h.TriggerEvent)
+	// MSH-9 read as m.Header() does, without making the whole header
+	msh9 := m.Segment(0).Field(9).Rep(1)
+	entry := p.match(msh9.Component(1).String(), msh9.Component(2).String())
 	if entry == nil {
 		return nil, &MapError{Location: "MSH^1^9", Msg: "no mapping for this message type", Code: CodeUnsupportedType}
 	}

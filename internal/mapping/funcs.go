@@ -211,22 +211,59 @@ func repValue(r hl7.Rep, comp, sub int) string {
 	return c.Sub(sub)
 }
 
+// repValue is the package's repValue with the repetition's components
+// found once for all the parts read from it (state.component).
+func (st *state) repValue(r hl7.Rep, comp, sub int) string {
+	if comp == 0 {
+		return r.Text()
+	}
+	c := st.component(r, comp)
+	if sub == 0 {
+		return c.String()
+	}
+	return c.Sub(sub)
+}
+
+// component is r.Component(i): the components of the last repetition read
+// are kept (the first len(state.comps) of them), so that reading the parts
+// of a datatype one after the other splits the repetition once instead of
+// scanning it from its start for each part.
+func (st *state) component(r hl7.Rep, i int) hl7.Component {
+	if !st.compsOK || r != st.compsRep {
+		st.compsRep, st.compsOK, st.ncomps = r, true, 0
+		for _, c := range r.Components() {
+			if st.ncomps == len(st.comps) {
+				break
+			}
+			st.comps[st.ncomps] = c
+			st.ncomps++
+		}
+	}
+	switch {
+	case i >= 1 && i <= st.ncomps:
+		return st.comps[i-1]
+	case st.ncomps == len(st.comps) || st.ncomps == 0:
+		return r.Component(i) // beyond the ones kept, or an empty repetition
+	}
+	return hl7.Component{}
+}
+
 // part returns component i (subcomponent j) of the datatype in the cell.
 func (c cell) part(i, j int) string {
 	var v string
 	switch {
 	case c.comp == 0:
-		v = repValue(c.r, i, j)
+		v = c.st.repValue(c.r, i, j)
 	case c.sub == 0:
 		if j > 1 {
 			return ""
 		}
-		v = repValue(c.r, c.comp, i)
+		v = c.st.repValue(c.r, c.comp, i)
 	default:
 		if i > 1 || j > 1 {
 			return ""
 		}
-		v = repValue(c.r, c.comp, c.sub)
+		v = c.st.repValue(c.r, c.comp, c.sub)
 	}
 	if v == `""` {
 		return ""
@@ -520,6 +557,9 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 			if v == "" {
 				return nil, nil
 			}
+			if out, ok := st.timeMemo(k, v); ok {
+				return out, nil
+			}
 			var out string
 			var err error
 			switch k {
@@ -534,9 +574,40 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 			if err != nil {
 				return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
 			}
-			return out, nil
+			return st.rememberTime(k, v, out), nil
 		})
 	}
+}
+
+// memoEntry is a value worked out once for the message: a date or time
+// converted from its HL7 form, a coding system's URI; v is the value as
+// an interface value, shared by every resource that holds it (strings
+// cannot change).
+type memoEntry struct {
+	kind      timeKind
+	name, sys string
+	v         any
+}
+
+// timeMemo returns the conversion of v as kind made earlier for the message.
+func (st *state) timeMemo(kind timeKind, v string) (any, bool) {
+	for i := range st.timeMemos[:st.ntimeMemos] {
+		if m := &st.timeMemos[i]; m.kind == kind && m.name == v {
+			return m.v, true
+		}
+	}
+	return nil, false
+}
+
+// rememberTime keeps out, the conversion of v as kind, for the message
+// (the first ones only) and returns it as an interface value.
+func (st *state) rememberTime(kind timeKind, v, out string) any {
+	var x any = out
+	if st.ntimeMemos < len(st.timeMemos) {
+		st.timeMemos[st.ntimeMemos] = memoEntry{kind: kind, name: v, v: x}
+		st.ntimeMemos++
+	}
+	return x
 }
 
 func fnInteger(st *state, a []any) (any, error) {
@@ -888,6 +959,26 @@ func (st *state) codingSystem(name string) string {
 	return "urn:hiegw:cs:" + url.PathEscape(name)
 }
 
+// codingSystemV is codingSystem with its value also as an interface value,
+// remembered for the message (the same few systems recur in every OBX).
+func (st *state) codingSystemV(name string) (string, any) {
+	if name == "" {
+		return "", nil
+	}
+	for i := range st.csMemo[:st.ncsMemo] {
+		if m := &st.csMemo[i]; m.name == name {
+			return m.sys, m.v
+		}
+	}
+	sys := st.codingSystem(name)
+	var v any = sys
+	if st.ncsMemo < len(st.csMemo) {
+		st.csMemo[st.ncsMemo] = memoEntry{name: name, sys: sys, v: v}
+		st.ncsMemo++
+	}
+	return sys, v
+}
+
 var reURIish = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]+$`)
 
 // targets returns the target systems of a table chain.
@@ -949,7 +1040,10 @@ func fnCWE(st *state, a []any) (any, error) {
 
 func (st *state) cwe(c cell, table string) any {
 	// the codings as sent (identifier and alternate), at most two
-	type sent struct{ sys, code, disp, system string }
+	type sent struct {
+		sys, code, disp, system string
+		systemV                 any // system as an interface value
+	}
 	var sentBuf [2]sent
 	tried := sentBuf[:0]
 	for _, base := range [2]int{1, 4} {
@@ -957,7 +1051,8 @@ func (st *state) cwe(c cell, table string) any {
 		if code == "" {
 			continue
 		}
-		tried = append(tried, sent{sys: sys, code: code, disp: disp, system: st.codingSystem(sys)})
+		system, systemV := st.codingSystemV(sys)
+		tried = append(tried, sent{sys: sys, code: code, disp: disp, system: system, systemV: systemV})
 	}
 	text := c.p(9)
 	if text == "" {
@@ -989,17 +1084,17 @@ func (st *state) cwe(c cell, table string) any {
 		// the mapped system, or a system-less one, with the mapped code
 		// (which the mapped coding merely qualifies)
 		codings = make([]any, 1, 1+len(tried))
-		codings[0] = obj("system", hit.System, "code", hit.Code, "display", hit.Display)
+		codings[0] = obj("system", hit.vSystem, "code", hit.vCode, "display", hit.vDisplay)
 		for _, k := range tried {
 			if (k.system == hit.System || k.system == "") && k.code == hit.Code {
 				continue
 			}
-			codings = append(codings, obj("system", k.system, "code", k.code, "display", k.disp))
+			codings = append(codings, obj("system", k.systemV, "code", k.code, "display", k.disp))
 		}
 	case len(tried) > 0:
 		codings = make([]any, 0, 2)
 		for _, k := range tried {
-			codings = append(codings, obj("system", k.system, "code", k.code, "display", k.disp))
+			codings = append(codings, obj("system", k.systemV, "code", k.code, "display", k.disp))
 		}
 		if table != "" {
 			targets := st.targets(table)
@@ -1067,7 +1162,7 @@ func fnCoding(st *state, a []any) (any, error) {
 				if !codingOK(e.System, e.Code) {
 					st.unsure = true
 				}
-				return obj("system", e.System, "code", e.Code, "display", e.Display), nil
+				return obj("system", e.vSystem, "code", e.vCode, "display", e.vDisplay), nil
 			}
 			st.report(table, sys, code, c.loc())
 		}
@@ -1108,9 +1203,9 @@ func lookupFn(mode lookupMode) func(st *state, a []any) (any, error) {
 		t := st.p.tables[table]
 		if e, ok := t.lookup(sys, code); ok {
 			if mode == lookupDisplay {
-				return e.Display, nil
+				return e.vDisplay, nil
 			}
-			return e.Code, nil
+			return e.vCode, nil
 		}
 		if mode != lookupDisplay {
 			where := ""
@@ -1161,11 +1256,11 @@ func (st *state) unit(unitPath any, u map[string]any) {
 	case id != "":
 		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
 			if e.System != "" { // an empty one is left out, as prune would
-				u["system"] = e.System
+				u["system"] = e.vSystem
 			}
-			u["code"] = e.Code
+			u["code"] = e.vCode
 			if text == "" && e.Display != "" {
-				u["unit"] = e.Display
+				u["unit"] = e.vDisplay
 			}
 			if !codingOK(e.System, e.Code) {
 				st.unsure = true

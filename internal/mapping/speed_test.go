@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"fmt"
 	"math/rand"
 	"path/filepath"
 	"reflect"
@@ -314,6 +315,152 @@ func scribble(v any) {
 		for i, e := range x {
 			scribble(e)
 			x[i] = "changed"
+		}
+	}
+}
+
+// TestComponentCache holds state.component, which splits a repetition once
+// and keeps its first components, to hl7.Rep.Component: every component
+// (and a few past the last, and past the ones kept) of every repetition of
+// every field of every corpus message, read in an order that moves from
+// one repetition to another and back, and again after reset with a
+// message parsed into the same hl7.Message (the same offsets, other bytes).
+func TestComponentCache(t *testing.T) {
+	s := loadDefault(t)
+	msgs := corpusMessages(t)
+	long, err := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\r" +
+		"OBX|1|CWE|1^2^3^4^5^6^7^8^9^10^11^12^13^14^15^16~a^^c|| x ^y\\T\\z^^&sub^\"\"\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, long)
+	st := &state{}
+	checked := 0
+	for mi, m := range msgs {
+		st.reset(s, s.def, "COMP", m)
+		var prev hl7.Rep
+		for seg := 0; seg < m.SegmentCount(); seg++ {
+			sg := m.Segment(seg)
+			for f := 1; f <= sg.FieldCount(); f++ {
+				for r := 1; r <= sg.Field(f).RepCount()+1; r++ {
+					rep := sg.Field(f).Rep(r)
+					n := rep.ComponentCount() + 2
+					n = max(n, len(st.comps)+3)
+					for i := n; i >= 0; i-- {
+						for _, x := range []hl7.Rep{rep, prev} {
+							got, want := st.component(x, i), x.Component(i)
+							if got != want || got.String() != want.String() {
+								t.Fatalf("message %d %s-%d(%d) component %d: got %q, want %q", mi, st.names[seg], f, r, i, got.String(), want.String())
+							}
+							checked++
+						}
+					}
+					prev = rep
+				}
+			}
+		}
+	}
+	// the same Message reset to other bytes: nothing kept is read again
+	m, _ := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rOBX|1|CWE|a^b^c\r"))
+	st.reset(s, s.def, "COMP", m)
+	if got := st.component(m.Segment(1).Field(3).Rep(1), 2).String(); got != "b" {
+		t.Fatalf("got %q", got)
+	}
+	if err := m.Reset([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rOBX|1|CWE|xy^z^\r")); err != nil {
+		t.Fatal(err)
+	}
+	st.reset(s, s.def, "COMP", m)
+	if got := st.component(m.Segment(1).Field(3).Rep(1), 2).String(); got != "z" {
+		t.Fatalf("after Reset: got %q, want z", got)
+	}
+	t.Logf("%d components checked", checked)
+}
+
+// TestMessageMemos holds the values worked out once per message (dates and
+// times, coding systems) to working them out each time: every field of
+// every corpus message read as each kind of date and time, twice, and every
+// coding system name of the corpus and of the coding-system table, give the
+// same values and errors as fhirDate, fhirDateTime and codingSystem.
+func TestMessageMemos(t *testing.T) {
+	s := loadDefault(t)
+	msgs := corpusMessages(t)
+	st := &state{}
+	kinds := map[timeKind]func(*state, []any) (any, error){kindDateTime: timeFn(kindDateTime), kindDate: timeFn(kindDate), kindInstant: timeFn(kindInstant)}
+	times, systems := 0, 0
+	for mi, m := range msgs {
+		st.reset(s, s.def, "MEMO", m)
+		var names []string
+		for name := range s.tables["coding-system"].rows {
+			names = append(names, name[1], strings.ToLower(name[1]))
+		}
+		for seg := 0; seg < m.SegmentCount(); seg++ {
+			sg := m.Segment(seg)
+			for f := 1; f <= sg.FieldCount(); f++ {
+				path, _, err := parsePath(st.names[seg] + "[" + fmt.Sprint(st.occurrence(seg)) + "]-" + fmt.Sprint(f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for round := 0; round < 2; round++ {
+					for k, fn := range kinds {
+						got, gerr := fn(st, []any{path})
+						want, werr := timeReference(st, path, k)
+						if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+							t.Fatalf("message %d %s: kind %d: got %#v %v, want %#v %v", mi, path.String(), k, got, gerr, want, werr)
+						}
+						times++
+					}
+				}
+				for c := 1; c <= 9; c++ {
+					names = append(names, sg.Field(f).Rep(1).Component(c).String())
+				}
+			}
+		}
+		for round := 0; round < 2; round++ {
+			for _, name := range names {
+				got, gotV := st.codingSystemV(name)
+				want := st.codingSystem(name)
+				if got != want || !reflect.DeepEqual(gotV, any(want)) && !(want == "" && gotV == nil) {
+					t.Fatalf("message %d: coding system %q: got %q %#v, want %q", mi, name, got, gotV, want)
+				}
+				systems++
+			}
+		}
+	}
+	t.Logf("%d dates and times, %d coding systems checked", times, systems)
+}
+
+// timeReference is timeFn as it was: each value converted when it is read.
+func timeReference(st *state, p *hpath, k timeKind) (any, error) {
+	return st.each(p, func(c cell) (any, error) {
+		v := c.p(1)
+		if v == "" {
+			return nil, nil
+		}
+		var out string
+		var err error
+		switch k {
+		case kindDate:
+			out, err = fhirDate(v)
+		default:
+			out, err = fhirDateTime(v, st.p.loc)
+			if err == nil && k == kindInstant && !strings.Contains(out, "T") {
+				err = fmt.Errorf("not precise to the second, as an instant must be")
+			}
+		}
+		if err != nil {
+			return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
+		}
+		return out, nil
+	})
+}
+
+// TestMessageType holds MapHL7's reading of MSH-9 to hl7.Message.Header.
+func TestMessageType(t *testing.T) {
+	for _, m := range corpusMessages(t) {
+		h := m.Header()
+		msh9 := m.Segment(0).Field(9).Rep(1)
+		if code, trig := msh9.Component(1).String(), msh9.Component(2).String(); code != h.MessageCode || trig != h.TriggerEvent {
+			t.Fatalf("got %q %q, Header gives %q %q", code, trig, h.MessageCode, h.TriggerEvent)
 		}
 	}
 }
