@@ -18,6 +18,7 @@ import (
 // (authority, mrn) at the enterprise patient patientID, and returns how many
 // rows changed.
 func (t *Tx) MoveSource(ctx context.Context, authority, mrn, patientID string) (int64, error) {
+	t.forgetResources()
 	res, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?
 		WHERE source_authority = ? AND source_mrn = ? AND patient_id <> ?`), patientID, authority, mrn, patientID)
 	if err != nil {

@@ -31,7 +31,39 @@ type Tx struct {
 	// the row.
 	outbox []outboxRow
 	done   []finished
+
+	// On the embedded store, what this transaction has read or written of
+	// stored resources, by id (nil when a statement may have changed
+	// resources behind it): ResourceBodies reads a message's resources
+	// once, and PutResource then writes them without reading them again.
+	known map[string]*storedRow
+	plain bool // read and write resources one statement at a time, as tests compare
 }
+
+// storedRow is a stored resource as the transaction knows it; found is false
+// for an id that has no row.
+type storedRow struct {
+	found                     bool
+	version                   int
+	body                      string
+	patientID, authority, mrn string
+}
+
+// remember records what the transaction now knows of resource id (the
+// embedded store only).
+func (t *Tx) remember(id string, row storedRow) {
+	if t.db.backend == Postgres || t.plain {
+		return
+	}
+	if t.known == nil {
+		t.known = map[string]*storedRow{}
+	}
+	t.known[id] = &row
+}
+
+// forgetResources drops what the transaction knew of stored resources,
+// after a statement that may have changed any of them.
+func (t *Tx) forgetResources() { t.known = nil }
 
 type outboxRow struct {
 	e       OutboxEntry
@@ -39,10 +71,14 @@ type outboxRow struct {
 }
 
 // InTx runs fn in one transaction.
-func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error { return db.inTx(ctx, false, fn) }
+
+// inTx is InTx; plain makes the transaction read and write resources without
+// reusing what it read (the straightforward form tests compare with).
+func (db *DB) inTx(ctx context.Context, plain bool, fn func(*Tx) error) error {
 	var t *Tx
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
-		t = &Tx{tx: tx, x: &txExt{tx: tx, cache: db.stmts}, db: db, now: time.Now().UTC()}
+		t = &Tx{tx: tx, x: &txExt{tx: tx, cache: db.stmts}, db: db, now: time.Now().UTC(), plain: plain}
 		if err := fn(t); err != nil {
 			return err
 		}
@@ -167,6 +203,71 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 	if t.db.backend == Postgres {
 		return t.putResourcePostgres(ctx, envelopeID, sender, r)
 	}
+	cur, ok := t.known[r.ID]
+	if !ok {
+		if !t.plain {
+			// Not read in this transaction: most such resources are new (a
+			// message's Provenance, a result's Observations), so the insert
+			// comes first, and only an id already stored costs a read.
+			res, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
+				(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
+				VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+				r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN)
+			if err != nil {
+				return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
+			} else if n == 1 {
+				t.remember(r.ID, storedRow{found: true, version: 1, body: string(r.Body), patientID: r.PatientID,
+					authority: r.SourceAuthority, mrn: r.SourceMRN})
+				return 1, true, nil
+			}
+		}
+		if cur, err = t.readResource(ctx, r.ID); err != nil {
+			return 0, false, fmt.Errorf("read %s: %w", r.Type, err)
+		}
+	}
+	if !cur.found {
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
+			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
+			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`),
+			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
+			return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
+		}
+		t.remember(r.ID, storedRow{found: true, version: 1, body: string(r.Body), patientID: r.PatientID,
+			authority: r.SourceAuthority, mrn: r.SourceMRN})
+		return 1, true, nil
+	}
+	if jsonEqual([]byte(cur.body), r.Body) {
+		if cur.patientID != r.PatientID || cur.authority != r.SourceAuthority || cur.mrn != r.SourceMRN {
+			// Same content, new owner: not a new version.
+			if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?, source_authority = ?,
+				source_mrn = ? WHERE id = ?`), r.PatientID, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
+				return 0, false, fmt.Errorf("relink %s: %w", r.Type, err)
+			}
+			t.remember(r.ID, storedRow{found: true, version: cur.version, body: cur.body, patientID: r.PatientID,
+				authority: r.SourceAuthority, mrn: r.SourceMRN})
+		}
+		return cur.version, false, nil
+	}
+	if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
+		SELECT id, version, body, envelope_id, updated_at FROM resources WHERE id = ?`), r.ID); err != nil {
+		return 0, false, fmt.Errorf("keep %s history: %w", r.Type, err)
+	}
+	version = cur.version + 1
+	if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
+		envelope_id = ?, sender = ?, updated_at = ?, source_authority = ?, source_mrn = ? WHERE id = ?`),
+		version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
+		return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
+	}
+	t.remember(r.ID, storedRow{found: true, version: version, body: string(r.Body), patientID: r.PatientID,
+		authority: r.SourceAuthority, mrn: r.SourceMRN})
+	return version, true, nil
+}
+
+// readResource reads one stored resource's state (the embedded store).
+func (t *Tx) readResource(ctx context.Context, id string) (*storedRow, error) {
 	var cur struct {
 		Version   int    `db:"version"`
 		Body      string `db:"body"`
@@ -174,42 +275,16 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		Authority string `db:"source_authority"`
 		MRN       string `db:"source_mrn"`
 	}
-	err = sqlx.GetContext(ctx, t.x, &cur, t.db.rebind(`SELECT version, body, patient_id, source_authority, source_mrn
-		FROM resources WHERE id = ?`), r.ID)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
-			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
-			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`),
-			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
-			return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
-		}
-		version = 1
-	case err != nil:
-		return 0, false, fmt.Errorf("read %s: %w", r.Type, err)
-	default:
-		if jsonEqual([]byte(cur.Body), r.Body) {
-			if cur.PatientID != r.PatientID || cur.Authority != r.SourceAuthority || cur.MRN != r.SourceMRN {
-				// Same content, new owner: not a new version.
-				if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET patient_id = ?, source_authority = ?,
-					source_mrn = ? WHERE id = ?`), r.PatientID, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
-					return 0, false, fmt.Errorf("relink %s: %w", r.Type, err)
-				}
-			}
-			return cur.Version, false, nil
-		}
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resource_history (id, version, body, envelope_id, recorded_at)
-			SELECT id, version, body, envelope_id, updated_at FROM resources WHERE id = ?`), r.ID); err != nil {
-			return 0, false, fmt.Errorf("keep %s history: %w", r.Type, err)
-		}
-		version = cur.Version + 1
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(`UPDATE resources SET version = ?, body = ?, patient_id = ?,
-			envelope_id = ?, sender = ?, updated_at = ?, source_authority = ?, source_mrn = ? WHERE id = ?`),
-			version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
-			return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
-		}
+	err := sqlx.GetContext(ctx, t.x, &cur, t.db.rebind(`SELECT version, body, patient_id, source_authority, source_mrn
+		FROM resources WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &storedRow{}, nil
 	}
-	return version, true, nil
+	if err != nil {
+		return nil, err
+	}
+	return &storedRow{found: true, version: cur.Version, body: cur.Body, patientID: cur.PatientID, authority: cur.Authority,
+		mrn: cur.MRN}, nil
 }
 
 // PutResources stores rs as PutResource does, in order. On PostgreSQL it
@@ -545,6 +620,7 @@ func (t *Tx) MergePatient(ctx context.Context, from, into string) error {
 	if from == into {
 		return nil
 	}
+	t.forgetResources()
 	steps := []struct {
 		q    string
 		args []any

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -111,4 +114,121 @@ func TestPutResourcesMatchesOneByOne(t *testing.T) {
 			t.Fatalf("history %v, want [changed]", hist)
 		}
 	})
+}
+
+// TestResourceWritesMatchPlain: on the embedded store a transaction keeps
+// what it read of resources (ResourceBodies) and wrote, and inserts a
+// resource it has not read before reading it. Random sequences of reads,
+// writes, moves and merges, some rolled back, give the same results and
+// leave the same rows as transactions that read each resource before
+// writing it, one statement at a time.
+func TestResourceWritesMatchPlain(t *testing.T) {
+	ctx := context.Background()
+	open := func() *DB {
+		db, err := Open(ctx, Options{DataDir: t.TempDir(), Sync: "normal"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	ids := []string{"a", "b", "c", "d", "e"}
+	bodies := []string{`{"v":1}`, `{"v": 1}`, `{"v":2}`, `{"v":[1,2],"w":"x"}`, `{"w":"x","v":[1, 2]}`}
+	owners := []string{"p1", "p2", "p3"}
+	mrns := []string{"m1", "m2"}
+	for seed := int64(1); seed <= 40; seed++ {
+		plainDB, db := open(), open()
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		for txn := 0; txn < 30; txn++ {
+			// One transaction's operations, the same for both databases.
+			type op struct {
+				kind       int
+				rs         []Resource
+				ids        []string
+				a, b, c, d string
+			}
+			var ops []op
+			for range 1 + rng.IntN(8) {
+				o := op{kind: rng.IntN(6)}
+				for range 1 + rng.IntN(3) {
+					o.ids = append(o.ids, ids[rng.IntN(len(ids))])
+					o.rs = append(o.rs, Resource{ID: o.ids[len(o.ids)-1], Type: "Observation",
+						PatientID: owners[rng.IntN(len(owners))], Body: []byte(bodies[rng.IntN(len(bodies))]),
+						SourceAuthority: "GH", SourceMRN: mrns[rng.IntN(len(mrns))]})
+				}
+				o.a, o.b = owners[rng.IntN(len(owners))], owners[rng.IntN(len(owners))]
+				o.c = mrns[rng.IntN(len(mrns))]
+				ops = append(ops, o)
+			}
+			rollback := rng.IntN(5) == 0
+			run := func(db *DB, plain bool) []string {
+				var got []string
+				err := db.inTx(ctx, plain, func(tx *Tx) error {
+					for _, o := range ops {
+						switch o.kind {
+						case 0, 1:
+							v, changed, err := tx.PutResource(ctx, "env", "S", o.rs[0])
+							if err != nil {
+								return err
+							}
+							got = append(got, fmt.Sprintf("put %s %d %v", o.rs[0].ID, v, changed))
+						case 2:
+							if err := tx.PutResources(ctx, "env", "S", o.rs); err != nil {
+								return err
+							}
+						case 3:
+							bodies, err := tx.ResourceBodies(ctx, o.ids)
+							if err != nil {
+								return err
+							}
+							for _, id := range ids {
+								if b, ok := bodies[id]; ok {
+									got = append(got, "body "+id+" "+string(b))
+								}
+							}
+						case 4:
+							n, err := tx.MoveSource(ctx, "GH", o.c, o.a)
+							if err != nil {
+								return err
+							}
+							got = append(got, fmt.Sprintf("moved %d", n))
+						case 5:
+							if err := tx.MergePatient(ctx, o.a, o.b); err != nil {
+								return err
+							}
+						}
+					}
+					if rollback {
+						return errors.New("roll back")
+					}
+					return nil
+				})
+				if err != nil && !rollback {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+				return got
+			}
+			want, got := run(plainDB, true), run(db, false)
+			if !slices.Equal(got, want) {
+				t.Fatalf("seed %d, transaction %d: results\n%q\nwant\n%q", seed, txn, got, want)
+			}
+		}
+		dump := func(db *DB) []string {
+			var rows []string
+			q := `SELECT id || ' ' || resource_type || ' ' || patient_id || ' ' || version || ' ' || body || ' ' ||
+				envelope_id || ' ' || sender || ' ' || source_authority || ' ' || source_mrn FROM resources ORDER BY id`
+			if err := db.x.SelectContext(ctx, &rows, q); err != nil {
+				t.Fatal(err)
+			}
+			var hist []string
+			if err := db.x.SelectContext(ctx, &hist, `SELECT id || ' ' || version || ' ' || body FROM resource_history
+				ORDER BY id, version`); err != nil {
+				t.Fatal(err)
+			}
+			return append(rows, hist...)
+		}
+		if got, want := dump(db), dump(plainDB); !slices.Equal(got, want) {
+			t.Fatalf("seed %d: rows\n%q\nwant\n%q", seed, got, want)
+		}
+	}
 }
