@@ -51,8 +51,11 @@ type choiceValue struct {
 type produced struct {
 	keep []string // Result.Keep for this resource
 	// known: the top-level elements (elemDef.bit) whose values are known
-	// to be valid (see state.vmakes), which validation need not walk.
+	// to be valid (see state.note), which validation need not walk; whole:
+	// every top-level element is (and no choice was set twice), so that
+	// validation only checks the id and the required elements.
 	known uint64
+	whole bool
 	rule  string
 	seg   int
 	res   fhir.Resource
@@ -90,12 +93,6 @@ type state struct {
 	check                          validator
 	seen                           map[string]int // mapEntry's ids made, kept for the next message
 
-	// Known-valid values (HL7 v2 resources): vmakes is the FHIR type the
-	// value evalOne just gave is known to be valid as ("" when it is not
-	// known); unsure is set by a builder (fnSpec.makes) whose value it
-	// cannot vouch for; depth counts the objects being filled inside the
-	// resource (0: its top level); known and unknown collect the top-level
-	// elements stored with a known-valid value and with any other.
 	// comps: the first components of compsRep (ncomps of them), kept by
 	// state.component; compsOK is false for none (reset clears it, as a
 	// reused message may hold other bytes at the same offsets).
@@ -110,10 +107,18 @@ type state struct {
 	csMemo     [4]memoEntry
 	ncsMemo    int
 
+	// Known-valid values (HL7 v2 resources): vmakes is the FHIR type the
+	// value evalOne just gave is known to be valid as ("" when it is not
+	// known); unsure is set by a builder (fnSpec.makes) whose value it
+	// cannot vouch for; depth counts the objects being filled inside the
+	// resource (0: its top level); known and unknown collect the top-level
+	// elements stored with a known-valid value and with any other; twice
+	// notes a choice element set twice.
 	vmakes         string
 	unsure         bool
 	depth          int
 	known, unknown uint64
+	twice          bool
 
 	// C-CDA documents (ccda.go): the document, its root and the current node.
 	doc  *ccda.Document
@@ -264,7 +269,7 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 		seen[k] = 1
 	}
 	for _, pr := range st.produced {
-		if probs := st.check.checkKnown(pr.res, pr.known); len(probs) > 0 {
+		if probs := st.check.checkKnown(pr.res, pr.known, pr.whole); len(probs) > 0 {
 			return nil, st.invalid(pr, probs)
 		}
 	}
@@ -394,7 +399,7 @@ func (st *state) produce(rr *resRule) error {
 		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
 		var nulled []string // top-level elements whose source held ""
 		st.trackNull = st.keepAbsent
-		st.known, st.unknown, st.depth = 0, 0, 0
+		st.known, st.unknown, st.depth, st.twice = 0, 0, 0, false
 		for _, er := range rr.elems {
 			st.sawNull = false
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
@@ -412,7 +417,7 @@ func (st *state) produce(rr *resRule) error {
 		}
 		rr.made(res)
 		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref(), keep: keep,
-			known: st.known &^ st.unknown})
+			known: st.known &^ st.unknown, whole: st.unknown == 0 && !st.twice})
 	}
 	return nil
 }
@@ -733,8 +738,9 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 	}
 	last := er.steps[len(er.steps)-1]
 	name := last.name
+	var t string // the type stored
 	if last.def.choice && last.typ == "" {
-		t := a.typ
+		t = a.typ
 		if cv, ok := v.(*choiceValue); ok {
 			t, v = cv.typ, cv.val
 		}
@@ -750,14 +756,14 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 		if isEmpty(v) {
 			return nil
 		}
-		st.note(er, t)
 	} else {
 		if cv, ok := v.(*choiceValue); ok {
 			v = cv.val
 		}
-		st.note(er, last.typ)
+		t = last.typ
 	}
 	if last.def.many {
+		st.note(er, t, v)
 		cur, _ := obj[name].([]any)
 		if _, ok := v.([]any); ok && cur == nil {
 			// a fresh list from this evaluation: stored as it is
@@ -780,20 +786,31 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 		}
 		v = list[0]
 	}
+	st.note(er, t, v)
 	obj[name] = v
 	return nil
 }
 
-// note records, for a value stored at the top level of a resource as a
-// typ, whether it is known to be valid (st.vmakes is typ) or not.
-func (st *state) note(er *elemRule, typ string) {
-	if st.depth != 0 || len(er.steps) != 1 {
+// note records, for a value v stored at the top level of a resource as a
+// typ (the value, or for a repeating element the items it adds), whether it
+// is valid: known to be (st.vmakes is typ), or found to be by validating it
+// now, as the validator would in the resource.
+func (st *state) note(er *elemRule, typ string, v any) {
+	if st.depth != 0 {
 		return
 	}
-	if st.vmakes != "" && st.vmakes == typ {
-		st.known |= er.steps[0].def.bit
+	ed := er.steps[0].def
+	switch {
+	case len(er.steps) != 1:
+		st.unknown |= ed.bit
+		return
+	case ed.choice && (st.known|st.unknown)&ed.bit != 0:
+		st.twice = true
+	}
+	if st.vmakes != "" && st.vmakes == typ || st.check.valid(typ, ed, v) {
+		st.known |= ed.bit
 	} else {
-		st.unknown |= er.steps[0].def.bit
+		st.unknown |= ed.bit
 	}
 }
 

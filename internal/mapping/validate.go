@@ -36,13 +36,15 @@ func Validate(r fhir.Resource) []string {
 
 // check is Validate with a validator whose stack is reused from one
 // resource to the next.
-func (v *validator) check(r fhir.Resource) []string { return v.checkKnown(r, 0) }
+func (v *validator) check(r fhir.Resource) []string { return v.checkKnown(r, 0, false) }
 
 // checkKnown is check for a resource whose top-level elements in known
 // (elemDef.bit) hold values already known to be valid: their values are
 // not walked again; everything else (names, arrays, required elements,
-// choices) is checked as for any element.
-func (v *validator) checkKnown(r fhir.Resource, known uint64) []string {
+// choices) is checked as for any element. whole says that every top-level
+// element is known valid, with a known name and shape (store wrote it) and
+// no choice twice: then only the id and the required elements are checked.
+func (v *validator) checkKnown(r fhir.Resource, known uint64, whole bool) []string {
 	v.problems, v.stack = nil, v.stack[:0]
 	t := r.Type()
 	td := fhirTypes[t]
@@ -52,6 +54,11 @@ func (v *validator) checkKnown(r fhir.Resource, known uint64) []string {
 	v.typ = t
 	if !validID(r.ID()) {
 		v.add("id", "missing or not a FHIR id")
+	}
+	if whole {
+		v.required(td, map[string]any(r))
+		sort.Strings(v.problems)
+		return v.problems
 	}
 	v.known = known
 	v.object(td, map[string]any(r), true)
@@ -157,6 +164,11 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 		v.value(t, tdef, ed, val)
 		v.pop()
 	}
+	v.required(td, obj)
+}
+
+// required reports the required elements of td that obj lacks.
+func (v *validator) required(td *typeDef, obj map[string]any) {
 	for _, ed := range td.required {
 		present := false
 		if ed.choice {
@@ -265,6 +277,24 @@ func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 			v.add("", "code not in the required value set ("+strings.Join(sortedKeys(ed.binding), ", ")+")")
 		}
 	}
+}
+
+// valid tells whether val, stored in element ed as a typ (for a repeating
+// element, val or the items of the list val), is valid: the validator finds
+// no problem in it. The validator's state is left as it was.
+func (v *validator) valid(typ string, ed *elemDef, val any) bool {
+	n, depth := len(v.problems), len(v.stack)
+	td := fhirTypes[typ]
+	if list, ok := val.([]any); ok && ed.many {
+		for _, x := range list {
+			v.value(typ, td, ed, x)
+		}
+	} else {
+		v.value(typ, td, ed, val)
+	}
+	ok := len(v.problems) == n
+	v.problems, v.stack = v.problems[:n], v.stack[:depth]
+	return ok
 }
 
 // validAsStored is the FHIR type a fixed value (const: or default:) is
