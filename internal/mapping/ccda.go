@@ -37,6 +37,7 @@ func (s *Set) MapCCDA(sender string, doc *ccda.Document) (*Result, error) {
 
 func (st *state) resetDoc(s *Set, p *profile, sender string, doc *ccda.Document) {
 	*st = state{set: s, p: p, sender: sender, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
+		tags: st.tags[:0], ends: st.ends[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
 		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]},
 		doc: doc, root: doc.Root(), node: doc.Root(), elems: st.elems[:0], seen: st.seen}

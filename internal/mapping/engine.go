@@ -72,8 +72,10 @@ type state struct {
 	sender string
 	m      *hl7.Message
 	names  []string
-	firsts []int // firsts[i]: index of the first segment named like segment i
-	occs   []int // occs[i]: 1-based occurrence of segment i among those of its name
+	tags   []uint32 // tags[i]: segTag(names[i])
+	firsts []int    // firsts[i]: index of the first segment named like segment i
+	occs   []int    // occs[i]: 1-based occurrence of segment i among those of its name
+	ends   []int32  // ends[i]: scopeEnd(i)+1 once worked out, else 0
 
 	seg              int       // current segment, -1 for none
 	fseg, field, rep int       // current repetition being iterated, rep 0 for none
@@ -139,6 +141,7 @@ var statePool = sync.Pool{New: func() any { return &state{} }}
 
 func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
+		tags: st.tags[:0], ends: st.ends[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
 		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}, seen: st.seen}
 	clear(st.produced[:cap(st.produced)]) // let the last message's resources go
@@ -146,6 +149,8 @@ func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 	for i := 0; i < n; i++ {
 		name := m.Segment(i).Name()
 		st.names = append(st.names, name)
+		st.tags = append(st.tags, segTag(name))
+		st.ends = append(st.ends, 0)
 		f, occ := i, 1
 		for j := i - 1; j >= 0; j-- {
 			if st.names[j] == name {
@@ -818,18 +823,29 @@ func (st *state) note(er *elemRule, typ string, v any) {
 // to the next segment of the same name, or of a name that first appears
 // before segment i's name does (a parent or an earlier sibling group).
 func (st *state) scopeEnd(i int) int {
-	fi := st.firsts[i]
+	if e := st.ends[i]; e > 0 {
+		return int(e) - 1
+	}
+	end := len(st.names)
+	fi, tag := st.firsts[i], st.tags[i]
 	for j := i + 1; j < len(st.names); j++ {
-		if st.names[j] == st.names[i] || st.firsts[j] < fi && !floating[st.names[j]] {
-			return j
+		if st.tags[j] == tag && st.names[j] == st.names[i] || st.firsts[j] < fi && !isFloating(st.tags[j]) {
+			end = j
+			break
 		}
 	}
-	return len(st.names)
+	st.ends[i] = int32(end) + 1
+	return end
 }
 
-// floating segments may follow any segment (notes, participations): they
+// floating segments (notes, participations) may follow any segment: they
 // never end a group.
-var floating = map[string]bool{"NTE": true, "PRT": true, "ROL": true, "CTI": true}
+var tagNTE, tagPRT, tagROL, tagCTI = segTag("NTE"), segTag("PRT"), segTag("ROL"), segTag("CTI")
+
+// isFloating tells whether the segment tagged tag is a floating one.
+func isFloating(tag uint32) bool {
+	return tag == tagNTE || tag == tagPRT || tag == tagROL || tag == tagCTI
+}
 
 // segIndex resolves the segment a path refers to, from the current one: the
 // current segment itself, else the first one of that name inside its group,
@@ -845,10 +861,13 @@ func (st *state) segIndex(p *hpath) int {
 
 // findSeg is segIndex without the note of HL7 nulls.
 func (st *state) findSeg(p *hpath) int {
+	// a path names a segment of three bytes (parsePath), so equal tags
+	// are equal names
+	tag := segTag(p.seg)
 	if p.occ > 0 {
 		n := 0
-		for i, nm := range st.names {
-			if nm == p.seg {
+		for i, t := range st.tags {
+			if t == tag {
 				n++
 				if n == p.occ {
 					return i
@@ -858,24 +877,24 @@ func (st *state) findSeg(p *hpath) int {
 		return -1
 	}
 	if st.seg >= 0 {
-		if st.names[st.seg] == p.seg {
+		if st.tags[st.seg] == tag {
 			return st.seg
 		}
 		end := st.scopeEnd(st.seg)
 		for i := st.seg + 1; i < end; i++ {
-			if st.names[i] == p.seg {
+			if st.tags[i] == tag {
 				return i
 			}
 		}
 		for i := st.seg - 1; i >= 0; i-- {
-			if st.names[i] == p.seg {
+			if st.tags[i] == tag {
 				return i
 			}
 		}
 		return -1
 	}
-	for i, nm := range st.names {
-		if nm == p.seg {
+	for i, t := range st.tags {
+		if t == tag {
 			return i
 		}
 	}

@@ -28,6 +28,16 @@ type hpath struct {
 	sub    int
 }
 
+// segTag packs a segment name of three bytes into a number that no other
+// name has (a name of another length packs to 0), so that segments are
+// told apart without comparing strings.
+func segTag(name string) uint32 {
+	if len(name) != 3 {
+		return 0
+	}
+	return 1<<24 | uint32(name[0])<<16 | uint32(name[1])<<8 | uint32(name[2])
+}
+
 // parsePath parses an HL7 path. On error it returns the 0-based offset of the
 // problem inside the text and what was expected there.
 func parsePath(s string) (*hpath, int, error) {

@@ -464,3 +464,107 @@ func TestMessageType(t *testing.T) {
 		}
 	}
 }
+
+// TestFindSegMatchesNames holds findSeg and scopeEnd, which compare packed
+// segment names and remember each group's end for the message, to the
+// forms that compared the names themselves each time: every path of the
+// set (and one for each segment name present), from every segment context
+// of every corpus message and of messages with floating and Z segments.
+func TestFindSegMatchesNames(t *testing.T) {
+	s := loadDefault(t)
+	msgs := corpusMessages(t)
+	for _, raw := range []string{
+		"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rPID|1\rNTE|1\rPV1|1\rORC|1\rOBR|1\rNTE|1\rOBX|1\rNTE|1\rPRT|1\rOBX|2\rZZ1|1\rOBR|2\rOBX|1\rCTI|1\rROL|1\rORC|2\rOBR|3\rPID|2\rOBX|9\r",
+		"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\rEVN|1\rPID|1\rPD1|1\rNK1|1\rNK1|2\rPV1|1\rPV2|1\rZPV|1\rOBX|1\rAL1|1\rDG1|1\rDG1|2\rNK1|3\r",
+	} {
+		m, err := hl7.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	st := &state{}
+	checked := 0
+	for mi, m := range msgs {
+		st.reset(s, s.def, "SEG", m)
+		paths := make([]*hpath, 0, len(s.paths))
+		for _, p := range s.paths {
+			paths = append(paths, p)
+		}
+		for _, name := range st.names {
+			for _, form := range []string{name + "-1", name + "[2]-1", name + "[1]-1"} {
+				if p, _, err := parsePath(form); err == nil {
+					paths = append(paths, p)
+				}
+			}
+		}
+		for round := 0; round < 2; round++ { // the second with every group's end remembered
+			for seg := -1; seg < m.SegmentCount(); seg++ {
+				st.seg = seg
+				if seg >= 0 {
+					if got, want := st.scopeEnd(seg), scopeEndReference(st, seg); got != want {
+						t.Fatalf("message %d segment %d: scopeEnd %d, want %d", mi, seg, got, want)
+					}
+				}
+				for _, p := range paths {
+					if got, want := st.findSeg(p), findSegReference(st, p); got != want {
+						t.Fatalf("message %d segment %d: %s: findSeg %d, want %d", mi, seg, p.text, got, want)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d lookups checked", checked)
+}
+
+// scopeEndReference is scopeEnd as it was, comparing names.
+func scopeEndReference(st *state, i int) int {
+	floating := map[string]bool{"NTE": true, "PRT": true, "ROL": true, "CTI": true}
+	fi := st.firsts[i]
+	for j := i + 1; j < len(st.names); j++ {
+		if st.names[j] == st.names[i] || st.firsts[j] < fi && !floating[st.names[j]] {
+			return j
+		}
+	}
+	return len(st.names)
+}
+
+// findSegReference is findSeg as it was, comparing names.
+func findSegReference(st *state, p *hpath) int {
+	if p.occ > 0 {
+		n := 0
+		for i, nm := range st.names {
+			if nm == p.seg {
+				n++
+				if n == p.occ {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	if st.seg >= 0 {
+		if st.names[st.seg] == p.seg {
+			return st.seg
+		}
+		end := scopeEndReference(st, st.seg)
+		for i := st.seg + 1; i < end; i++ {
+			if st.names[i] == p.seg {
+				return i
+			}
+		}
+		for i := st.seg - 1; i >= 0; i-- {
+			if st.names[i] == p.seg {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, nm := range st.names {
+		if nm == p.seg {
+			return i
+		}
+	}
+	return -1
+}
