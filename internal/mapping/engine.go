@@ -418,7 +418,7 @@ func (st *state) produce(rr *resRule) error {
 		st.trackNull = false
 		var keep []string
 		if st.keepAbsent {
-			keep = unsent(res, rr, nulled)
+			keep = unsent(res, rr, nulled, st.known|st.unknown)
 		}
 		rr.made(res)
 		st.produced = append(st.produced, produced{rule: rr.name, seg: seg, res: res, rr: rr, ref: res.Ref(), keep: keep,
@@ -429,11 +429,17 @@ func (st *state) produce(rr *resRule) error {
 
 // unsent lists the top-level elements of rr that res lacks and whose
 // source did not hold the HL7 null "" (nulled), once each, in rule order.
-func unsent(res fhir.Resource, rr *resRule, nulled []string) []string {
+// written holds the bits (elemDef.bit) of the top-level elements store
+// wrote into res: an element with a bit is present exactly when its bit is
+// set there, without looking through res.
+func unsent(res fhir.Resource, rr *resRule, nulled []string, written uint64) []string {
 	var out []string
 	for _, er := range rr.elems {
 		name := topName(er)
-		if slices.Contains(out, name) || slices.Contains(nulled, name) || hasElement(res, name) {
+		if slices.Contains(out, name) || slices.Contains(nulled, name) {
+			continue
+		}
+		if bit := er.steps[0].def.bit; bit != 0 && written&bit != 0 || bit == 0 && hasElement(res, name) {
 			continue
 		}
 		out = append(out, name)

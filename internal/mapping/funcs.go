@@ -102,11 +102,11 @@ var funcs = append([]*fnSpec{
 	{name: "list", types: []any{new(func(context.Context, ...any) []any)}, impl: fnList},
 	{name: "sender", types: []any{new(func(context.Context) string)}, impl: func(st *state, _ []any) (any, error) { return st.sender, nil }},
 
-	{name: "datetime", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
-	{name: "date", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
-	{name: "instant", eachPath: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
-	{name: "integer", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
-	{name: "decimal", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
+	{name: "datetime", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
+	{name: "date", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
+	{name: "instant", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
+	{name: "integer", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
+	{name: "decimal", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
 	{name: "cx", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
 	{name: "key", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey},
@@ -121,7 +121,7 @@ var funcs = append([]*fnSpec{
 	{name: "cwe", eachPath: true, clean: true, makes: "CodeableConcept", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnCWE},
 	{name: "coding", eachPath: true, clean: true, makes: "Coding", args: []argKind{argPath, argTable}, lists: true, types: []any{new(fnPath), new(fnPathStr), new(fnPathStr2)}, impl: fnCoding},
 	{name: "quantity", clean: true, makes: "Quantity", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnQuantity},
-	{name: "sn", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnSN},
+	{name: "sn", clean: true, args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnSN},
 	{name: "ed", args: []argKind{argPath}, types: []any{new(fnPath)}, impl: cellFn(ed)},
 	{name: "refrange", clean: true, makes: "Observation.referenceRange", args: []argKind{argPath, argPath}, types: []any{new(fnPath), new(fnPathStr)}, impl: fnRefRange},
 

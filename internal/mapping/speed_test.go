@@ -568,3 +568,55 @@ func findSegReference(st *state, p *hpath) int {
 	}
 	return -1
 }
+
+// TestWrittenBitsMatchElements holds unsent's use of the bits store
+// notes (state.known|state.unknown) to looking the element up in the
+// resource: for every resource rule of every profile of the odd set, made
+// from every corpus and odd message, each top-level element with a bit is
+// present in the resource exactly when its bit is set.
+func TestWrittenBitsMatchElements(t *testing.T) {
+	s := oddSet(t)
+	msgs := append(corpusMessages(t), oddMessages(t)...)
+	st := &state{}
+	checked, present := 0, 0
+	for _, p := range s.profiles {
+		for mi, m := range msgs {
+			h := m.Header()
+			e := p.match(h.MessageCode, h.TriggerEvent)
+			if e == nil {
+				continue
+			}
+			st.reset(s, p, "BITS", m)
+			st.keepAbsent = true
+			for _, name := range e.resources {
+				rr := p.resources[name]
+				if rr == nil {
+					continue
+				}
+				before := len(st.produced)
+				if err := st.produce(rr); err != nil || len(st.produced) != before+1 {
+					continue // one resource per rule, so that the bits are its own
+				}
+				res, written := st.produced[before].res, st.known|st.unknown
+				for _, er := range rr.elems {
+					bit := er.steps[0].def.bit
+					if bit == 0 {
+						continue
+					}
+					name := topName(er)
+					if got, want := written&bit != 0, hasElement(res, name); got != want {
+						t.Fatalf("message %d (%s) %s: %s written %v, present %v", mi, p.name, rr.name, name, got, want)
+					}
+					checked++
+					if written&bit != 0 {
+						present++
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 || present == 0 || present == checked {
+		t.Fatalf("%d elements checked, %d present", checked, present)
+	}
+	t.Logf("%d elements checked, %d present", checked, present)
+}
