@@ -227,7 +227,7 @@ func restampPatients(ctx context.Context, tx *store.Tx, k mpi.Key, eid string) e
 			return fmt.Errorf("restamp patient: decode stored resource: %w", err)
 		}
 		addEnterpriseID(p, eid)
-		body, err := json.Marshal(p)
+		body, err := fhir.Marshal(p)
 		if err != nil {
 			return fmt.Errorf("restamp patient: %w", err)
 		}

@@ -6,7 +6,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -585,7 +584,7 @@ func (p *Pipeline) commitUnit(ctx context.Context, tx *store.Tx, e store.Envelop
 	stored := make([]store.Resource, 0, len(resources))
 	encoded := make([][]byte, 0, len(resources)) // reused by the event Bundles
 	for _, r := range resources {
-		body, err := json.Marshal(r)
+		body, err := fhir.Marshal(r)
 		if err != nil {
 			return "", contentErr("encode %s: %w", r.Type(), err)
 		}

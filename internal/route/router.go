@@ -45,9 +45,10 @@ type Event struct {
 	PatientID   string   // enterprise patient id: the Kafka key
 	LocalIDs    []string // the patient's identifiers as "system|value"
 	Resources   []fhir.Resource
-	// Encoded, when set, holds each of Resources as json.Marshal wrote it
-	// (the caller stored them so): the event Bundle splices these instead
-	// of encoding the resources again.
+	// Encoded, when set, holds each of Resources as json.Marshal (or
+	// fhir.Marshal, the same bytes) wrote it (the caller stored them so):
+	// the event Bundle splices these instead of encoding the resources
+	// again.
 	Encoded [][]byte
 	At      time.Time
 	// Facility is the sending facility (MSH-4); when empty the router reads
@@ -384,7 +385,7 @@ func EventBundle(ev Event) ([]byte, error) {
 	}
 	// The same Bundle, written with the resources' JSON spliced in (the
 	// fields in fhir.Bundle's order; the strings quoted by encoding/json).
-	h, err := json.Marshal(hdr)
+	h, err := fhir.Marshal(hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +417,4 @@ func appendEntry(out []byte, id string, resource []byte) []byte {
 }
 
 // appendJSONString appends s as encoding/json quotes it.
-func appendJSONString(out []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always encodes
-	return append(out, q...)
-}
+func appendJSONString(out []byte, s string) []byte { return fhir.AppendJSONString(out, s) }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
@@ -448,7 +449,7 @@ type OutboxEntry struct {
 func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
 	q := t.db.rebind(outboxInsert + outboxValues)
 	for _, e := range entries {
-		h, err := json.Marshal(e.Headers)
+		h, err := fhir.Marshal(e.Headers)
 		if err != nil {
 			return err
 		}
