@@ -807,7 +807,7 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 // is valid: known to be (st.vmakes is typ), or found to be by validating it
 // now, as the validator would in the resource.
 func (st *state) note(er *elemRule, typ string, v any) {
-	if st.depth != 0 {
+	if st.depth != 0 || st.doc != nil { // a C-CDA resource is walked whole (it may be merged)
 		return
 	}
 	ed := er.steps[0].def
