@@ -130,7 +130,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped},
 		Covers:    func(sender, code, trigger string) bool { return g.maps.Current().Covers(sender, code, trigger) },
-		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect,
+		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect, MaxInFlight: g.db.InsertConcurrency(),
 		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
 		return err

@@ -262,3 +262,122 @@ func ackControlID(t *testing.T, ack []byte) string {
 	}
 	return m.Get("MSA-2")
 }
+
+// heldStore holds every transaction until the test releases it by number.
+type heldStore struct {
+	mu       sync.Mutex
+	batches  [][]string
+	running  int
+	most     int // the most transactions under way at once
+	started  chan int
+	releases []chan struct{}
+}
+
+func newHeldStore(n int) *heldStore {
+	h := &heldStore{started: make(chan int, n)}
+	for range n {
+		h.releases = append(h.releases, make(chan struct{}))
+	}
+	return h
+}
+
+func (h *heldStore) InsertEnvelopes(_ context.Context, envs []*store.Envelope) ([]store.Inserted, error) {
+	ids := make([]string, len(envs))
+	for i, e := range envs {
+		ids[i] = e.ControlID
+	}
+	h.mu.Lock()
+	i := len(h.batches)
+	h.batches = append(h.batches, ids)
+	h.running++
+	h.most = max(h.most, h.running)
+	h.mu.Unlock()
+	if i >= len(h.releases) {
+		return nil, errors.New("more transactions than the test expected")
+	}
+	h.started <- i
+	<-h.releases[i]
+	h.mu.Lock()
+	h.running--
+	h.mu.Unlock()
+	out := make([]store.Inserted, len(envs))
+	for i, e := range envs {
+		out[i] = store.Inserted{ID: e.ID, Status: e.Status, Error: e.Error, ACK: e.ACK}
+	}
+	return out, nil
+}
+
+func (h *heldStore) waitStarted(t *testing.T, want int) {
+	t.Helper()
+	select {
+	case i := <-h.started:
+		if i != want {
+			t.Fatalf("transaction %d started, want %d", i, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("transaction %d never started", want)
+	}
+}
+
+// TestOverlappingCommits: with MaxInFlight 2 a second commit starts while
+// the first is under way, a third group waits for a free place and then
+// commits as one transaction, and every caller gets its own reply.
+func TestOverlappingCommits(t *testing.T) {
+	st := newHeldStore(3)
+	in := New(st, Options{MaxInFlight: 2})
+	t.Cleanup(func() {
+		for _, ch := range st.releases {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+		in.Close()
+	})
+	type outcome struct {
+		recs map[string]Receipt
+		errs map[string]error
+	}
+	done := make(chan outcome, 3)
+	send := func(ids ...string) {
+		go func() {
+			r, e := acceptAll(in, ids)
+			done <- outcome{r, e}
+		}()
+	}
+	send("A")
+	st.waitStarted(t, 0)
+	send("B")
+	st.waitStarted(t, 1)
+	send("C1", "C2", "C3")
+	waitPending(t, in, 5)
+	select {
+	case i := <-st.started:
+		t.Fatalf("transaction %d started while two were under way", i)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(st.releases[1])
+	st.waitStarted(t, 2)
+	close(st.releases[0])
+	close(st.releases[2])
+	for range 3 {
+		o := <-done
+		for id, rec := range o.recs {
+			if o.errs[id] != nil {
+				t.Fatalf("%s: %v", id, o.errs[id])
+			}
+			if a := ackControlID(t, rec.ACK); a != id {
+				t.Errorf("the caller of %s got the reply for %s", id, a)
+			}
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.batches) != 3 || len(st.batches[2]) != 3 {
+		t.Fatalf("transactions %v, want [A] [B] and the three C in one", st.batches)
+	}
+	if st.most != 2 {
+		t.Fatalf("at most %d transactions under way at once, want 2", st.most)
+	}
+}

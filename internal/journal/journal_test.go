@@ -219,7 +219,10 @@ func TestFailedWriteStopsTheJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.f.Close() // the next write fails
+	j.mu.Lock()
+	j.stopZeroing() // as Close does before closing the file
+	j.f.Close()     // the next write fails
+	j.mu.Unlock()
 	_, err1 := j.Append([]byte("a"))
 	_, err2 := j.Append([]byte("b"))
 	if err1 == nil || err2 == nil || err1.Error() != err2.Error() || j.Err() == nil {

@@ -62,6 +62,14 @@ type journaled struct {
 	end journal.Pos
 }
 
+// pendingEnv is an envelope placed in the journal and not yet copied: the
+// answer for its duplicates, and where it ends (a duplicate is answered
+// only once the first is durable).
+type pendingEnv struct {
+	ins Inserted
+	end journal.Pos
+}
+
 // intakeJournal is the embedded store's journaled envelope intake.
 type intakeJournal struct {
 	j      *journal.Journal
@@ -77,8 +85,8 @@ type intakeJournal struct {
 	lookups atomic.Int64 // duplicate lookups that reached the log (tests)
 
 	mu        sync.Mutex
-	pending   map[dedupKey]Inserted // appended, not yet ingested
-	queue     []journaled           // appended, not yet ingested, in order
+	pending   map[dedupKey]pendingEnv // appended, not yet ingested
+	queue     []journaled             // appended, not yet ingested, in order
 	appended  journal.Pos
 	ingested  journal.Pos
 	durable   journal.Pos // ingested by an fsynced commit
@@ -109,7 +117,7 @@ func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync
 	}
 	ij := &intakeJournal{
 		j: j, reader: reader, log: slog.Default(),
-		pending: map[dedupKey]Inserted{}, maxBacklog: defaultMaxBacklog,
+		pending: map[dedupKey]pendingEnv{}, maxBacklog: defaultMaxBacklog,
 		progress: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		urgent:   make(chan struct{}, 1),
@@ -237,8 +245,14 @@ func (db *DB) ingestLoop() {
 			ij.gather()
 		}
 		for {
+			// Only what is durable in the journal is copied: an envelope
+			// whose sync is still under way (or failed) is not stored yet.
+			synced := ij.j.Synced()
 			ij.mu.Lock()
-			n := min(len(ij.queue), ingestBatch)
+			n := 0
+			for n < len(ij.queue) && n < ingestBatch && !synced.Less(ij.queue[n].end) {
+				n++
+			}
 			if ij.held && !stopping {
 				n = 0
 			}
@@ -343,6 +357,11 @@ func (ij *intakeJournal) shutdown() error {
 		<-ij.done
 		return nil
 	}
+	// Envelopes placed by calls still waiting for their sync become durable
+	// now, so that the copier's last round takes them before the journal is
+	// emptied. (After a failed sync they stay in the journal for the next
+	// start: the copier takes only what is durable.)
+	_ = ij.j.Sync(ij.j.End())
 	close(ij.stop)
 	<-ij.done
 	ij.cancelFill()
@@ -350,11 +369,39 @@ func (ij *intakeJournal) shutdown() error {
 	return errors.Join(ij.first.close(), ij.reader.Close(), ij.j.Close())
 }
 
-// insertJournaled is InsertEnvelopes on the embedded store.
+// insertJournaled is InsertEnvelopes on the embedded store. Envelopes are
+// checked for duplicates and placed in the journal one call at a time, in
+// order; their syncs may overlap with those of the calls before and after
+// (journal.Sync), and the call returns once its envelopes, and the first
+// copies its duplicates stand for, are durable.
 func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted, error) {
+	out, wait, fresh, err := db.placeJournaled(ctx, envs)
+	if err != nil {
+		return nil, err
+	}
+	if wait != (journal.Pos{}) {
+		if err := db.ij.j.Sync(wait); err != nil {
+			return nil, fmt.Errorf("insert envelope: %w", err)
+		}
+	}
+	if fresh {
+		select {
+		case db.ij.kick <- struct{}{}:
+		default:
+		}
+	}
+	return out, nil
+}
+
+// placeJournaled answers duplicates and writes the new envelopes to the
+// journal, without syncing it. It returns the answers, the position that
+// must be durable before they are given (zero when nothing waits) and
+// whether any envelope was new.
+func (db *DB) placeJournaled(ctx context.Context, envs []*Envelope) ([]Inserted, journal.Pos, bool, error) {
 	ij := db.ij
 	ij.insert.Lock()
 	defer ij.insert.Unlock()
+	var none journal.Pos
 	// Envelopes wait in memory until they are copied; if the copier falls
 	// behind (a slow or failing disk), receipt waits for it rather than
 	// holding an unbounded backlog.
@@ -375,20 +422,21 @@ func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted
 		select {
 		case <-ch:
 		case <-giveUp:
-			return nil, fmt.Errorf("insert envelope: %d envelopes wait to be copied into the message log and the copier is not keeping up", ij.maxBacklog)
+			return nil, none, false, fmt.Errorf("insert envelope: %d envelopes wait to be copied into the message log and the copier is not keeping up", ij.maxBacklog)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("insert envelope: waiting for the journal copier: %w", ctx.Err())
+			return nil, none, false, fmt.Errorf("insert envelope: waiting for the journal copier: %w", ctx.Err())
 		}
 		ij.mu.Lock()
 	}
 	closed := ij.closed
 	ij.mu.Unlock()
 	if closed {
-		return nil, errors.New("store closed")
+		return nil, none, false, errors.New("store closed")
 	}
 	out := make([]Inserted, len(envs))
 	recs := make([][]byte, 0, len(envs))
 	fresh := make([]int, 0, len(envs))
+	var wait journal.Pos
 	var inBatch map[dedupKey]int
 	for i, e := range envs {
 		k := dedupKey{e.Sender, e.DedupKey}
@@ -397,12 +445,15 @@ func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted
 			out[i].Duplicate = true
 			continue
 		}
-		dup, found, err := db.findEnvelope(ctx, k)
+		dup, end, found, err := db.findEnvelope(ctx, k)
 		if err != nil {
-			return nil, err
+			return nil, none, false, err
 		}
 		if found {
 			out[i] = dup
+			if wait.Less(end) {
+				wait = end
+			}
 		} else {
 			out[i] = Inserted{ID: e.ID, Status: e.Status, Error: e.Error, ACK: e.ACK}
 			recs = append(recs, encodeEnvelope(e))
@@ -416,29 +467,25 @@ func (db *DB) insertJournaled(ctx context.Context, envs []*Envelope) ([]Inserted
 		}
 	}
 	if len(recs) == 0 {
-		return out, nil
+		return out, wait, false, nil
 	}
 	// The ingester may split a batch, so each record needs its own end
 	// position; they follow from the last one and the record sizes.
-	end, err := ij.j.Append(recs...)
+	end, err := ij.j.Write(recs...)
 	if err != nil {
-		return nil, fmt.Errorf("insert envelope: %w", err)
+		return nil, none, false, fmt.Errorf("insert envelope: %w", err)
 	}
 	ends := recordEnds(end, recs)
 	ij.mu.Lock()
 	for n, i := range fresh {
 		e := envs[i]
 		ij.filter.add(dedupKey{e.Sender, e.DedupKey})
-		ij.pending[dedupKey{e.Sender, e.DedupKey}] = out[i]
+		ij.pending[dedupKey{e.Sender, e.DedupKey}] = pendingEnv{ins: out[i], end: ends[n]}
 		ij.queue = append(ij.queue, journaled{env: e, end: ends[n]})
 	}
 	ij.appended = end
 	ij.mu.Unlock()
-	select {
-	case ij.kick <- struct{}{}:
-	default:
-	}
-	return out, nil
+	return out, end, true, nil
 }
 
 // recordEnds gives the position after each of recs, appended together so
@@ -455,23 +502,26 @@ func recordEnds(end journal.Pos, recs [][]byte) []journal.Pos {
 
 // findEnvelope looks k up among the envelopes appended but not yet
 // ingested, then in the log. The ingester forgets a pending envelope only
-// after its row has committed, so one of the two always has it.
-func (db *DB) findEnvelope(ctx context.Context, k dedupKey) (Inserted, bool, error) {
+// after its row has committed, so one of the two always has it. For a
+// pending envelope it also gives where it ends in the journal (it may not
+// be durable yet); for one in the log, the zero position.
+func (db *DB) findEnvelope(ctx context.Context, k dedupKey) (Inserted, journal.Pos, bool, error) {
 	ij := db.ij
 	ij.mu.Lock()
 	p, ok := ij.pending[k]
 	ij.mu.Unlock()
 	if ok {
-		p.Duplicate = true
-		return p, true, nil
+		p.ins.Duplicate = true
+		return p.ins, p.end, true, nil
 	}
+	var none journal.Pos
 	if ij.filter.ready.Load() && !ij.filter.mayContain(k) {
-		return Inserted{}, false, nil
+		return Inserted{}, none, false, nil
 	}
 	ij.lookups.Add(1)
 	st, err := ij.first.get(ctx, ij.reader, firstEnvelope)
 	if err != nil {
-		return Inserted{}, false, err
+		return Inserted{}, none, false, err
 	}
 	var first struct {
 		ID     string `db:"id"`
@@ -481,11 +531,11 @@ func (db *DB) findEnvelope(ctx context.Context, k dedupKey) (Inserted, bool, err
 	}
 	switch err := st.GetContext(ctx, &first, k.sender, k.key); {
 	case errors.Is(err, sql.ErrNoRows):
-		return Inserted{}, false, nil
+		return Inserted{}, none, false, nil
 	case err != nil:
-		return Inserted{}, false, fmt.Errorf("read duplicate envelope: %w", err)
+		return Inserted{}, none, false, fmt.Errorf("read duplicate envelope: %w", err)
 	}
-	return Inserted{Duplicate: true, ID: first.ID, Status: first.Status, Error: first.Error, ACK: first.ACK}, true, nil
+	return Inserted{Duplicate: true, ID: first.ID, Status: first.Status, Error: first.Error, ACK: first.ACK}, none, true, nil
 }
 
 // visible waits until every envelope appended before the call is in the
@@ -529,6 +579,20 @@ func (db *DB) waitIngested(ctx context.Context, urgent bool) error {
 	}
 	ij.mu.Unlock()
 	return nil
+}
+
+// InsertConcurrency is how many InsertEnvelopes calls may usefully be
+// under way at once: on the embedded store as many as the journal runs
+// syncs at once (their syncs overlap; envelopes reach the log in journal
+// order whatever order the calls end in). On PostgreSQL one: an envelope
+// takes its sequence number as it inserts, and the pipeline reads the log
+// in that order, so a commit that ended after a later-numbered one could be
+// passed over until the next rescan.
+func (db *DB) InsertConcurrency() int {
+	if db.ij == nil {
+		return 1
+	}
+	return journal.DefaultMaxSyncs
 }
 
 // JournalBacklog is how many envelopes the embedded store has received
