@@ -5,7 +5,7 @@ PG_DSN  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build test test-postgres interop fuzz bench vet fmt clean
+.PHONY: run build test test-postgres interop fuzz bench load vet fmt clean
 
 run: ## run the gateway on its embedded defaults (127.0.0.1; data in ./data)
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/hiegw serve
@@ -40,6 +40,9 @@ fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline
+
+load: build ## the README's gateway figures: LOAD="-n 20000 -c 8" (add -p or -r for receipt alone; see deployments/load.sh)
+	bash deployments/load.sh $${LOAD:--n 20000 -c 8}
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

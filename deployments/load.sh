@@ -5,16 +5,24 @@
 # processing has drained and prints one line:
 #
 #   store=embedded conns=8 paused=0 msgs=20000 acks/s=… p50=… p99=… processed/s=… rss_idle_mb=… rss_peak_mb=…
+#   cpu_us_per_msg_send=… cpu_us_per_msg_drain=…
 #
-# usage: deployments/load.sh [-b BIN] [-n MESSAGES] [-c CONNECTIONS] [-p] [-m FILE] [-d POSTGRES_DSN]
+# The last two are the gateway's own CPU time (user and system, from
+# /proc) per message while sending and while draining what was left: with
+# -p, receipt alone and processing alone. They depend less on what else the
+# machine is doing than the rates do.
+#
+# usage: deployments/load.sh [-b BIN] [-n MESSAGES] [-c CONNECTIONS] [-p | -r] [-m FILE] [-d POSTGRES_DSN]
 #   -p  pause processing while sending (receipt alone), resume and time the drain
+#   -r  receipt alone, and stop there (no drain: processed/s and drain CPU are not measured)
 #   -d  use PostgreSQL (a fresh schema named hiegw_load_<pid> is made and dropped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/hiegw N=20000 C=8 PAUSE=0 MSG=testdata/hl7/adt_a01.hl7 DSN=""
-while getopts "b:n:c:pm:d:" o; do
+RECEIPT=0
+while getopts "b:n:c:prm:d:" o; do
   case $o in
-    b) BIN=$OPTARG ;; n) N=$OPTARG ;; c) C=$OPTARG ;; p) PAUSE=1 ;; m) MSG=$OPTARG ;; d) DSN=$OPTARG ;;
+    b) BIN=$OPTARG ;; n) N=$OPTARG ;; c) C=$OPTARG ;; p) PAUSE=1 ;; r) PAUSE=1 RECEIPT=1 ;; m) MSG=$OPTARG ;; d) DSN=$OPTARG ;;
     *) sed -n '2,12p' "$0"; exit 2 ;;
   esac
 done
@@ -42,19 +50,32 @@ trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://$HTTP/readyz" >/dev/null || { cat "$work/log" >&2; exit 1; }
 rss() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$gw/status"; }
+# cpu: the gateway's user+system time so far, in clock ticks.
+cpu() { awk '{print $14+$15}' "/proc/$gw/stat"; }
+ticks=$(getconf CLK_TCK)
 hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$gw/status"; }
 sleep 2
 idle=$(rss)
 waiting() { curl -sf "http://$HTTP/api/v1/pipeline" | python3 -c 'import json,sys; print(json.load(sys.stdin)["waiting"])'; }
 [ "$PAUSE" = 1 ] && curl -sf -XPOST "http://$HTTP/api/v1/pipeline/pause" >/dev/null
 t0=$(date +%s.%N)
+c0=$(cpu)
 out=$("$BIN" send --addr "$MLLP" --repeat "$N" --connections "$C" --quiet "$MSG" 2>&1 | tail -1)
-[ "$PAUSE" = 1 ] && { t0=$(date +%s.%N); curl -sf -XPOST "http://$HTTP/api/v1/pipeline/resume" >/dev/null; }
-while [ "$(waiting)" != 0 ]; do sleep 0.05; done
-t1=$(date +%s.%N)
+c1=$(cpu)
 rate=$(sed -n 's/.* \([0-9]*\) messages\/s.*/\1/p' <<<"$out")
 p50=$(sed -n 's/.*p50 \([^ ]*\) .*/\1/p' <<<"$out")
 p99=$(sed -n 's/.*p99 \([^ ]*\) .*/\1/p' <<<"$out")
 bad=$(sed -n 's/.*not accepted \([0-9]*\).*/\1/p' <<<"$out")
+send_cpu=$(( (c1-c0)*1000000/ticks/N ))
+if [ "$RECEIPT" = 1 ]; then
+  echo "store=$store conns=$C receipt-only msgs=$N acks/s=$rate p50=$p50 p99=$p99 not_accepted=$bad" \
+    "rss_idle_mb=$idle rss_peak_mb=$(hwm) cpu_us_per_msg_send=$send_cpu"
+  exit 0
+fi
+[ "$PAUSE" = 1 ] && { t0=$(date +%s.%N); curl -sf -XPOST "http://$HTTP/api/v1/pipeline/resume" >/dev/null; }
+while [ "$(waiting)" != 0 ]; do sleep 0.05; done
+t1=$(date +%s.%N)
+c2=$(cpu)
 proc=$(python3 -c "print(int($N/($t1-$t0)))")
-echo "store=$store conns=$C paused=$PAUSE msgs=$N acks/s=$rate p50=$p50 p99=$p99 not_accepted=$bad processed/s=$proc rss_idle_mb=$idle rss_peak_mb=$(hwm)"
+echo "store=$store conns=$C paused=$PAUSE msgs=$N acks/s=$rate p50=$p50 p99=$p99 not_accepted=$bad processed/s=$proc rss_idle_mb=$idle rss_peak_mb=$(hwm)" \
+  "cpu_us_per_msg_send=$send_cpu cpu_us_per_msg_drain=$(( (c2-c1)*1000000/ticks/N ))"
