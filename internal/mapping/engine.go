@@ -434,13 +434,16 @@ func (st *state) produce(rr *resRule) error {
 // set there, without looking through res.
 func unsent(res fhir.Resource, rr *resRule, nulled []string, written uint64) []string {
 	var out []string
-	for _, er := range rr.elems {
+	for i, er := range rr.elems {
 		name := topName(er)
 		if slices.Contains(out, name) || slices.Contains(nulled, name) {
 			continue
 		}
 		if bit := er.steps[0].def.bit; bit != 0 && written&bit != 0 || bit == 0 && hasElement(res, name) {
 			continue
+		}
+		if out == nil {
+			out = make([]string, 0, len(rr.elems)-i) // room for the rest: one allocation
 		}
 		out = append(out, name)
 	}
