@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -34,5 +35,85 @@ func TestKeepFrom(t *testing.T) {
 	}
 	if err := keepFrom(fhir.Resource{"id": "p"}, []byte(`{"address":[`), []string{"address"}); err == nil {
 		t.Fatal("a broken stored body was read")
+	}
+}
+
+// TestMembersMatchesEncodingJSON: members splits stored bodies as
+// json.Unmarshal into a map[string]json.RawMessage does, in any layout, and
+// leaves to encoding/json what it does not split.
+func TestMembersMatchesEncodingJSON(t *testing.T) {
+	bodies := []string{
+		`{}`, ` { } `, `{"a":1}`, `{"a":1,"a":{"b":2}}`,
+		`{"resourceType":"Patient","id":"p","name":[{"family":"M\u00fcller \"Jr\"","given":["A","B\\"]}],"x":null,` +
+			`"n":-1.5e+3,"t":true,"f":false,"o":{"k":[[],{},"}]{["]},"e":""}`,
+		"{\r\n\t\"a\" :\t[ 1 , 2 ] ,\n \"b\" : { \"c\" : \"d\" } \n}",
+		`{"name with spaces":"v","ü":"ö","<":">"}`,
+	}
+	var indented bytes.Buffer
+	json.Indent(&indented, []byte(bodies[4]), "", "    ")
+	bodies = append(bodies, indented.String())
+	for _, body := range bodies {
+		got, ok := members([]byte(body))
+		if !ok {
+			t.Fatalf("%s: not split", body)
+		}
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(body), &want); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d members, want %d", body, len(got), len(want))
+		}
+		for k, v := range want {
+			if !bytes.Equal(got[k], v) {
+				t.Fatalf("%s: member %q is %s, want %s", body, k, got[k], v)
+			}
+		}
+	}
+	// Left to encoding/json: names with escapes, other values, broken JSON.
+	for _, body := range []string{`{"a\"b":1}`, `{"\u0061":1}`, `null`, `[1]`, `"x"`, `{"a":1`, `{"a":tru}`, ``, `{"a":1}x`} {
+		if _, ok := members([]byte(body)); ok {
+			t.Fatalf("%s: split", body)
+		}
+	}
+}
+
+func FuzzMembers(f *testing.F) {
+	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":"\"}"}`))
+	f.Add([]byte(` {"a" : 1 , "b":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := members(body)
+		if !ok {
+			return
+		}
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatalf("%q split, but encoding/json fails: %v", body, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d members, want %d", body, len(got), len(want))
+		}
+		for k, v := range want {
+			if !bytes.Equal(got[k], v) {
+				t.Fatalf("%q: member %q is %s, want %s", body, k, got[k], v)
+			}
+		}
+	})
+}
+
+func BenchmarkKeepFrom(b *testing.B) {
+	stored := []byte(`{"address":[{"city":"SPRINGFIELD","country":"USA","line":["742 EVERGREEN TERRACE"],"postalCode":"62704",` +
+		`"state":"IL"}],"birthDate":"1967-03-15","gender":"male","id":"52b72931-e711-5a45-9a03-08390964f9d4","identifier":` +
+		`[{"system":"urn:hiegw:aa:GOODHEALTH","type":{"coding":[{"code":"MR","system":"http://terminology.hl7.org/CodeSystem/v2-0203"}]},` +
+		`"value":"4455667"},{"system":"http://hl7.org/fhir/sid/us-ssn","type":{"coding":[{"code":"SS","system":` +
+		`"http://terminology.hl7.org/CodeSystem/v2-0203"}]},"value":"999-88-7777"}],"name":[{"family":"MUÑOZ","given":["JOSÉ","Q"]}],` +
+		`"resourceType":"Patient","telecom":[{"system":"phone","use":"home","value":"(217)5550123"}]}`)
+	keep := []string{"deceased[x]", "maritalStatus", "multipleBirth[x]", "communication", "contact", "generalPractitioner", "link"}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := fhir.Resource{"resourceType": "Patient", "id": "52b72931-e711-5a45-9a03-08390964f9d4"}
+		if err := keepFrom(r, stored, keep); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
