@@ -381,3 +381,115 @@ func TestOverlappingCommits(t *testing.T) {
 		t.Fatalf("at most %d transactions under way at once, want 2", st.most)
 	}
 }
+
+// acceptOne accepts one message with the given control id and delivers
+// the control id its ACK answers.
+func acceptOne(in *Intake, id string) chan string {
+	ch := make(chan string, 1)
+	go func() {
+		rec, err := in.Accept(context.Background(), &Envelope{Channel: ChannelMLLP, ReceivedAt: time.Now(), Raw: goodMsg(id, "")})
+		if err != nil {
+			ch <- "error: " + err.Error()
+			return
+		}
+		m, err := hl7.Parse(rec.ACK)
+		if err != nil {
+			ch <- "unreadable ACK"
+			return
+		}
+		ch <- m.Get("MSA-2")
+	}()
+	return ch
+}
+
+func within(t *testing.T, ch chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("reply for %s, want %s", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no reply for %s within 5 s", want)
+	}
+}
+
+// TestGatherWaitsForExpected: once four envelopes were under way at once,
+// three that queue while no commit holds the fourth sender's wait for it
+// (up to GatherDelay, here longer than the test) and go in one group with
+// it.
+func TestGatherWaitsForExpected(t *testing.T) {
+	st := newGateStore()
+	in := New(st, Options{GatherDelay: time.Minute})
+	t.Cleanup(func() {
+		select {
+		case <-st.release:
+		default:
+			close(st.release)
+		}
+		in.Close()
+	})
+	p0 := acceptOne(in, "P0")
+	<-st.started // P0 commits at once: nothing else was under way
+	rest := []chan string{acceptOne(in, "P1"), acceptOne(in, "P2"), acceptOne(in, "P3")}
+	waitPending(t, in, 4)
+	close(st.release)
+	within(t, p0, "P0")
+	time.Sleep(50 * time.Millisecond)
+	st.mu.Lock()
+	n := len(st.batches)
+	st.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d transactions while the fourth sender was away, want the first only: %v", n, st.batches)
+	}
+	q0 := acceptOne(in, "Q0")
+	for i, ch := range rest {
+		within(t, ch, fmt.Sprint("P", i+1))
+	}
+	within(t, q0, "Q0")
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.batches) != 2 || len(st.batches[1]) != 4 {
+		t.Fatalf("transactions %v, want [P0] and the other four together", st.batches)
+	}
+}
+
+// TestGatherLoneSender: one sender at a time never waits for others, even
+// with a gathering delay longer than the test.
+func TestGatherLoneSender(t *testing.T) {
+	st := newGateStore()
+	close(st.release)
+	in := New(st, Options{GatherDelay: time.Minute})
+	defer in.Close()
+	for i := range 20 {
+		within(t, acceptOne(in, fmt.Sprint("L", i)), fmt.Sprint("L", i))
+	}
+}
+
+// TestGatherGivesUp: a group whose expected companions do not come commits
+// once GatherDelay is over.
+func TestGatherGivesUp(t *testing.T) {
+	st := newGateStore()
+	in := New(st, Options{GatherDelay: 20 * time.Millisecond})
+	t.Cleanup(func() {
+		select {
+		case <-st.release:
+		default:
+			close(st.release)
+		}
+		in.Close()
+	})
+	a := acceptOne(in, "A")
+	<-st.started
+	b := acceptOne(in, "B")
+	waitPending(t, in, 2) // two under way at once: the next group expects two
+	close(st.release)
+	within(t, a, "A")
+	within(t, b, "B")
+	within(t, acceptOne(in, "C"), "C") // alone, after the delay
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.batches) != 3 {
+		t.Fatalf("transactions %v, want [A] [B] [C]", st.batches)
+	}
+}

@@ -80,6 +80,13 @@ type Options struct {
 	// sequence numbers as they insert, and overlapping commits could make
 	// them visible out of that order.
 	MaxInFlight int
+	// GatherDelay bounds how long a group commit may wait for senders
+	// expected to arrive (default 300µs; negative: never wait). Over the
+	// last 50-100 ms intake has seen how many envelopes were under way at
+	// once; when fewer than that wait and no commit holds the others, the
+	// group waits for them, so that one sync carries every connection's
+	// message rather than every other one. A lone sender never waits.
+	GatherDelay time.Duration
 	Registerer  prometheus.Registerer
 	Logger      *slog.Logger
 	// ApplicationName/FacilityName fill MSH-3/MSH-4 of ACKs when the
@@ -89,13 +96,14 @@ type Options struct {
 
 // Intake is the durable receipt stage.
 //
-// Commits are grouped. A caller that finds a free place (fewer than
-// MaxInFlight commits under way) commits at once in its own goroutine,
-// together with whatever is queued: a sender alone on its connection pays no
-// hand-off to another goroutine and back. Envelopes arriving while every
-// place is taken queue; when a commit ends, the queue (at most MaxBatch
-// envelopes) is committed in a goroutine of its own, waking each caller
-// with its own result.
+// Commits are grouped. Requests queue; a group starts when a place is free
+// (fewer than MaxInFlight commits under way) and either every sender
+// expected is there or GatherDelay is over (Options.GatherDelay). The
+// caller whose request completes a group commits it in its own goroutine:
+// a sender alone on its connection never waits and pays no hand-off to
+// another goroutine and back. A group that starts when a commit ends, or
+// when the gathering delay is over, runs in a goroutine of its own. Each
+// caller is woken with its own result.
 type Intake struct {
 	st  Store
 	opt Options
@@ -107,6 +115,12 @@ type Intake struct {
 	inFlight int        // group commits under way
 	pending  int        // requests queued or being committed
 	stopped  bool       // Close was called: no new requests
+
+	// The most requests pending at once in the current and the previous
+	// window of peakWindow, and when the current one began.
+	peakCur, peakPrev int
+	peakAt            time.Time
+	gathering         *time.Timer // armed while a short group waits for more
 
 	received, duplicates, rejected *prometheus.CounterVec
 	batchSize                      prometheus.Histogram
@@ -134,6 +148,9 @@ func New(st Store, opt Options) *Intake {
 	}
 	if opt.MaxInFlight <= 0 {
 		opt.MaxInFlight = 1
+	}
+	if opt.GatherDelay == 0 {
+		opt.GatherDelay = defaultGatherDelay
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -172,6 +189,12 @@ func (in *Intake) Close() {
 	in.mu.Unlock()
 }
 
+// Gathering: see Options.GatherDelay.
+const (
+	defaultGatherDelay = 300 * time.Microsecond
+	peakWindow         = 50 * time.Millisecond
+)
+
 // commit commits e, grouped with whatever else is waiting, and returns once
 // it is durable. Once queued the envelope will be committed or fail, and
 // commit waits for that answer even if ctx ends, so a reply never
@@ -180,60 +203,105 @@ func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted
 	if err := ctx.Err(); err != nil {
 		return store.Inserted{}, err
 	}
-	r := &request{env: e}
+	r := &request{env: e, wake: make(chan struct{}, 1)}
 	in.mu.Lock()
 	if in.stopped {
 		in.mu.Unlock()
 		return store.Inserted{}, errors.New("intake closed")
 	}
 	in.pending++
-	if in.inFlight < in.opt.MaxInFlight {
-		// A free place: commit here, with whatever waits (nothing, unless
-		// MaxBatch held some back).
-		batch := append(in.take(in.opt.MaxBatch-1), r)
-		in.inFlight++
-		in.mu.Unlock()
-		in.commitBatch(batch, r)
-		in.mu.Lock()
-		in.done(len(batch))
-		in.mu.Unlock()
+	in.notePeak()
+	in.queue = append(in.queue, r)
+	batch := in.startable(false)
+	in.mu.Unlock()
+	if batch != nil && batch[len(batch)-1] == r {
+		// The group this request completes: commit it here, without a
+		// hand-off to another goroutine and back.
+		in.run(batch, r)
 		return r.res.ins, r.res.err
 	}
-	r.wake = make(chan struct{}, 1)
-	in.queue = append(in.queue, r)
-	in.mu.Unlock()
+	if batch != nil {
+		go in.run(batch, nil)
+	}
 	<-r.wake
 	return r.res.ins, r.res.err
+}
+
+// notePeak records how many requests are pending now; in.mu is held.
+func (in *Intake) notePeak() {
+	if now := time.Now(); now.Sub(in.peakAt) > peakWindow {
+		in.peakPrev, in.peakCur, in.peakAt = in.peakCur, 0, now
+	}
+	in.peakCur = max(in.peakCur, in.pending)
+}
+
+// startable returns the next group to commit, taken from the queue, when a
+// place is free and the group should not wait for more; otherwise nil, with
+// the gathering timer armed if the queue waits for others. timeUp says the
+// timer has fired. in.mu is held.
+func (in *Intake) startable(timeUp bool) []*request {
+	if len(in.queue) == 0 || in.inFlight >= in.opt.MaxInFlight {
+		return nil
+	}
+	// Those of the recent peak not in a commit now may be about to arrive.
+	expected := max(in.peakCur, in.peakPrev) - (in.pending - len(in.queue))
+	if !timeUp && in.opt.GatherDelay > 0 && len(in.queue) < expected && len(in.queue) < in.opt.MaxBatch {
+		if in.gathering == nil {
+			in.gathering = time.AfterFunc(in.opt.GatherDelay, in.gathered)
+		}
+		return nil
+	}
+	if in.gathering != nil {
+		in.gathering.Stop()
+		in.gathering = nil
+	}
+	in.inFlight++
+	return in.take(in.opt.MaxBatch)
+}
+
+// gathered commits what gathered once the gathering delay is over.
+func (in *Intake) gathered() {
+	in.mu.Lock()
+	in.gathering = nil
+	batch := in.startable(true)
+	in.mu.Unlock()
+	if batch != nil {
+		in.run(batch, nil)
+	}
+}
+
+// run commits batch (own is the caller's request, not woken), then accounts
+// for it and starts the next group if one is ready.
+func (in *Intake) run(batch []*request, own *request) {
+	in.commitBatch(batch, own)
+	in.mu.Lock()
+	in.inFlight--
+	in.pending -= len(batch)
+	if in.pending == 0 {
+		in.idle.Broadcast()
+	}
+	var next [][]*request
+	for {
+		b := in.startable(false)
+		if b == nil {
+			break
+		}
+		next = append(next, b)
+	}
+	in.mu.Unlock()
+	for _, b := range next {
+		go in.run(b, nil)
+	}
 }
 
 // take removes up to n requests from the head of the queue; in.mu is held.
 func (in *Intake) take(n int) []*request {
 	n = min(n, len(in.queue))
-	batch := make([]*request, n, n+1)
+	batch := make([]*request, n)
 	copy(batch, in.queue)
 	clear(in.queue[:n])
 	in.queue = in.queue[n:]
 	return batch
-}
-
-// done accounts for a commit of n requests that ended, and hands the queue
-// to a new commit when there is one; in.mu is held.
-func (in *Intake) done(n int) {
-	in.inFlight--
-	in.pending -= n
-	if in.pending == 0 {
-		in.idle.Broadcast()
-	}
-	for len(in.queue) > 0 && in.inFlight < in.opt.MaxInFlight {
-		batch := in.take(in.opt.MaxBatch)
-		in.inFlight++
-		go func() {
-			in.commitBatch(batch, nil)
-			in.mu.Lock()
-			in.done(len(batch))
-			in.mu.Unlock()
-		}()
-	}
 }
 
 // commitBatch commits batch in one transaction, sets each request's result
