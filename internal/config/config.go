@@ -183,6 +183,13 @@ type Config struct {
 		// resumes it (POST /api/v1/pipeline/resume). An intake-only replica.
 		Paused bool `yaml:"paused"`
 	} `yaml:"pipeline"`
+	Intake struct {
+		// GatherDelay bounds how long a group commit waits for the senders
+		// that recent traffic says are about to send (several connections
+		// each waiting for its ACK): one sync then carries all their
+		// messages. A lone sender never waits. 0s turns it off.
+		GatherDelay Duration `yaml:"gather_delay"`
+	} `yaml:"intake"`
 	Debug struct {
 		// PprofAddr, when set, serves Go's runtime profiles
 		// (/debug/pprof/) on a listener of their own. Profiles show the
@@ -243,6 +250,7 @@ func Default() *Config {
 	c.Mappings.Dir = "mappings"
 	c.Mappings.ReloadInterval = Duration(2 * time.Second)
 	c.Pipeline.Lanes = 4
+	c.Intake.GatherDelay = Duration(300 * time.Microsecond)
 	return c
 }
 
@@ -372,6 +380,9 @@ func (c *Config) Validate() error {
 	addr("mllp.addr", c.MLLP.Addr, false)
 	addr("http.addr", c.HTTP.Addr, false)
 	addr("sftp.addr", c.SFTP.Addr, true)
+	if d := time.Duration(c.Intake.GatherDelay); d < 0 || d > 10*time.Millisecond {
+		bad("intake.gather_delay", "%s must be between 0s (off) and 10ms", d)
+	}
 	addr("debug.pprof_addr", c.Debug.PprofAddr, true)
 	if c.Debug.PprofAddr != "" && !IsLoopback(c.Debug.PprofAddr) {
 		bad("debug.pprof_addr", "%q is not a loopback address: profiles may hold fragments of messages", c.Debug.PprofAddr)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func hashOf(token string) string {
@@ -91,6 +92,8 @@ func TestInsecureCombinationsRefused(t *testing.T) {
 		}},
 		{"profiles on every interface", "debug.pprof_addr: \":6060\" is not a loopback address", func(c *Config) { c.Debug.PprofAddr = ":6060" }},
 		{"profiles on a LAN address", "debug.pprof_addr: \"10.1.2.3:6060\" is not a loopback address", func(c *Config) { c.Debug.PprofAddr = "10.1.2.3:6060" }},
+		{"negative gathering delay", "intake.gather_delay: -1ms must be between", func(c *Config) { c.Intake.GatherDelay = Duration(-time.Millisecond) }},
+		{"long gathering delay", "intake.gather_delay: 50ms must be between", func(c *Config) { c.Intake.GatherDelay = Duration(50 * time.Millisecond) }},
 		{"profiles without a port", "debug.pprof_addr: \"localhost\" is not host:port", func(c *Config) { c.Debug.PprofAddr = "localhost" }},
 	}
 	for _, tc := range cases {

@@ -131,7 +131,8 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped},
 		Covers:    func(sender, code, trigger string) bool { return g.maps.Current().Covers(sender, code, trigger) },
 		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect, MaxInFlight: g.db.InsertConcurrency(),
-		OnCommit: g.pipe.Notify, Registerer: g.reg, Logger: log})
+		GatherDelay: gatherDelay(cfg.Intake.GatherDelay),
+		OnCommit:    g.pipe.Notify, Registerer: g.reg, Logger: log})
 	if err := g.startMLLP(); err != nil {
 		return err
 	}
@@ -164,6 +165,14 @@ func (g *Gateway) startPprof() error {
 	g.pprofLn = ln
 	g.log.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// gatherDelay turns intake.gather_delay into intake's option (0s: off).
+func gatherDelay(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // appAckRoutes are the MLLP senders' return addresses for application

@@ -248,3 +248,14 @@ func putFile(t *testing.T, cl *sftp.Client, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestGatherDelaySetting: intake.gather_delay reaches intake as is, and 0s
+// turns gathering off (intake's own zero would mean its default).
+func TestGatherDelaySetting(t *testing.T) {
+	if d := gatherDelay(0); d >= 0 {
+		t.Fatalf("0s gives %v, want a negative delay (off)", d)
+	}
+	if d := gatherDelay(config.Duration(300 * time.Microsecond)); d != 300*time.Microsecond {
+		t.Fatalf("300us gives %v", d)
+	}
+}
