@@ -102,7 +102,10 @@ type Options struct {
 // DefaultMaxSyncs is how many fdatasyncs may run at once by default.
 const DefaultMaxSyncs = 2
 
-// Zeroing ahead of the last record: how far ahead, and in what pieces.
+// Zeroing ahead of the last record: how far ahead at most, and in what
+// pieces. The distance starts at one piece and grows to twice what was
+// written since the journal opened or the segment began, so that a journal
+// opened for a few records does not write megabytes of zeros.
 const (
 	zeroAhead = 8 << 20
 	zeroChunk = 1 << 20
@@ -137,6 +140,7 @@ type Journal struct {
 	// written up to zeroed; [zeroFrom, zeroTo) is being zeroed now, and no
 	// Write may touch it until it is done.
 	zeroed, zeroFrom, zeroTo int64
+	zeroBase                 int64 // where the segment's writing began (at open or roll)
 	stopZero                 bool
 	zeroDone                 chan struct{} // closed when the zeroing goroutine ends
 	zeroWake                 chan struct{}
@@ -225,7 +229,7 @@ func open(dir string, opt Options) (*Journal, error) {
 	}
 	j.f, j.seg, j.off, j.size = f, last, end, size
 	j.synced = Pos{last, end}
-	j.zeroed = end
+	j.zeroed, j.zeroBase = end, end
 	j.startZeroing()
 	return j, nil
 }
@@ -315,7 +319,7 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 	}
 	j.off += n
 	j.size = max(j.size, j.off)
-	if j.zeroWake != nil && j.zeroed < min(j.off+zeroAhead/2, j.opt.SegmentSize) {
+	if j.zeroWake != nil && j.zeroed < min(j.off+j.ahead()/2, j.opt.SegmentSize) {
 		select {
 		case j.zeroWake <- struct{}{}:
 		default:
@@ -350,7 +354,7 @@ func (j *Journal) zeroLoop() {
 			}
 			from := max(j.zeroed, j.off)
 			to := min(from+zeroChunk, j.opt.SegmentSize)
-			if from >= min(j.off+zeroAhead, j.opt.SegmentSize) || from >= to {
+			if from >= min(j.off+j.ahead(), j.opt.SegmentSize) || from >= to {
 				j.mu.Unlock()
 				break
 			}
@@ -373,6 +377,11 @@ func (j *Journal) zeroLoop() {
 			}
 		}
 	}
+}
+
+// ahead is how far ahead of the last record zeros are kept; j.mu is held.
+func (j *Journal) ahead() int64 {
+	return min(zeroAhead, max(zeroChunk, 2*(j.off-j.zeroBase)))
 }
 
 // stopZeroing ends the zeroing goroutine and waits for it; j.mu is held.
@@ -643,7 +652,7 @@ func (j *Journal) create(n uint64) error {
 	}
 	j.f, j.seg, j.off, j.size = f, n, headerSize, j.opt.SegmentSize
 	j.synced = Pos{n, headerSize}
-	j.zeroed = headerSize
+	j.zeroed, j.zeroBase = headerSize, headerSize
 	if j.zeroWake != nil {
 		select {
 		case j.zeroWake <- struct{}{}:

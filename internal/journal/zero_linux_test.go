@@ -20,8 +20,9 @@ func allocated(t *testing.T, path string) int64 {
 }
 
 // TestZeroAhead: the segment's blocks are written ahead of the last record
-// (so appends fill no holes), and records written past several zeroed
-// pieces, while zeroing goes on, all come back from a replay.
+// (so appends fill no holes), one piece at first and further as records
+// come, and records written past several zeroed pieces, while zeroing goes
+// on, all come back from a replay.
 func TestZeroAhead(t *testing.T) {
 	dir := t.TempDir()
 	j, err := Open(dir, Options{})
@@ -30,11 +31,15 @@ func TestZeroAhead(t *testing.T) {
 	}
 	seg := j.path(j.seg)
 	deadline := time.Now().Add(10 * time.Second)
-	for allocated(t, seg) < zeroAhead {
+	for allocated(t, seg) < zeroChunk {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes allocated after 10 s, want %d ahead of the header", allocated(t, seg), zeroAhead)
+			t.Fatalf("%d bytes allocated after 10 s, want %d ahead of the header", allocated(t, seg), zeroChunk)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if a := allocated(t, seg); a > 2*zeroChunk {
+		t.Fatalf("%d bytes allocated before any record: a journal opened for a few records writes megabytes of zeros", a)
 	}
 	rec := func(i int) []byte { return append([]byte(fmt.Sprintf("%06d ", i)), bytes.Repeat([]byte{'r'}, 4000)...) }
 	const n = 4000 // about 16 MB: past the first zeroed stretch
