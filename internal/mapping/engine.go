@@ -108,6 +108,7 @@ type state struct {
 	ntimeMemos int
 	csMemo     [4]memoEntry
 	ncsMemo    int
+	lastUnit   unitParts // the unit last read by state.unit
 
 	// Known-valid values (HL7 v2 resources): vmakes is the FHIR type the
 	// value evalOne just gave is known to be valid as ("" when it is not

@@ -1236,39 +1236,68 @@ func (st *state) unit(unitPath any, u map[string]any) {
 	if !ok {
 		return
 	}
+	m := &st.lastUnit
+	if !m.ok || m.seg != c.seg || m.field != c.field || m.rep != c.rep || m.comp != c.comp || m.sub != c.sub {
+		*m = st.readUnit(c)
+	}
+	if m.unit != nil {
+		u["unit"] = m.unit
+	}
+	if m.system != nil {
+		u["system"] = m.system
+	}
+	if m.code != nil {
+		u["code"] = m.code
+	}
+	if m.unsure {
+		st.unsure = true
+	}
+}
+
+// unitParts is what a CWE unit gives a Quantity (nil for what it leaves
+// out), remembered for the last cell read: a result's value and its
+// reference range read the same OBX-6 three times.
+type unitParts struct {
+	ok                         bool
+	seg, field, rep, comp, sub int
+	unit, system, code         any
+	unsure                     bool // the parts are not known valid (see state.unsure)
+}
+
+// readUnit reads the unit in c; a code no table maps is reported (once:
+// the same cell gives the same report, which report keeps once anyway).
+func (st *state) readUnit(c cell) unitParts {
+	u := unitParts{ok: true, seg: c.seg, field: c.field, rep: c.rep, comp: c.comp, sub: c.sub}
 	id, text, sys := c.p(1), c.p(2), c.p(3)
 	if id == "" && text == "" {
-		return
+		return u
 	}
 	idv := any(id) // boxed once for both places it may go
 	if text != "" {
-		u["unit"] = text
+		u.unit = text
 	} else {
-		u["unit"] = idv
+		u.unit = idv
 	}
 	up := strings.ToUpper(sys)
 	switch {
 	case id != "" && (up == "UCUM" || up == "ANS+" || up == "UCUM_1"):
-		u["system"], u["code"] = sysUCUM, idv
-		if !validCode(id) {
-			st.unsure = true
-		}
+		u.system, u.code = sysUCUM, idv
+		u.unsure = !validCode(id)
 	case id != "":
 		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
 			if e.System != "" { // an empty one is left out, as prune would
-				u["system"] = e.vSystem
+				u.system = e.vSystem
 			}
-			u["code"] = e.vCode
+			u.code = e.vCode
 			if text == "" && e.Display != "" {
-				u["unit"] = e.vDisplay
+				u.unit = e.vDisplay
 			}
-			if !codingOK(e.System, e.Code) {
-				st.unsure = true
-			}
+			u.unsure = !codingOK(e.System, e.Code)
 		} else {
 			st.report("units", sys, id, c.loc())
 		}
 	}
+	return u
 }
 
 // quantity reads a decimal and its unit; an error names component part of c

@@ -620,3 +620,95 @@ func TestWrittenBitsMatchElements(t *testing.T) {
 	}
 	t.Logf("%d elements checked, %d present", checked, present)
 }
+
+// TestUnitMemo holds state.unit, which remembers the unit of the last cell
+// it read, to reading the unit each time: every field of the segments with
+// units (and a few others) of every corpus and odd message, read as a unit twice in a row and again after another one,
+// with the default tables and with the odd set's units table, gives the
+// same Quantity parts, the same doubt about their validity and the same
+// unmapped codes.
+func TestUnitMemo(t *testing.T) {
+	s := oddSet(t)
+	msgs := append(corpusMessages(t), oddMessages(t)...)
+	st, ref := &state{}, &state{}
+	checked := 0
+	odd, err := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rOBX|1|NM|K||4|mg/dl^^L~BAD^^L~mg/dl^^UCUM~NOSYS~mg/dl^^L|1-2\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, odd)
+	for _, p := range []*profile{s.def, s.senders["odd"]} {
+		for mi, m := range msgs {
+			st.reset(s, p, "UNIT", m)
+			ref.reset(s, p, "UNIT", m)
+			var paths []*hpath
+			for seg := 0; seg < m.SegmentCount(); seg++ {
+				if !strings.Contains("OBX OBR RXA RXE RXD RXG RXC PID NK1 PV1", st.names[seg]) {
+					continue // the segments with units, and a few with other values
+				}
+				for f := 1; f <= m.Segment(seg).FieldCount(); f++ {
+					for r := 1; r <= max(1, m.Segment(seg).Field(f).RepCount()); r++ {
+						path, _, err := parsePath(st.names[seg] + "[" + fmt.Sprint(st.occurrence(seg)) + "]-" + fmt.Sprint(f) + "[" + fmt.Sprint(r) + "]")
+						if err != nil {
+							t.Fatal(err)
+						}
+						paths = append(paths, path)
+					}
+				}
+			}
+			for i, path := range paths {
+				for _, q := range []*hpath{path, path, paths[(i+7)%len(paths)], path} {
+					st.unsure, ref.unsure = false, false
+					got, want := map[string]any{}, map[string]any{}
+					st.unit(q, got)
+					unitReference(ref, q, want)
+					if !reflect.DeepEqual(got, want) || st.unsure != ref.unsure || !reflect.DeepEqual(st.unmapped, ref.unmapped) {
+						t.Fatalf("message %d (%s) %s: got %v %v %v, want %v %v %v", mi, p.name, q.text, got, st.unsure, st.unmapped, want, ref.unsure, ref.unmapped)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d units checked", checked)
+}
+
+// unitReference is state.unit as it was: the unit read at each call.
+func unitReference(st *state, p *hpath, u map[string]any) {
+	c, ok := st.cell(p)
+	if !ok {
+		return
+	}
+	id, text, sys := c.p(1), c.p(2), c.p(3)
+	if id == "" && text == "" {
+		return
+	}
+	if text != "" {
+		u["unit"] = text
+	} else {
+		u["unit"] = id
+	}
+	up := strings.ToUpper(sys)
+	switch {
+	case id != "" && (up == "UCUM" || up == "ANS+" || up == "UCUM_1"):
+		u["system"], u["code"] = sysUCUM, id
+		if !validCode(id) {
+			st.unsure = true
+		}
+	case id != "":
+		if e, ok := st.p.tables["units"].lookup(sys, id); ok {
+			if e.System != "" {
+				u["system"] = e.System
+			}
+			u["code"] = e.Code
+			if text == "" && e.Display != "" {
+				u["unit"] = e.Display
+			}
+			if !codingOK(e.System, e.Code) {
+				st.unsure = true
+			}
+		} else {
+			st.report("units", sys, id, c.loc())
+		}
+	}
+}
