@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -34,16 +35,19 @@ func (r OutboxRow) Headers() map[string]string {
 
 // ClaimOutbox claims up to limit rows due for publishing, for lease, in
 // order. On PostgreSQL several relays claim disjoint rows (SKIP LOCKED); a
-// claim that expires (a relay died) is claimed again by another relay.
+// claim that expires (a relay died) is claimed again by another relay. On
+// the embedded store one process at a time uses the data directory (the
+// journal's lock) and a crash gives every claim back anyway
+// (releaseClaims), so claims are kept in memory: claiming reads the rows
+// without writing each one, with its payload, to the database again.
 func (db *DB) ClaimOutbox(ctx context.Context, owner string, limit int, lease time.Duration) ([]OutboxRow, error) {
-	now := time.Now().UTC()
-	lock := ""
-	if db.backend == Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
+	if db.backend == SQLite {
+		return db.claimOutboxInMemory(ctx, limit, lease)
 	}
+	now := time.Now().UTC()
 	q := db.rebind(`UPDATE outbox SET claimed_by = ?, claimed_until = ?
 		WHERE seq IN (SELECT seq FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ?
-			AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?` + lock + `)
+			AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
 		RETURNING seq, subscriber, topic, msg_key, headers, payload, event_type, envelope_id, created_at, attempts, last_error`)
 	var out []OutboxRow
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
@@ -54,6 +58,58 @@ func (db *DB) ClaimOutbox(ctx context.Context, owner string, limit int, lease ti
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out, nil
+}
+
+// outboxClaims are the embedded store's outbox claims: row seq to the end
+// of its lease.
+type outboxClaims struct {
+	mu    sync.Mutex
+	until map[int64]time.Time
+}
+
+const claimDueRows = `SELECT seq, subscriber, topic, msg_key, headers, payload, event_type, envelope_id, created_at, attempts, last_error
+ FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? ORDER BY seq LIMIT ?`
+
+// claimOutboxInMemory is ClaimOutbox on the embedded store: the due rows,
+// less those under a live claim.
+func (db *DB) claimOutboxInMemory(ctx context.Context, limit int, lease time.Duration) ([]OutboxRow, error) {
+	c := &db.claims
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for seq, until := range c.until {
+		if !until.After(now) {
+			delete(c.until, seq)
+		}
+	}
+	var rows []OutboxRow
+	if err := db.x.SelectContext(ctx, &rows, claimDueRows, now.UTC(), limit+len(c.until)); err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	if c.until == nil {
+		c.until = map[int64]time.Time{}
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		if _, held := c.until[r.Seq]; held || len(out) == limit {
+			continue
+		}
+		c.until[r.Seq] = now.Add(lease)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// unclaim ends the in-memory claims on seqs (embedded store).
+func (db *DB) unclaim(seqs []int64) {
+	if db.backend != SQLite {
+		return
+	}
+	db.claims.mu.Lock()
+	defer db.claims.mu.Unlock()
+	for _, s := range seqs {
+		delete(db.claims.until, s)
+	}
 }
 
 // MarkSent records rows as published.
@@ -68,6 +124,7 @@ func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
 	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
 		return fmt.Errorf("mark outbox sent: %w", err)
 	}
+	db.unclaim(seqs)
 	return nil
 }
 
@@ -84,6 +141,7 @@ func (db *DB) MarkRetry(ctx context.Context, seqs []int64, reason string, next t
 	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
 		return fmt.Errorf("mark outbox retry: %w", err)
 	}
+	db.unclaim(seqs)
 	return nil
 }
 
@@ -100,6 +158,7 @@ func (db *DB) MarkDead(ctx context.Context, seqs []int64, reason string) error {
 	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
 		return fmt.Errorf("mark outbox dead: %w", err)
 	}
+	db.unclaim(seqs)
 	return nil
 }
 

@@ -43,5 +43,6 @@ func (db *DB) ReleaseOutbox(ctx context.Context, seqs []int64, next time.Time) e
 	if _, err := db.x.ExecContext(ctx, db.rebind(q), args...); err != nil {
 		return fmt.Errorf("release outbox: %w", err)
 	}
+	db.unclaim(seqs)
 	return nil
 }

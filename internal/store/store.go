@@ -78,6 +78,8 @@ type DB struct {
 	// ij receives envelopes through a journal on the embedded store
 	// (intakejournal.go); nil on PostgreSQL.
 	ij *intakeJournal
+	// claims are the embedded store's outbox claims (outbox.go).
+	claims outboxClaims
 }
 
 // Backend names the backend: SQLite or Postgres.

@@ -396,3 +396,37 @@ func TestPatientMessagesFollowMerges(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxLeaseExpires: a claim whose lease ran out (its relay died or
+// hangs) lets another relay claim the row; a settled row is never claimed
+// again.
+func TestOutboxLeaseExpires(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		if err := db.InTx(ctx, func(tx *Tx) error {
+			for i := range 2 {
+				if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "s", Topic: "t", Key: fmt.Sprint(i), Headers: map[string]string{}, Payload: []byte("p")}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := db.ClaimOutbox(ctx, "r1", 10, 20*time.Millisecond)
+		if err != nil || len(a) != 2 {
+			t.Fatalf("claim: %d %v", len(a), err)
+		}
+		if err := db.MarkSent(ctx, []int64{a[0].Seq}); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := db.ClaimOutbox(ctx, "r2", 10, time.Minute); len(b) != 0 {
+			t.Fatalf("rows under a live lease were claimed again: %+v", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+		b, err := db.ClaimOutbox(ctx, "r2", 10, time.Minute)
+		if err != nil || len(b) != 1 || b[0].Seq != a[1].Seq {
+			t.Fatalf("after the lease ran out: %+v %v, want row %d only", b, err, a[1].Seq)
+		}
+	})
+}
