@@ -43,7 +43,7 @@ fi
 gw=$!
 cleanup() {
   kill "$gw" 2>/dev/null && wait "$gw" 2>/dev/null || true
-  [ -n "$schema" ] && psql -q "$DSN" -c "DROP SCHEMA $schema CASCADE" || true
+  [ -n "$schema" ] && psql -q "$DSN" -c "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
