@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/store"
@@ -97,83 +99,217 @@ func typedIn[V any](obj map[string]V, base string) string {
 // members splits a JSON object into its members, each name with its value's
 // JSON (sharing body's memory): what json.Unmarshal into a
 // map[string]json.RawMessage makes of it (a repeated name keeps its last
-// value), without copying every value. ok is false, and the caller decodes
-// body with encoding/json, when body is not valid JSON, not an object, or
-// has a name written with an escape.
+// value), without copying every value. It reads body once, checking it is
+// valid JSON as encoding/json does. ok is false, and the caller decodes body
+// with encoding/json, when body is not valid JSON, not an object, nested
+// deeper than maxDepth, or has a name written with an escape or in invalid
+// UTF-8.
 func members(body []byte) (map[string]json.RawMessage, bool) {
-	if !json.Valid(body) {
-		return nil, false
-	}
-	i := skipSpace(body, 0)
+	var v validator
+	v.b = body
+	i := v.space(0)
 	if i == len(body) || body[i] != '{' {
 		return nil, false
 	}
 	out := make(map[string]json.RawMessage, 16)
-	i = skipSpace(body, i+1)
-	if body[i] == '}' {
+	i = v.space(i + 1)
+	if i < len(body) && body[i] == '}' {
+		if v.space(i+1) != len(body) {
+			return nil, false
+		}
 		return out, true
 	}
 	for {
-		// body is valid JSON: a name, a colon and a value follow.
-		end := i + 1
-		for body[end] != '"' {
-			if body[end] == '\\' {
+		if i == len(body) || body[i] != '"' {
+			return nil, false
+		}
+		end := v.str(i)
+		if end < 0 {
+			return nil, false
+		}
+		name := body[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+			return nil, false // encoding/json decodes the name
+		}
+		i = v.space(end)
+		if i == len(body) || body[i] != ':' {
+			return nil, false
+		}
+		start := v.space(i + 1)
+		if i = v.value(start, 1); i < 0 {
+			return nil, false
+		}
+		out[string(name)] = body[start:i:i]
+		i = v.space(i)
+		if i == len(body) {
+			return nil, false
+		}
+		switch body[i] {
+		case ',':
+			i = v.space(i + 1)
+		case '}':
+			if v.space(i+1) != len(body) {
 				return nil, false
 			}
-			end++
-		}
-		name := string(body[i+1 : end])
-		i = skipSpace(body, end+1) // at the colon
-		start := skipSpace(body, i+1)
-		i = skipValue(body, start)
-		out[name] = body[start:i:i]
-		i = skipSpace(body, i)
-		if body[i] == '}' {
 			return out, true
+		default:
+			return nil, false
 		}
-		i = skipSpace(body, i+1) // past the comma, at the next name
 	}
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+// maxDepth is the deepest nesting members reads itself (encoding/json
+// refuses more than 10,000 levels; deeper bodies go to it).
+const maxDepth = 1000
+
+// validator checks JSON text as encoding/json does; each method returns the
+// index after what it read, or -1 where the text is not valid.
+type validator struct{ b []byte }
+
+func (v *validator) space(i int) int {
+	for i < len(v.b) && (v.b[i] == ' ' || v.b[i] == '\t' || v.b[i] == '\n' || v.b[i] == '\r') {
 		i++
 	}
 	return i
 }
 
-// skipValue returns the end of the valid JSON value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
+// value reads the value at b[i], at nesting depth.
+func (v *validator) value(i, depth int) int {
+	b := v.b
+	if i >= len(b) {
+		return -1
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return v.str(i)
+	case c == '{' || c == '[':
+		if depth >= maxDepth {
+			return -1
+		}
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		i = v.space(i + 1)
+		if i < len(b) && b[i] == closing {
+			return i + 1
+		}
+		for {
+			if c == '{' {
+				if i >= len(b) || b[i] != '"' {
+					return -1
 				}
+				if i = v.str(i); i < 0 {
+					return -1
+				}
+				if i = v.space(i); i >= len(b) || b[i] != ':' {
+					return -1
+				}
+				i = v.space(i + 1)
+			}
+			if i = v.value(i, depth+1); i < 0 {
+				return -1
+			}
+			if i = v.space(i); i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case ',':
+				i = v.space(i + 1)
+			case closing:
+				return i + 1
+			default:
+				return -1
+			}
+		}
+	case c == 't':
+		return v.literal(i, "true")
+	case c == 'f':
+		return v.literal(i, "false")
+	case c == 'n':
+		return v.literal(i, "null")
+	case c == '-' || c >= '0' && c <= '9':
+		return v.number(i)
+	}
+	return -1
+}
+
+func (v *validator) literal(i int, word string) int {
+	if len(v.b)-i < len(word) || string(v.b[i:i+len(word)]) != word {
+		return -1
+	}
+	return i + len(word)
+}
+
+// number reads -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (v *validator) number(i int) int {
+	b := v.b
+	if b[i] == '-' {
+		i++
+	}
+	digits := func(i int) int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return -1
+		}
+		return i
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if i = digits(i); i < 0 {
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = digits(i + 1); i < 0 {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	return i
+}
+
+// str reads the string whose opening quote is b[i]: no control characters,
+// escapes \" \\ \/ \b \f \n \r \t and \u with four hex digits.
+func (v *validator) str(i int) int {
+	b := v.b
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i <= 4 {
+					return -1
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
 			}
 		}
 	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
-}
-
-// skipString returns the end of the JSON string that starts at b[i].
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
+	return -1
 }

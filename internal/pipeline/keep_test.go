@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hiegw/hiegw/internal/fhir"
 )
@@ -71,9 +72,54 @@ func TestMembersMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	// Left to encoding/json: names with escapes, other values, broken JSON.
-	for _, body := range []string{`{"a\"b":1}`, `{"\u0061":1}`, `null`, `[1]`, `"x"`, `{"a":1`, `{"a":tru}`, ``, `{"a":1}x`} {
+	for _, body := range []string{`{"a\"b":1}`, `{"\u0061":1}`, `null`, `[1]`, `"x"`, `{"a":1`, `{"a":tru}`, ``, `{"a":1}x`,
+		`{"a":01}`, `{"a":1.}`, `{"a":"\x"}`, "{\"a\":\"\x01\"}", `{"a":[1,]}`, `{"a":1,}`, `{"a" 1}`, `{"a":-}`,
+		`{"a":"\u12"}`, `{"a":{"b"}}`, `{"a":1e}`, `{,}`} {
 		if _, ok := members([]byte(body)); ok {
 			t.Fatalf("%s: split", body)
+		}
+	}
+	// Every body one edit away from a valid one is split exactly when
+	// encoding/json reads it, and then the same way.
+	for _, body := range bodies {
+		for i := 0; i <= len(body); i++ {
+			for _, edit := range []string{"", " ", "\"", "\\", "{", "}", "[", "]", ",", ":", "0", "-", ".", "e", "u",
+				"x", "\x00", "\x7f", "\xff"} {
+				for _, cut := range []int{0, 1} {
+					if i+cut > len(body) {
+						continue
+					}
+					checkMembers(t, []byte(body[:i]+edit+body[i+cut:]))
+				}
+			}
+		}
+	}
+}
+
+// checkMembers fails when members splits body and encoding/json does not
+// read it, or reads other members; or when encoding/json reads it as an
+// object whose names have no escape nor invalid UTF-8 and members leaves
+// it.
+func checkMembers(t *testing.T, body []byte) {
+	t.Helper()
+	got, ok := members(body)
+	var want map[string]json.RawMessage
+	err := json.Unmarshal(body, &want)
+	if !ok {
+		if err == nil && want != nil && !bytes.Contains(body, []byte{'\\'}) && utf8.Valid(body) {
+			t.Fatalf("%q: not split, but encoding/json reads it", body)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%q split, but encoding/json fails: %v", body, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%q: %d members, want %d", body, len(got), len(want))
+	}
+	for k, v := range want {
+		if !bytes.Equal(got[k], v) {
+			t.Fatalf("%q: member %q is %s, want %s", body, k, got[k], v)
 		}
 	}
 }
@@ -81,24 +127,7 @@ func TestMembersMatchesEncodingJSON(t *testing.T) {
 func FuzzMembers(f *testing.F) {
 	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":"\"}"}`))
 	f.Add([]byte(` {"a" : 1 , "b":null}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		got, ok := members(body)
-		if !ok {
-			return
-		}
-		var want map[string]json.RawMessage
-		if err := json.Unmarshal(body, &want); err != nil {
-			t.Fatalf("%q split, but encoding/json fails: %v", body, err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%q: %d members, want %d", body, len(got), len(want))
-		}
-		for k, v := range want {
-			if !bytes.Equal(got[k], v) {
-				t.Fatalf("%q: member %q is %s, want %s", body, k, got[k], v)
-			}
-		}
-	})
+	f.Fuzz(func(t *testing.T, body []byte) { checkMembers(t, body) })
 }
 
 func BenchmarkKeepFrom(b *testing.B) {
