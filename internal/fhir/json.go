@@ -125,6 +125,14 @@ func sortedKeys[M ~map[string]V, V any](keys []string, m M) []string {
 
 const hexDigits = "0123456789abcdef"
 
+// plain tells the ASCII characters a JSON string holds as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // AppendJSONString appends s as a JSON string the way encoding/json writes
 // it: quotes, backslashes and control characters escaped (\b, \f, \n, \r and
 // \t by name, the others as \u00XX), <, > and & as \u003c, \u003e and
@@ -136,7 +144,7 @@ func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plain[c] {
 				i++
 				continue
 			}
