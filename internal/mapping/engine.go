@@ -113,13 +113,12 @@ type state struct {
 	// Known-valid values (HL7 v2 resources): vmakes is the FHIR type the
 	// value evalOne just gave is known to be valid as ("" when it is not
 	// known); unsure is set by a builder (fnSpec.makes) whose value it
-	// cannot vouch for; depth counts the objects being filled inside the
-	// resource (0: its top level); known and unknown collect the top-level
-	// elements stored with a known-valid value and with any other; twice
-	// notes a choice element set twice.
+	// cannot vouch for; known and unknown collect the elements of the
+	// object being filled (the resource, or an object of elements: inside
+	// it) stored with a valid value and with any other (elemDef.bit);
+	// twice notes a choice element set twice or an element without a bit.
 	vmakes         string
 	unsure         bool
-	depth          int
 	known, unknown uint64
 	twice          bool
 
@@ -405,7 +404,7 @@ func (st *state) produce(rr *resRule) error {
 		res := rr.newResource(fhir.StableID(st.sender, rr.typ, keys...))
 		var nulled []string // top-level elements whose source held ""
 		st.trackNull = st.keepAbsent
-		st.known, st.unknown, st.depth, st.twice = 0, 0, 0, false
+		st.known, st.unknown, st.twice = 0, 0, false
 		for _, er := range rr.elems {
 			st.sawNull = false
 			if err := st.fill(map[string]any(res), er, rr.typ); err != nil {
@@ -615,9 +614,7 @@ func (st *state) fill(obj map[string]any, er *elemRule, typ string) error {
 // yields nothing.
 func (st *state) evalAlt(a *alt, er *elemRule, field string) (v any, err error) {
 	if a.each != nil {
-		v, err = st.iterate(a, er, field)
-		st.vmakes = ""
-		return v, err
+		return st.iterate(a, er, field) // sets st.vmakes for all it gives
 	}
 	if a.xeach != nil {
 		v, err = st.iterateDoc(a, er, field)
@@ -666,17 +663,25 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 		if a.typ != "" {
 			t = a.typ
 		}
-		st.depth++
+		// the object's own elements are noted as a resource's are: when
+		// each is valid, none set twice and the required ones are there,
+		// the object is valid as a t
+		known, unknown, twice := st.known, st.unknown, st.twice
+		st.known, st.unknown, st.twice = 0, 0, false
 		for _, sub := range a.elems {
 			if err := st.fill(obj, sub, t); err != nil {
-				st.depth--
+				st.known, st.unknown, st.twice = known, unknown, twice
 				return nil, err
 			}
 		}
-		st.depth--
+		whole := st.unknown == 0 && !st.twice
+		st.known, st.unknown, st.twice = known, unknown, twice
 		st.vmakes = ""
 		if len(obj) > 0 {
 			v = obj
+			if whole && st.doc == nil && hasRequired(fhirTypes[t], obj) {
+				st.vmakes = t
+			}
 		}
 	}
 	if isEmpty(v) && a.deflt != nil {
@@ -691,10 +696,17 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 	seg, fseg, fld, rep := st.seg, st.fseg, st.field, st.rep
 	defer func() { st.seg, st.fseg, st.field, st.rep = seg, fseg, fld, rep }()
 	var out []any
+	makes, same := "", true // st.vmakes of every value given, when they agree
 	add := func() error {
 		v, err := st.evalOne(a, er, field)
 		if err != nil {
 			return err
+		}
+		if !isEmpty(v) {
+			if st.vmakes == "" || makes != "" && st.vmakes != makes {
+				same = false
+			}
+			makes = st.vmakes
 		}
 		switch x := v.(type) {
 		case nil:
@@ -705,6 +717,12 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 		}
 		return nil
 	}
+	defer func() {
+		if !same {
+			makes = ""
+		}
+		st.vmakes = makes
+	}()
 	if a.each.field == 0 {
 		from, to := 0, len(st.names)
 		if seg >= 0 {
@@ -740,8 +758,13 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 
 // store stores v at the element path of er inside obj.
 func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field string) error {
-	if st.depth == 0 && len(er.steps) > 1 {
+	if len(er.steps) > 1 {
+		// noted here too: a value left out below still leaves the objects
+		// on its path
 		st.unknown |= er.steps[0].def.bit
+		if er.steps[0].def.bit == 0 {
+			st.twice = true
+		}
 	}
 	for _, s := range er.steps[:len(er.steps)-1] {
 		next, ok := obj[s.name].(map[string]any)
@@ -806,16 +829,20 @@ func (st *state) store(obj map[string]any, er *elemRule, a *alt, v any, field st
 	return nil
 }
 
-// note records, for a value v stored at the top level of a resource as a
-// typ (the value, or for a repeating element the items it adds), whether it
-// is valid: known to be (st.vmakes is typ), or found to be by validating it
-// now, as the validator would in the resource.
+// note records, for a value v stored in an element of the object being
+// filled (the resource or an object of elements:) as a typ (the value, or
+// for a repeating element the items it adds), whether it is valid: known to
+// be (st.vmakes is typ), or found to be by validating it now, as the
+// validator would in the resource.
 func (st *state) note(er *elemRule, typ string, v any) {
-	if st.depth != 0 || st.doc != nil { // a C-CDA resource is walked whole (it may be merged)
+	if st.doc != nil { // a C-CDA resource is walked whole (it may be merged)
 		return
 	}
 	ed := er.steps[0].def
 	switch {
+	case ed.bit == 0: // beyond the bits: not noted, so never whole
+		st.twice = true
+		return
 	case len(er.steps) != 1:
 		st.unknown |= ed.bit
 		return
@@ -827,6 +854,30 @@ func (st *state) note(er *elemRule, typ string, v any) {
 	} else {
 		st.unknown |= ed.bit
 	}
+}
+
+// hasRequired tells whether obj holds every required element of td (the
+// validator's required check, without its reports).
+func hasRequired(td *typeDef, obj map[string]any) bool {
+	if td == nil {
+		return false
+	}
+	for _, ed := range td.required {
+		present := false
+		if ed.choice {
+			for _, c := range ed.types {
+				if _, ok := obj[ed.concrete(c)]; ok {
+					present = true
+				}
+			}
+		} else {
+			_, present = obj[ed.name]
+		}
+		if !present {
+			return false
+		}
+	}
+	return true
 }
 
 // scopeEnd returns the end (exclusive) of the group that segment i opens: up

@@ -21,7 +21,8 @@ import (
 // telecom use outside FHIR's value sets, a lab code and coding system and
 // an assigning authority that are not valid codes or URIs, constants that
 // are valid (they are skipped) or not (they are walked and refused), a
-// removed required element, and a choice set by two rules.
+// removed required element, an object of elements: without its required
+// element, and a choice set by two rules.
 func oddSet(t testing.TB) *Set {
 	t.Helper()
 	dir := setDir(t)
@@ -88,6 +89,12 @@ resources:
   observation:
     elements:
       valueString: text("OBX-3")
+  encounter:
+    elements:
+      location:
+        elements:
+          status:
+            const: active
 `)
 	s, err := Load(dir)
 	if err != nil {
@@ -105,6 +112,7 @@ func oddMessages(t testing.TB) []*hl7.Message {
 		"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\r" +
 			"PID|1||123^^^GHH^MR~456^^^NPI^X Y~789^^^^^^^^^~^^^^\t||Doe^Jo^^^^^L~Roe^^^^^^B~\"\"||19700101|F|||1 Main^^Town^^^^H~^^^^^^^||^PRN^PH^^^^555~^NET^Internet^a@b~^WPN^CP||^^^|||||||||||||N|1\r" +
 			"NK1|1|Doe^Ann^^^^^L|SPO^Spouse^HL70063~ ^^ |2 Elm^^City^^^^H|^PRN^PH^^^^556\r" +
+			"NK1|2|Roe^Bo^^^^^B|SPO^Spouse^HL70063\r" +
 			"PV1|1|O|W1^R1^B1^GHH||||1234^Doc^Ann^^^Dr^^^NPI&2.16&ISO^^^^NP I|5678^Ref^Bo||||||||9^Adm^Cy^^^^^^GHH|||V1^^^GHH^VN|||||||||||||||||||||||||20240101|20240102\r",
 		"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\r" +
 			"PID|1||555^^^GHH^MR\r" +
