@@ -414,13 +414,9 @@ func within(t *testing.T, ch chan string, want string) {
 	}
 }
 
-// TestGatherWaitsForExpected: once four envelopes were under way at once,
-// three that queue while no commit holds the fourth sender's wait for it
-// (up to GatherDelay, here longer than the test) and go in one group with
-// it.
-func TestGatherWaitsForExpected(t *testing.T) {
-	st := newGateStore()
-	in := New(st, Options{GatherDelay: time.Minute})
+// closeAfter lets the held transaction of st go and closes in when the test
+// ends, also when it failed half-way.
+func closeAfter(t *testing.T, st *gateStore, in *Intake) {
 	t.Cleanup(func() {
 		select {
 		case <-st.release:
@@ -429,6 +425,16 @@ func TestGatherWaitsForExpected(t *testing.T) {
 		}
 		in.Close()
 	})
+}
+
+// TestGatherWaitsForExpected: once four envelopes were under way at once,
+// three that queue while no commit holds the fourth sender's wait for it
+// (up to GatherDelay, here longer than the test) and go in one group with
+// it.
+func TestGatherWaitsForExpected(t *testing.T) {
+	st := newGateStore()
+	in := New(st, Options{GatherDelay: time.Minute})
+	closeAfter(t, st, in)
 	p0 := acceptOne(in, "P0")
 	<-st.started // P0 commits at once: nothing else was under way
 	rest := []chan string{acceptOne(in, "P1"), acceptOne(in, "P2"), acceptOne(in, "P3")}
@@ -471,14 +477,7 @@ func TestGatherLoneSender(t *testing.T) {
 func TestGatherGivesUp(t *testing.T) {
 	st := newGateStore()
 	in := New(st, Options{GatherDelay: 20 * time.Millisecond})
-	t.Cleanup(func() {
-		select {
-		case <-st.release:
-		default:
-			close(st.release)
-		}
-		in.Close()
-	})
+	closeAfter(t, st, in)
 	a := acceptOne(in, "A")
 	<-st.started
 	b := acceptOne(in, "B")

@@ -86,68 +86,50 @@ func result(t *testing.T, ch chan error) error {
 	}
 }
 
-// TestLaterSyncWaitsForEarlier: a later sync that succeeds first does not
-// make its records durable until the earlier one has succeeded too.
-func TestLaterSyncWaitsForEarlier(t *testing.T) {
-	j, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
-	g := gate(t, j, 2)
-	start := j.Synced()
-	a, _ := j.Write([]byte("first batch"))
-	resA := syncInBackground(j, a)
-	g.waitStarted(t, 0)
-	b, _ := j.Write([]byte("second batch"))
-	resB := syncInBackground(j, b)
-	g.waitStarted(t, 1)
-	g.release[1] <- nil
-	notYet(t, resB, "the later Sync")
-	if j.Synced() != start {
-		t.Fatalf("durable position moved to %v while the first sync was under way", j.Synced())
-	}
-	g.release[0] <- nil
-	if err := result(t, resA); err != nil {
-		t.Fatal(err)
-	}
-	if err := result(t, resB); err != nil {
-		t.Fatal(err)
-	}
-	if j.Synced() != b {
-		t.Fatalf("durable position %v, want %v", j.Synced(), b)
-	}
-}
-
-// TestFailedEarlierSyncFailsLater: when the earlier sync fails, a later one
-// that succeeded does not count: both callers get the error, the durable
-// position stays, and the journal stops.
-func TestFailedEarlierSyncFailsLater(t *testing.T) {
-	j, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
-	g := gate(t, j, 2)
-	start := j.Synced()
-	a, _ := j.Write([]byte("first batch"))
-	resA := syncInBackground(j, a)
-	g.waitStarted(t, 0)
-	b, _ := j.Write([]byte("second batch"))
-	resB := syncInBackground(j, b)
-	g.waitStarted(t, 1)
-	g.release[1] <- nil
-	notYet(t, resB, "the later Sync")
-	g.release[0] <- errors.New("disk on fire")
-	errA, errB := result(t, resA), result(t, resB)
-	if errA == nil || errB == nil {
-		t.Fatalf("after a failed earlier sync: first %v, second %v", errA, errB)
-	}
-	if j.Synced() != start {
-		t.Fatalf("durable position moved to %v over a failed sync", j.Synced())
-	}
-	if _, err := j.Write([]byte("more")); err == nil {
-		t.Fatal("a write after a failed sync was accepted")
+// TestSyncsEndInOrder: two syncs under way, the later one succeeds first.
+// Its records are not durable until the earlier one has ended: if that one
+// succeeds, both callers are answered and the durable position moves past
+// both; if it fails, the later success does not count: both callers get the
+// error, the durable position stays, and the journal stops.
+func TestSyncsEndInOrder(t *testing.T) {
+	for _, earlier := range []error{nil, errors.New("disk on fire")} {
+		t.Run(fmt.Sprint("earlier sync: ", earlier), func(t *testing.T) {
+			j, err := Open(t.TempDir(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { j.Close() })
+			g := gate(t, j, 2)
+			start := j.Synced()
+			a, _ := j.Write([]byte("first batch"))
+			resA := syncInBackground(j, a)
+			g.waitStarted(t, 0)
+			b, _ := j.Write([]byte("second batch"))
+			resB := syncInBackground(j, b)
+			g.waitStarted(t, 1)
+			g.release[1] <- nil
+			notYet(t, resB, "the later Sync")
+			if j.Synced() != start {
+				t.Fatalf("durable position moved to %v while the first sync was under way", j.Synced())
+			}
+			g.release[0] <- earlier
+			errA, errB := result(t, resA), result(t, resB)
+			if earlier == nil {
+				if errA != nil || errB != nil || j.Synced() != b {
+					t.Fatalf("both synced: errors %v / %v, durable position %v, want %v", errA, errB, j.Synced(), b)
+				}
+				return
+			}
+			if errA == nil || errB == nil {
+				t.Fatalf("after a failed earlier sync: first %v, second %v", errA, errB)
+			}
+			if j.Synced() != start {
+				t.Fatalf("durable position moved to %v over a failed sync", j.Synced())
+			}
+			if _, err := j.Write([]byte("more")); err == nil {
+				t.Fatal("a write after a failed sync was accepted")
+			}
+		})
 	}
 }
 
