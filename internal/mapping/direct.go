@@ -51,6 +51,10 @@ type tree struct {
 	left, right *tree
 	isStr       bool // yields a string
 	first       bool // first(...) of string arguments
+	// pureFrom: for first, the index from which every argument is a call
+	// of a pure function (fnSpec.pure) with its paths parsed at load time:
+	// once a value is found, those need not be evaluated.
+	pureFrom int
 }
 
 // errTreeType stops a tree walk whose values are not of the expected type;
@@ -227,7 +231,10 @@ func (st *state) evalString(t *tree) (string, error) {
 		// as fnFirst: every argument is evaluated, the first that is not
 		// blank is the value
 		out, found := "", false
-		for _, a := range t.args {
+		for i, a := range t.args {
+			if found && i >= t.pureFrom && !st.trackNull {
+				break // the rest can change nothing
+			}
 			s, err := st.evalString(a)
 			if err != nil {
 				return "", err
@@ -345,6 +352,22 @@ func (st *state) eval(t *tree) (any, error) {
 	return nil, errTreeType
 }
 
+// pureCall tells whether t is a call of a pure function whose path
+// arguments were all parsed at load time.
+func (t *tree) pureCall() bool {
+	if t.op != opCall || !t.fn.pure || t.consts == nil {
+		return false
+	}
+	for i, c := range t.consts {
+		if t.fn.argKind(i) == argPath {
+			if _, ok := c.(*hpath); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // resolvePaths applies resolvePaths to every call with constant arguments.
 func (t *tree) resolvePaths(paths *Set) {
 	if t == nil {
@@ -355,6 +378,12 @@ func (t *tree) resolvePaths(paths *Set) {
 	}
 	for _, a := range t.args {
 		a.resolvePaths(paths)
+	}
+	if t.first {
+		t.pureFrom = len(t.args)
+		for i := len(t.args) - 1; i >= 0 && t.args[i].pureCall(); i-- {
+			t.pureFrom = i
+		}
 	}
 	t.left.resolvePaths(paths)
 	t.right.resolvePaths(paths)

@@ -69,6 +69,11 @@ type fnSpec struct {
 	// (nil, or strings already trimmed and not empty, in objects and lists
 	// that are not empty), so that a direct call of it skips prune.
 	clean bool
+	// pure: with a path parsed at load time the function can neither fail
+	// nor report anything, and reads nothing but the message, so that a
+	// call of it whose value is not used need not be made (unless HL7
+	// nulls are being noted, state.trackNull); see tree.pureFrom.
+	pure bool
 	// makes: a clean function whose value (each item of a list) is a valid
 	// FHIR value of this type unless it sets state.unsure, so that the
 	// validator need not walk it again when it is stored as this type.
@@ -93,7 +98,7 @@ type (
 )
 
 var funcs = append([]*fnSpec{
-	{name: "v", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV, str: fnVString},
+	{name: "v", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV, str: fnVString},
 	{name: "exists", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) bool)}, impl: fnExists},
 	{name: "count", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) int)}, impl: fnCount},
 	{name: "all", args: []argKind{argPath}, lists: true, types: []any{new(func(context.Context, string) []any)}, impl: fnAll},
@@ -109,9 +114,9 @@ var funcs = append([]*fnSpec{
 	{name: "decimal", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
 	{name: "cx", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
-	{name: "key", args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey},
+	{name: "key", pure: true, args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey, str: fnKeyString},
 	{name: "ei", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
-	{name: "hd", args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD},
+	{name: "hd", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD, str: fnHDString},
 	{name: "xpn", eachPath: true, clean: true, makes: "HumanName", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
 	{name: "xad", eachPath: true, clean: true, makes: "Address", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
 	{name: "xtn", eachPath: true, clean: true, makes: "ContactPoint", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
@@ -725,11 +730,20 @@ func cx(c cell) (any, error) {
 // key(path): "system|value" of a CX, for resource ids; with [*], of the
 // first repetition that has a value.
 func fnKey(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
+	s, err := fnKeyString(st, a)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range st.cells(p) {
+	return s, nil
+}
+
+func fnKeyString(st *state, a []any) (string, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return "", err
+	}
+	var buf [8]cell
+	for _, c := range st.appendCells(buf[:0], p) {
 		if c.p(1) != "" {
 			return st.hdSystem(c.part(4, 1), c.part(4, 2), c.part(4, 3)) + "|" + c.p(1), nil
 		}
@@ -761,9 +775,17 @@ func fnEI(st *state, a []any) (any, error) {
 }
 
 func fnHD(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
+	s, err := fnHDString(st, a)
 	if err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+func fnHDString(st *state, a []any) (string, error) {
+	p, err := st.path(a[0])
+	if err != nil {
+		return "", err
 	}
 	c, ok := st.cell(p)
 	if !ok {

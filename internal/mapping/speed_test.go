@@ -10,6 +10,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/hiegw/hiegw/internal/hl7"
+	"go.yaml.in/yaml/v3"
 )
 
 // Tests that hold faster forms to the straightforward ones they replaced.
@@ -711,4 +712,91 @@ func unitReference(st *state, p *hpath, u map[string]any) {
 			st.report("units", sys, id, c.loc())
 		}
 	}
+}
+
+// TestFirstSkipsPureCalls holds first(...), which stops at the first value
+// once every argument left is a call of a pure function (tree.pureFrom), to
+// evaluating every argument: every first of the shipped set and a few
+// hand-written ones, in every segment context of every corpus and odd
+// message (and of one whose skipped fields hold the HL7 null ""), give the
+// same value, error, unmapped codes and HL7-null note,
+// whether nulls are being noted or not.
+func TestFirstSkipsPureCalls(t *testing.T) {
+	s := loadDefault(t)
+	msgs := append(corpusMessages(t), oddMessages(t)...)
+	nulls, err := hl7.Parse([]byte("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rPID|1|\"\"|123^^^GHH^MR~\"\"|\"\"\r" +
+		"ORC|RE|\"\"|\"\"\rOBR|1|\"\"|F1^LAB|GLU^Glucose^L\rOBX|1|NM|GLU^x^L||5\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, nulls)
+	var firsts []*tree
+	var walk func(*tree)
+	walk = func(x *tree) {
+		if x == nil {
+			return
+		}
+		if x.first {
+			firsts = append(firsts, x)
+		}
+		for _, a := range x.args {
+			walk(a)
+		}
+		walk(x.left)
+		walk(x.right)
+	}
+	for _, q := range programsOf(s.def) {
+		walk(q.tree)
+	}
+	names := map[string]bool{}
+	for n := range s.def.resources {
+		names[n] = true
+	}
+	for _, src := range []string{
+		`first(key("PID-3[5=MR]"), key("PID-3[*]"), hd("PID-3.4"), v("PID-2.1"))`,
+		`first(v("PID-8"), lookup("administrative-sex", v("PID-8")), v("PID-7"))`,
+		`first(v("ZZZ-1"), v("PID-5.1"), v("PID-5.2"))`,
+	} {
+		var errs errorList
+		q := newCompiler(s, &errs).compile(newSrcFile("case.yaml", []byte(src)), &yaml.Node{Kind: yaml.ScalarNode, Value: src, Line: 1, Column: 1}, kindAny, names)
+		if q == nil || q.tree == nil {
+			t.Fatalf("%s: no tree (%v)", src, errs.errs)
+		}
+		walk(q.tree)
+	}
+	skipping := 0
+	for _, f := range firsts {
+		if f.pureFrom < len(f.args) {
+			skipping++
+		}
+	}
+	if skipping == 0 {
+		t.Fatal("no first(...) skips anything")
+	}
+	st := &state{}
+	checked := 0
+	for mi, m := range msgs {
+		st.reset(s, s.def, "FIRST", m)
+		for seg := -1; seg < m.SegmentCount(); seg++ {
+			for _, track := range []bool{false, true} {
+				for _, f := range firsts {
+					st.seg, st.fseg, st.field, st.rep = seg, -1, 0, 0
+					st.trackNull, st.sawNull, st.unmapped = track, false, nil
+					got, gerr := st.evalString(f)
+					gotNull, gotU := st.sawNull, st.unmapped
+					keep := f.pureFrom
+					f.pureFrom = len(f.args)
+					st.sawNull, st.unmapped = false, nil
+					want, werr := st.evalString(f)
+					f.pureFrom = keep
+					if got != want || fmt.Sprint(gerr) != fmt.Sprint(werr) || gotNull != st.sawNull || !reflect.DeepEqual(gotU, st.unmapped) {
+						t.Fatalf("message %d segment %d (nulls noted %v): got %q %v %v %v, want %q %v %v %v", mi, seg, track, got, gerr, gotNull, gotU, want, werr, st.sawNull, st.unmapped)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	st.trackNull = false
+	t.Logf("%d first(...) of which %d skip; %d evaluations checked", len(firsts), skipping, checked)
 }
