@@ -704,8 +704,19 @@ func obj(kv ...any) map[string]any {
 	return m
 }
 
+// strs lists the strings of ss that are not empty (nil for none), in a
+// list made once.
 func strs(ss ...string) []any {
-	var out []any
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]any, 0, n)
 	for _, s := range ss {
 		if s != "" {
 			out = append(out, s)
@@ -810,7 +821,7 @@ func xpn(c cell) (any, error) {
 }
 
 func xad(c cell) (any, error) {
-	street := strings.TrimSpace(strings.Join(nonEmpty(c.part(1, 1), c.part(1, 2), c.part(1, 3)), " "))
+	street := strings.TrimSpace(joinNonEmpty(" ", c.part(1, 1), c.part(1, 2), c.part(1, 3)))
 	use := c.st.mapped("address-use", "", c.p(7), c, 7)
 	if !boundOK(addressUse, use) {
 		c.st.unsure = true
@@ -819,14 +830,35 @@ func xad(c cell) (any, error) {
 		"country", c.p(6), "district", c.p(9), "use", use), nil
 }
 
-func nonEmpty(ss ...string) []string {
-	out := ss[:0:0]
+// joinNonEmpty joins the strings of ss that are not empty with sep: one of
+// them is given back as it is, several are joined in one allocation.
+func joinNonEmpty(sep string, ss ...string) string {
+	n, size, one := 0, 0, ""
 	for _, s := range ss {
 		if s != "" {
-			out = append(out, s)
+			n++
+			size += len(s)
+			one = s
 		}
 	}
-	return out
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return one
+	}
+	var b strings.Builder
+	b.Grow(size + len(sep)*(n-1))
+	for _, s := range ss {
+		if s == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 func fnXTN(st *state, a []any) (any, error) {
@@ -898,7 +930,7 @@ func xtn(c cell, defUse string) any {
 
 // xcn: XCN → Reference to a Practitioner (display and identifier).
 func xcn(c cell) (any, error) {
-	display := strings.Join(nonEmpty(c.p(6), c.p(3), c.p(4), c.part(2, 1), c.p(5), c.p(7)), " ")
+	display := joinNonEmpty(" ", c.p(6), c.p(3), c.p(4), c.part(2, 1), c.p(5), c.p(7))
 	system, typ := c.st.hdSystem(c.part(9, 1), c.part(9, 2), c.part(9, 3)), c.p(13)
 	id := obj("value", c.p(1), "system", system, "type", v2Concept(sysV20203, typ))
 	if c.p(1) == "" {
@@ -934,7 +966,7 @@ func xon(c cell) (any, error) {
 
 // pl: PL → Reference to a Location, by display.
 func pl(c cell) (any, error) {
-	unit := strings.Join(nonEmpty(c.part(1, 1), c.part(2, 1), c.part(3, 1)), " ")
+	unit := joinNonEmpty(" ", c.part(1, 1), c.part(2, 1), c.part(3, 1))
 	fac := c.part(4, 1)
 	display := unit
 	if fac != "" {

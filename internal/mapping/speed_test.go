@@ -800,3 +800,47 @@ func TestFirstSkipsPureCalls(t *testing.T) {
 	st.trackNull = false
 	t.Logf("%d first(...) of which %d skip; %d evaluations checked", len(firsts), skipping, checked)
 }
+
+// TestSmallHelpers holds joinNonEmpty, strs and validDate to the forms they
+// replace (strings.Join of the non-empty strings, appending them one by
+// one, the FHIR date pattern), on every combination of a few strings and on
+// every string of up to ten characters of the date alphabet tried at random.
+func TestSmallHelpers(t *testing.T) {
+	words := []string{"", "a", "bc", " d ", ""}
+	for _, a := range words {
+		for _, b := range words {
+			for _, c := range words {
+				for _, sep := range []string{" ", ", "} {
+					var parts []string
+					var list []any
+					for _, s := range []string{a, b, c} {
+						if s != "" {
+							parts = append(parts, s)
+							list = append(list, s)
+						}
+					}
+					if got, want := joinNonEmpty(sep, a, b, c), strings.Join(parts, sep); got != want {
+						t.Fatalf("joinNonEmpty(%q, %q, %q, %q) = %q, want %q", sep, a, b, c, got, want)
+					}
+					if got := strs(a, b, c); !reflect.DeepEqual(got, list) {
+						t.Fatalf("strs(%q, %q, %q) = %#v, want %#v", a, b, c, got, list)
+					}
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(3))
+	const alphabet = "0123456789-"
+	for i := 0; i < 200000; i++ {
+		b := make([]byte, rng.Intn(12))
+		for j := range b {
+			b[j] = alphabet[rng.Intn(len(alphabet))]
+		}
+		if rng.Intn(2) == 0 && len(b) >= 10 { // mostly well-formed dates
+			b = []byte(fmt.Sprintf("%04d-%02d-%02d", rng.Intn(10000), rng.Intn(14), rng.Intn(34)))
+		}
+		if got, want := validDate(string(b)), reDate.MatchString(string(b)); got != want {
+			t.Fatalf("validDate(%q) = %v, want %v", b, got, want)
+		}
+	}
+}

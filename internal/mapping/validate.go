@@ -253,7 +253,7 @@ func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 		good := true
 		switch typ {
 		case "date":
-			good = reDate.MatchString(s)
+			good = validDate(s)
 		case "dateTime":
 			good = validDateTime(s)
 		case "instant":
@@ -342,6 +342,21 @@ func validDateTime(s string) bool {
 		return mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60 && (zh < 14 && zm <= 59 || zh == 14 && zm == 0)
 	}
 	return reDateTime.MatchString(s)
+}
+
+// validDate checks the FHIR date form hiegw writes (YYYY-MM-DD) with a
+// loop, falling back to the full pattern for anything else.
+func validDate(s string) bool {
+	if len(s) == 10 && s[4] == '-' && s[7] == '-' {
+		for _, i := range [8]int{0, 1, 2, 3, 5, 6, 8, 9} {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		mo, d := atoi2(s[5:7]), atoi2(s[8:10])
+		return mo >= 1 && mo <= 12 && d >= 1 && d <= 31
+	}
+	return reDate.MatchString(s)
 }
 
 // validDecimal matches the FHIR decimal pattern
