@@ -21,10 +21,12 @@ type codeEntry struct {
 	// objects the rows go into (a string stored in a map[string]any is
 	// otherwise copied to the heap each time)
 	vSystem, vCode, vDisplay any
+	ok                       bool // codingOK(System, Code), worked out at load time
 }
 
 func newCodeEntry(system, code, display string) codeEntry {
-	return codeEntry{System: system, Code: code, Display: display, vSystem: system, vCode: code, vDisplay: display}
+	return codeEntry{System: system, Code: code, Display: display, vSystem: system, vCode: code, vDisplay: display,
+		ok: codingOK(system, code)}
 }
 
 // codeTable maps (source system, source code) to a target code. A row with an

@@ -107,9 +107,9 @@ var funcs = append([]*fnSpec{
 	{name: "list", types: []any{new(func(context.Context, ...any) []any)}, impl: fnList},
 	{name: "sender", types: []any{new(func(context.Context) string)}, impl: func(st *state, _ []any) (any, error) { return st.sender, nil }},
 
-	{name: "datetime", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
-	{name: "date", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
-	{name: "instant", eachPath: true, clean: true, args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
+	{name: "datetime", eachPath: true, clean: true, makes: "dateTime", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDateTime)},
+	{name: "date", eachPath: true, clean: true, makes: "date", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindDate)},
+	{name: "instant", eachPath: true, clean: true, makes: "instant", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: timeFn(kindInstant)},
 	{name: "integer", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnInteger},
 	{name: "decimal", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
@@ -562,8 +562,11 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 			if v == "" {
 				return nil, nil
 			}
-			if out, ok := st.timeMemo(k, v); ok {
-				return out, nil
+			if m := st.timeMemo(k, v); m != nil {
+				if !m.ok {
+					st.unsure = true
+				}
+				return m.v, nil
 			}
 			var out string
 			var err error
@@ -579,9 +582,25 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 			if err != nil {
 				return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
 			}
-			return st.rememberTime(k, v, out), nil
+			x, ok := st.rememberTime(k, v, out)
+			if !ok {
+				st.unsure = true
+			}
+			return x, nil
 		})
 	}
+}
+
+// timeValid tells whether out, a conversion as kind, is a valid FHIR value
+// of the type the function makes (fnSpec.makes), as the validator checks it.
+func timeValid(kind timeKind, out string) bool {
+	switch kind {
+	case kindDate:
+		return validDate(out)
+	case kindInstant:
+		return strings.Contains(out, "T") && validDateTime(out)
+	}
+	return validDateTime(out)
 }
 
 // memoEntry is a value worked out once for the message: a date or time
@@ -592,27 +611,31 @@ type memoEntry struct {
 	kind      timeKind
 	name, sys string
 	v         any
+	ok        bool // a conversion: valid as its type (timeValid); a system: a URI without spaces
 }
 
-// timeMemo returns the conversion of v as kind made earlier for the message.
-func (st *state) timeMemo(kind timeKind, v string) (any, bool) {
+// timeMemo returns the conversion of v as kind made earlier for the message,
+// nil if there is none.
+func (st *state) timeMemo(kind timeKind, v string) *memoEntry {
 	for i := range st.timeMemos[:st.ntimeMemos] {
 		if m := &st.timeMemos[i]; m.kind == kind && m.name == v {
-			return m.v, true
+			return m
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // rememberTime keeps out, the conversion of v as kind, for the message
-// (the first ones only) and returns it as an interface value.
-func (st *state) rememberTime(kind timeKind, v, out string) any {
+// (the first ones only) and returns it as an interface value, with whether
+// it is valid as its type.
+func (st *state) rememberTime(kind timeKind, v, out string) (any, bool) {
 	var x any = out
+	ok := timeValid(kind, out)
 	if st.ntimeMemos < len(st.timeMemos) {
-		st.timeMemos[st.ntimeMemos] = memoEntry{kind: kind, name: v, v: x}
+		st.timeMemos[st.ntimeMemos] = memoEntry{kind: kind, name: v, v: x, ok: ok}
 		st.ntimeMemos++
 	}
-	return x
+	return x, ok
 }
 
 func fnInteger(st *state, a []any) (any, error) {
@@ -1015,22 +1038,23 @@ func (st *state) codingSystem(name string) string {
 
 // codingSystemV is codingSystem with its value also as an interface value,
 // remembered for the message (the same few systems recur in every OBX).
-func (st *state) codingSystemV(name string) (string, any) {
+func (st *state) codingSystemV(name string) (string, any, bool) {
 	if name == "" {
-		return "", nil
+		return "", nil, true
 	}
 	for i := range st.csMemo[:st.ncsMemo] {
 		if m := &st.csMemo[i]; m.name == name {
-			return m.sys, m.v
+			return m.sys, m.v, m.ok
 		}
 	}
 	sys := st.codingSystem(name)
 	var v any = sys
+	ok := !hasSpaceTabOrNewline(sys)
 	if st.ncsMemo < len(st.csMemo) {
-		st.csMemo[st.ncsMemo] = memoEntry{name: name, sys: sys, v: v}
+		st.csMemo[st.ncsMemo] = memoEntry{name: name, sys: sys, v: v, ok: ok}
 		st.ncsMemo++
 	}
-	return sys, v
+	return sys, v, ok
 }
 
 var reURIish = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]+$`)
@@ -1096,7 +1120,8 @@ func (st *state) cwe(c cell, table string) any {
 	// the codings as sent (identifier and alternate), at most two
 	type sent struct {
 		sys, code, disp, system string
-		systemV                 any // system as an interface value
+		systemV                 any  // system as an interface value
+		systemOK                bool // system has no spaces (a URI)
 	}
 	var sentBuf [2]sent
 	tried := sentBuf[:0]
@@ -1105,8 +1130,8 @@ func (st *state) cwe(c cell, table string) any {
 		if code == "" {
 			continue
 		}
-		system, systemV := st.codingSystemV(sys)
-		tried = append(tried, sent{sys: sys, code: code, disp: disp, system: system, systemV: systemV})
+		system, systemV, systemOK := st.codingSystemV(sys)
+		tried = append(tried, sent{sys: sys, code: code, disp: disp, system: system, systemV: systemV, systemOK: systemOK})
 	}
 	text := c.p(9)
 	if text == "" {
@@ -1124,11 +1149,11 @@ func (st *state) cwe(c cell, table string) any {
 	var codings []any
 	// the codings' systems must be URIs and their codes FHIR codes for the
 	// value to be valid as it is (fnSpec.makes)
-	if found && !codingOK(hit.System, hit.Code) {
+	if found && !hit.ok {
 		st.unsure = true
 	}
 	for _, k := range tried {
-		if !codingOK(k.system, k.code) {
+		if !k.systemOK || !validCode(k.code) { // code is not empty
 			st.unsure = true
 		}
 	}

@@ -381,7 +381,8 @@ func TestComponentCache(t *testing.T) {
 // times, coding systems) to working them out each time: every field of
 // every corpus message read as each kind of date and time, twice, and every
 // coding system name of the corpus and of the coding-system table, give the
-// same values and errors as fhirDate, fhirDateTime and codingSystem.
+// same values and errors as fhirDate, fhirDateTime and codingSystem, and
+// the same verdict on their validity as the validator.
 func TestMessageMemos(t *testing.T) {
 	s := loadDefault(t)
 	msgs := corpusMessages(t)
@@ -403,10 +404,19 @@ func TestMessageMemos(t *testing.T) {
 				}
 				for round := 0; round < 2; round++ {
 					for k, fn := range kinds {
+						st.unsure = false
 						got, gerr := fn(st, []any{path})
 						want, werr := timeReference(st, path, k)
 						if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
 							t.Fatalf("message %d %s: kind %d: got %#v %v, want %#v %v", mi, path.String(), k, got, gerr, want, werr)
+						}
+						// the doubt raised is the validator's verdict
+						if got != nil {
+							typ := map[timeKind]string{kindDateTime: "dateTime", kindDate: "date", kindInstant: "instant"}[k]
+							var v validator
+							if bad := !v.valid(typ, &elemDef{}, got); bad != st.unsure {
+								t.Fatalf("message %d %s: kind %d: %#v unsure %v, the validator says invalid %v", mi, path.String(), k, got, st.unsure, bad)
+							}
 						}
 						times++
 					}
@@ -418,10 +428,10 @@ func TestMessageMemos(t *testing.T) {
 		}
 		for round := 0; round < 2; round++ {
 			for _, name := range names {
-				got, gotV := st.codingSystemV(name)
+				got, gotV, gotOK := st.codingSystemV(name)
 				want := st.codingSystem(name)
-				if got != want || !reflect.DeepEqual(gotV, any(want)) && !(want == "" && gotV == nil) {
-					t.Fatalf("message %d: coding system %q: got %q %#v, want %q", mi, name, got, gotV, want)
+				if got != want || !reflect.DeepEqual(gotV, any(want)) && !(want == "" && gotV == nil) || gotOK != !hasSpaceTabOrNewline(want) {
+					t.Fatalf("message %d: coding system %q: got %q %#v %v, want %q", mi, name, got, gotV, gotOK, want)
 				}
 				systems++
 			}
