@@ -26,12 +26,16 @@ type Tx struct {
 	now      time.Time
 	finished []finished // envelopes whose log status follows the commit
 
-	// On PostgreSQL the rows nothing reads back before the commit (outbox
-	// events, envelopes' processed status) wait here and are written in one
-	// statement each when fn returns: a round trip per row costs more than
-	// the row.
+	// The rows nothing reads back before the commit (outbox events,
+	// envelopes' processed status) wait here and are written in one
+	// statement each when fn returns: on PostgreSQL a round trip per row
+	// costs more than the row, and on the embedded store a statement's
+	// fixed cost about as much as the row.
 	outbox []outboxRow
 	done   []finished
+	// recorded counts the envelopes of finished whose processed_envelopes
+	// rows are written (the embedded store).
+	recorded int
 
 	// On the embedded store, what this transaction has read or written of
 	// stored resources, by id (nil when a statement may have changed
@@ -447,20 +451,12 @@ type OutboxEntry struct {
 
 // AddOutbox queues events for the relay.
 func (t *Tx) AddOutbox(ctx context.Context, entries ...OutboxEntry) error {
-	q := t.db.rebind(outboxInsert + outboxValues)
 	for _, e := range entries {
 		h, err := fhir.Marshal(e.Headers)
 		if err != nil {
 			return err
 		}
-		if t.db.backend == Postgres {
-			t.outbox = append(t.outbox, outboxRow{e: e, headers: string(h)})
-			continue
-		}
-		if _, err := t.x.ExecContext(ctx, q, e.Subscriber, e.Topic, e.Key, string(h), e.Payload, e.EventType,
-			e.EnvelopeID, t.now, t.now); err != nil {
-			return fmt.Errorf("queue event: %w", err)
-		}
+		t.outbox = append(t.outbox, outboxRow{e: e, headers: string(h)})
 	}
 	return nil
 }
@@ -475,8 +471,8 @@ const (
 // at most 65,535 parameters).
 const flushRows = 500
 
-// flush writes what the transaction kept back (PostgreSQL): the outbox rows
-// in the order they were queued, then the envelopes' processed status.
+// flush writes what the transaction kept back: the outbox rows in the order
+// they were queued, then the envelopes' processed status.
 func (t *Tx) flush(ctx context.Context) error {
 	for rows := t.outbox; len(rows) > 0; {
 		n := min(len(rows), flushRows)
@@ -492,6 +488,20 @@ func (t *Tx) flush(ctx context.Context) error {
 		rows = rows[n:]
 	}
 	t.outbox = nil
+	for rows := t.finished[t.recorded:]; len(rows) > 0; {
+		n := min(len(rows), flushRows)
+		args := make([]any, 0, 4*n)
+		for _, f := range rows[:n] {
+			args = append(args, f.EnvelopeID, f.PatientID, f.MappingVersion, f.ProcessedAt)
+		}
+		q := `INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version, processed_at) VALUES ` +
+			strings.Repeat("(?, ?, ?, ?), ", n-1) + `(?, ?, ?, ?) ON CONFLICT (envelope_id) DO NOTHING`
+		if _, err := t.x.ExecContext(ctx, t.db.rebind(q), args...); err != nil {
+			return fmt.Errorf("record envelopes processed: %w", err)
+		}
+		rows = rows[n:]
+		t.recorded += n
+	}
 	for rows := t.done; len(rows) > 0; {
 		n := min(len(rows), flushRows)
 		args := make([]any, 0, 3*n+1)
@@ -515,11 +525,7 @@ func (t *Tx) flush(ctx context.Context) error {
 // FinishEnvelope marks an envelope processed.
 func (t *Tx) FinishEnvelope(ctx context.Context, id, patientID, mappingVersion string) error {
 	if t.db.split {
-		_, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version,
-			processed_at) VALUES (?, ?, ?, ?) ON CONFLICT (envelope_id) DO NOTHING`), id, patientID, mappingVersion, t.now)
-		if err != nil {
-			return fmt.Errorf("record envelope processed: %w", err)
-		}
+		// Its processed_envelopes row is written with the others at the end.
 		t.finished = append(t.finished, finished{EnvelopeID: id, PatientID: patientID, MappingVersion: mappingVersion, ProcessedAt: t.now})
 		return nil
 	}
