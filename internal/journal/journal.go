@@ -144,6 +144,8 @@ type Journal struct {
 	stopZero                 bool
 	zeroDone                 chan struct{} // closed when the zeroing goroutine ends
 	zeroWake                 chan struct{}
+	// stopping, when set (tests), runs while stopZeroing waits without j.mu.
+	stopping func()
 }
 
 // syncCall is one fdatasync under way; it covers every record up to target.
@@ -337,15 +339,15 @@ func (j *Journal) startZeroing() {
 	j.zeroWake = make(chan struct{}, 1)
 	j.zeroDone = make(chan struct{})
 	j.zeroWake <- struct{}{}
-	go j.zeroLoop()
+	go j.zeroLoop(j.zeroWake, j.zeroDone)
 }
 
 // zeroLoop writes zeros ahead of the last record, a piece at a time, each
 // synced, until the journal closes. A failure only ends the zeroing: appends
 // then fill holes as before.
-func (j *Journal) zeroLoop() {
-	defer close(j.zeroDone)
-	for range j.zeroWake {
+func (j *Journal) zeroLoop(wake <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for range wake {
 		for {
 			j.mu.Lock()
 			if j.stopZero || j.err != nil || j.f == nil {
@@ -389,12 +391,17 @@ func (j *Journal) stopZeroing() {
 	if j.zeroWake == nil {
 		return
 	}
-	j.stopZero = true
-	close(j.zeroWake)
+	// The field is cleared before j.mu is let go, so that no Write that
+	// takes j.mu meanwhile wakes a closed channel.
+	wake, done := j.zeroWake, j.zeroDone
+	j.stopZero, j.zeroWake = true, nil
+	close(wake)
 	j.mu.Unlock()
-	<-j.zeroDone
+	if j.stopping != nil {
+		j.stopping()
+	}
+	<-done
 	j.mu.Lock()
-	j.zeroWake = nil
 }
 
 // Sync returns once every record up to p is durable, or with the error
