@@ -38,9 +38,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		}
 		return append(b, "false"...), nil
 	case map[string]any:
-		return appendObject(b, t)
+		return appendObject(b, t, appendValue)
 	case Resource:
-		return appendObject(b, t)
+		return appendObject(b, t, appendValue)
 	case []any:
 		if t == nil {
 			return append(b, "null"...), nil
@@ -69,21 +69,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		}
 		return append(b, ']'), nil
 	case map[string]string:
-		if t == nil {
-			return append(b, "null"...), nil
-		}
-		var buf [16]string
-		keys := sortedKeys(buf[:0], t)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, k)
-			b = append(b, ':')
-			b = AppendJSONString(b, t[k])
-		}
-		return append(b, '}'), nil
+		return appendObject(b, t, appendStringValue)
 	}
 	enc, err := json.Marshal(v)
 	if err != nil {
@@ -92,7 +78,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	return append(b, enc...), nil
 }
 
-func appendObject[M ~map[string]any](b []byte, m M) ([]byte, error) {
+// appendObject writes m with its keys in encoding/json's order, each value
+// written by val.
+func appendObject[M ~map[string]V, V any](b []byte, m M, val func([]byte, V) ([]byte, error)) ([]byte, error) {
 	if m == nil {
 		return append(b, "null"...), nil
 	}
@@ -106,12 +94,14 @@ func appendObject[M ~map[string]any](b []byte, m M) ([]byte, error) {
 		b = AppendJSONString(b, k)
 		b = append(b, ':')
 		var err error
-		if b, err = appendValue(b, m[k]); err != nil {
+		if b, err = val(b, m[k]); err != nil {
 			return b, err
 		}
 	}
 	return append(b, '}'), nil
 }
+
+func appendStringValue(b []byte, s string) ([]byte, error) { return AppendJSONString(b, s), nil }
 
 // sortedKeys appends m's keys to keys, in the byte order encoding/json
 // writes them in.

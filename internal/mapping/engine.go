@@ -863,17 +863,7 @@ func hasRequired(td *typeDef, obj map[string]any) bool {
 		return false
 	}
 	for _, ed := range td.required {
-		present := false
-		if ed.choice {
-			for _, c := range ed.types {
-				if _, ok := obj[ed.concrete(c)]; ok {
-					present = true
-				}
-			}
-		} else {
-			_, present = obj[ed.name]
-		}
-		if !present {
+		if !ed.presentIn(obj) {
 			return false
 		}
 	}

@@ -150,6 +150,21 @@ func (e *elemDef) concrete(t string) string {
 	return base + strings.ToUpper(t[:1]) + t[1:]
 }
 
+// presentIn tells whether obj holds the element (for a choice, any of its
+// types).
+func (e *elemDef) presentIn(obj map[string]any) bool {
+	if !e.choice {
+		_, ok := obj[e.name]
+		return ok
+	}
+	for _, c := range e.types {
+		if _, ok := obj[e.concrete(c)]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 var fhirTypes = mustParseDefs(fhirDefs)
 
 func mustParseDefs(src string) map[string]*typeDef {

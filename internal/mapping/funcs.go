@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The functions mapping expressions may call. Each receives the evaluation
@@ -551,6 +552,19 @@ const (
 	kindInstant
 )
 
+// convertTime turns an HL7 v2 date or time into FHIR's form for k (local
+// times in loc); an instant must be precise to the second.
+func convertTime(k timeKind, v string, loc *time.Location) (string, error) {
+	if k == kindDate {
+		return fhirDate(v)
+	}
+	out, err := fhirDateTime(v, loc)
+	if err == nil && k == kindInstant && !strings.Contains(out, "T") {
+		err = fmt.Errorf("not precise to the second, as an instant must be")
+	}
+	return out, err
+}
+
 func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 	return func(st *state, a []any) (any, error) {
 		p, err := st.path(a[0])
@@ -568,17 +582,7 @@ func timeFn(k timeKind) func(st *state, a []any) (any, error) {
 				}
 				return m.v, nil
 			}
-			var out string
-			var err error
-			switch k {
-			case kindDate:
-				out, err = fhirDate(v)
-			default:
-				out, err = fhirDateTime(v, st.p.loc)
-				if err == nil && k == kindInstant && !strings.Contains(out, "T") {
-					err = fmt.Errorf("not precise to the second, as an instant must be")
-				}
-			}
+			out, err := convertTime(k, v, st.p.loc)
 			if err != nil {
 				return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
 			}

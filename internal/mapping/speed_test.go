@@ -447,17 +447,7 @@ func timeReference(st *state, p *hpath, k timeKind) (any, error) {
 		if v == "" {
 			return nil, nil
 		}
-		var out string
-		var err error
-		switch k {
-		case kindDate:
-			out, err = fhirDate(v)
-		default:
-			out, err = fhirDateTime(v, st.p.loc)
-			if err == nil && k == kindInstant && !strings.Contains(out, "T") {
-				err = fmt.Errorf("not precise to the second, as an instant must be")
-			}
-		}
+		out, err := convertTime(k, v, st.p.loc)
 		if err != nil {
 			return nil, &valueError{loc: c.loc(), msg: err.Error(), code: CodeDataType}
 		}

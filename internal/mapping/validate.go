@@ -170,17 +170,7 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 // required reports the required elements of td that obj lacks.
 func (v *validator) required(td *typeDef, obj map[string]any) {
 	for _, ed := range td.required {
-		present := false
-		if ed.choice {
-			for _, c := range ed.types {
-				if _, ok := obj[ed.concrete(c)]; ok {
-					present = true
-				}
-			}
-		} else {
-			_, present = obj[ed.name]
-		}
-		if !present {
+		if !ed.presentIn(obj) {
 			v.add(ed.name, "required element missing")
 		}
 	}
