@@ -183,8 +183,16 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 // SQLite's single writer wants. The connection rests at synchronous=NORMAL
 // (WAL: durable against a process crash); durable transactions switch to
 // FULL for their commit, whose fsync also covers every earlier frame.
+//
+// The WAL is checkpointed into the database file every 10,000 pages (40 MB)
+// instead of SQLite's 1,000: a page that processing changes again and again
+// (an outbox or index leaf, a patient's row) is then written back once per
+// checkpoint rather than ten times, and each pwrite is a system call that
+// costs 10-20 µs on a virtual machine. Processing ADT^A01 messages, strace
+// counted 9.9 pwrites and 2.9 preads per message against 11.0 and 3.7.
 func openSQLite(path string) (*sqlx.DB, error) {
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=wal_autocheckpoint(10000)" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate&_time_format=sqlite"
 	x, err := sqlx.Open("sqlite", dsn)
 	if err != nil {

@@ -215,6 +215,34 @@ func TestRefusesNewerSchema(t *testing.T) {
 	}
 }
 
+// TestSQLiteSettings: both embedded database files run in WAL mode and are
+// checkpointed every 10,000 pages, on a new file and on one opened again.
+func TestSQLiteSettings(t *testing.T) {
+	dir := t.TempDir()
+	for _, round := range []string{"new", "reopened"} {
+		db, err := Open(context.Background(), Options{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, x := range map[string]interface {
+			Get(dest any, query string, args ...any) error
+		}{"records": db.x, "intake": db.log} {
+			var mode string
+			var pages int
+			if err := x.Get(&mode, `PRAGMA journal_mode`); err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Get(&pages, `PRAGMA wal_autocheckpoint`); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "wal" || pages != 10000 {
+				t.Errorf("%s, %s database: journal_mode %q, wal_autocheckpoint %d; want wal, 10000", round, name, mode, pages)
+			}
+		}
+		db.Close()
+	}
+}
+
 // TestLostLogUpdateIsRepaired: on the embedded store the envelope log is its
 // own file; if the log's status update after a processing commit is lost, the
 // envelope is not processed again and its status is repaired.
