@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -144,7 +145,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{func(r fhir.Resource) { delete(r, "status") }, "Observation.status: required element missing"},
 		{func(r fhir.Resource) { r["status"] = "done" }, "Observation.status: code not in the required value set"},
-		{func(r fhir.Resource) { r["valueString"] = "x" }, "only one type of value[x]"},
+		{func(r fhir.Resource) { r["valueString"] = "x" }, "Observation.value[x]: only one type may be present, found valueQuantity, valueString"},
 		{func(r fhir.Resource) { r["effectiveDateTime"] = "2024-01-01T10:00" }, "Observation.effectiveDateTime: not a valid FHIR dateTime"},
 		{func(r fhir.Resource) { r["code"] = []any{} }, "Observation.code: must be a single value"},
 		{func(r fhir.Resource) { r["category"] = map[string]any{"text": "x"} }, "Observation.category: must be an array"},
@@ -163,6 +164,19 @@ func TestValidate(t *testing.T) {
 		p := strings.Join(Validate(r), "; ")
 		if !strings.Contains(p, b.want) {
 			t.Errorf("want %q, got %q", b.want, p)
+		}
+	}
+	// A choice in three types is one problem naming all three, the same
+	// each time whatever order the resource's map is visited in.
+	three := fhir.Resource{}
+	for k, v := range ok {
+		three[k] = v
+	}
+	three["valueString"], three["valueBoolean"] = "x", true
+	want := []string{"Observation.value[x]: only one type may be present, found valueBoolean, valueQuantity, valueString"}
+	for i := 0; i < 20; i++ {
+		if p := Validate(three); !reflect.DeepEqual(p, want) {
+			t.Fatalf("choice in three types: %q, want %q", p, want)
 		}
 	}
 	if p := Validate(fhir.Resource{"resourceType": "Basic", "id": "x"}); len(p) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,8 +110,8 @@ func (v *validator) push(name string, index int) { v.stack = append(v.stack, ste
 func (v *validator) pop()                        { v.stack = v.stack[:len(v.stack)-1] }
 
 func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
-	var seenChoice [4]*elemDef
-	nChoice := 0
+	var seenChoice, twice [4]*elemDef
+	nChoice, nTwice := 0, 0
 	for k, val := range obj {
 		if top && (k == "resourceType" || k == "id") {
 			continue
@@ -123,12 +124,12 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 		t, tdef := ed.types[0], ed.def
 		walk := !top || v.known&ed.bit == 0
 		if ed.choice {
-			for i := 0; i < nChoice; i++ {
-				if seenChoice[i] == ed {
-					v.add(k, "only one type of "+ed.name+" may be present")
+			if slices.Contains(seenChoice[:nChoice], ed) {
+				if !slices.Contains(twice[:nTwice], ed) && nTwice < len(twice) {
+					twice[nTwice] = ed
+					nTwice++
 				}
-			}
-			if nChoice < len(seenChoice) {
+			} else if nChoice < len(seenChoice) {
 				seenChoice[nChoice] = ed
 				nChoice++
 			}
@@ -164,7 +165,24 @@ func (v *validator) object(td *typeDef, obj map[string]any, top bool) {
 		v.value(t, tdef, ed, val)
 		v.pop()
 	}
+	for _, ed := range twice[:nTwice] {
+		v.choiceTwice(ed, obj)
+	}
 	v.required(td, obj)
+}
+
+// choiceTwice reports a choice element present in more than one type, at
+// the choice's name and with every typed name found, in order, so that the
+// text does not depend on the order obj is visited in.
+func (v *validator) choiceTwice(ed *elemDef, obj map[string]any) {
+	var names []string
+	for k := range obj {
+		if _, ok := ed.typeOf[k]; ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	v.add(ed.name, "only one type may be present, found "+strings.Join(names, ", "))
 }
 
 // required reports the required elements of td that obj lacks.
