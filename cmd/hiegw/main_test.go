@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,23 @@ func TestReplayCommand(t *testing.T) {
 	}
 	if err := run(ctx, []string{"replay", "--subscriber", "pharmacy"}, &out, &errb); err == nil {
 		t.Fatal("replay without --since must fail")
+	}
+}
+
+func TestGCDefault(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	if got := gcDefault(func(string) string { return "" }); got != "200" {
+		t.Errorf("GOGC unset: reported %q, want 200", got)
+	}
+	if now := debug.SetGCPercent(100); now != servingGCPercent {
+		t.Errorf("GOGC unset: the collector's target is %d, want %d", now, servingGCPercent)
+	}
+	env := map[string]string{"GOGC": "50"}
+	if got := gcDefault(func(k string) string { return env[k] }); got != "50" {
+		t.Errorf("GOGC=50: reported %q", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("GOGC=50: the target was changed to %d; the runtime's own reading of GOGC must stand", now)
 	}
 }

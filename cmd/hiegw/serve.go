@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/hiegw/hiegw/internal/config"
@@ -18,7 +20,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	log.Info("starting hiegw", "version", version, "data_dir", cfg.DataDir)
+	gc := gcDefault(os.Getenv)
+	log.Info("starting hiegw", "version", version, "data_dir", cfg.DataDir, "gogc", gc)
 	cfg.Version = version
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
@@ -38,6 +41,25 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}()
 	return g.Run(ctx)
+}
+
+// servingGCPercent is the garbage collector's target for `hiegw serve`
+// unless GOGC says otherwise: the heap may grow to three times what is live
+// between collections instead of twice. Draining a backlog of ADT^A01 on two
+// cores, it took the median CPU per message from 497 to 409 µs and
+// processed/s from 1,864 to 2,208, for 15-30 MB more resident memory at the
+// peak (README, "Figures measured"); 400 gave no more and twice the memory.
+const servingGCPercent = 200
+
+// gcDefault sets the collector's target to servingGCPercent when GOGC is
+// not set (GOGC, and GOMEMLIMIT, are the operator's to choose) and returns
+// the target in force.
+func gcDefault(getenv func(string) string) string {
+	if v := getenv("GOGC"); v != "" {
+		return v
+	}
+	debug.SetGCPercent(servingGCPercent)
+	return strconv.Itoa(servingGCPercent)
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
