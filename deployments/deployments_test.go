@@ -374,6 +374,18 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
+	// GOMEMLIMIT keeps the garbage collector's soft limit under the pod's
+	// memory limit, with room for what the Go runtime does not count.
+	memLimit := bytesOf(t, str(c, "resources", "limits", "memory"))
+	var goLimit int64
+	for _, e := range list(c, "env") {
+		if str(e, "name") == "GOMEMLIMIT" {
+			goLimit = bytesOf(t, str(e, "value"))
+		}
+	}
+	if goLimit == 0 || goLimit >= memLimit || goLimit < memLimit*8/10 {
+		t.Errorf("GOMEMLIMIT %d bytes, limits.memory %d: want it set between 80 %% and 100 %% of the limit", goLimit, memLimit)
+	}
 	for _, e := range list(c, "envFrom") {
 		if s := str(e, "secretRef", "name"); s != "" {
 			if _, ok := k.named("Secret", s); !ok {
@@ -776,4 +788,23 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// bytesOf reads a Kubernetes quantity (1Gi) or a GOMEMLIMIT value (920MiB)
+// in binary units.
+func bytesOf(t *testing.T, q string) int64 {
+	t.Helper()
+	for i, unit := range []string{"Ki", "Mi", "Gi"} {
+		num, ok := strings.CutSuffix(strings.TrimSuffix(q, "B"), unit)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			t.Fatalf("quantity %q: %v", q, err)
+		}
+		return n << (10 * (i + 1))
+	}
+	t.Fatalf("quantity %q: want a number with Ki, Mi or Gi (or KiB, MiB, GiB)", q)
+	return 0
 }
