@@ -12,18 +12,20 @@
 # -p, receipt alone and processing alone. They depend less on what else the
 # machine is doing than the rates do.
 #
-# usage: deployments/load.sh [-b BIN] [-n MESSAGES] [-c CONNECTIONS] [-p | -r] [-m FILE] [-d POSTGRES_DSN]
+# usage: deployments/load.sh [-b BIN] [-n MESSAGES] [-c CONNECTIONS] [-p | -r] [-m FILE] [-d POSTGRES_DSN] [-P PATIENTS]
 #   -p  pause processing while sending (receipt alone), resume and time the drain
 #   -r  receipt alone, and stop there (no drain: processed/s and drain CPU are not measured)
 #   -d  use PostgreSQL (a fresh schema named hiegw_load_<pid> is made and dropped)
+#   -P  spread the copies over this many made-up patients (hiegw send --patients); without it every copy
+#       is about the sample's one patient
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=bin/hiegw N=20000 C=8 PAUSE=0 MSG=testdata/hl7/adt_a01.hl7 DSN=""
+BIN=bin/hiegw N=20000 C=8 PAUSE=0 MSG=testdata/hl7/adt_a01.hl7 DSN="" PATIENTS=0
 RECEIPT=0
-while getopts "b:n:c:prm:d:" o; do
+while getopts "b:n:c:prm:d:P:" o; do
   case $o in
-    b) BIN=$OPTARG ;; n) N=$OPTARG ;; c) C=$OPTARG ;; p) PAUSE=1 ;; r) PAUSE=1 RECEIPT=1 ;; m) MSG=$OPTARG ;; d) DSN=$OPTARG ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    b) BIN=$OPTARG ;; n) N=$OPTARG ;; c) C=$OPTARG ;; p) PAUSE=1 ;; r) PAUSE=1 RECEIPT=1 ;; m) MSG=$OPTARG ;; d) DSN=$OPTARG ;; P) PATIENTS=$OPTARG ;;
+    *) sed -n "2,$(( $(grep -n '^set -euo' "$0" | cut -d: -f1) - 1 ))p" "$0"; exit 2 ;;
   esac
 done
 [ -x "$BIN" ] || { echo "no $BIN: run make build" >&2; exit 2; }
@@ -60,7 +62,7 @@ waiting() { curl -sf "http://$HTTP/api/v1/pipeline" | python3 -c 'import json,sy
 [ "$PAUSE" = 1 ] && curl -sf -XPOST "http://$HTTP/api/v1/pipeline/pause" >/dev/null
 t0=$(date +%s.%N)
 c0=$(cpu)
-out=$("$BIN" send --addr "$MLLP" --repeat "$N" --connections "$C" --quiet "$MSG" 2>&1 | tail -1)
+out=$("$BIN" send --addr "$MLLP" --repeat "$N" --connections "$C" --patients "$PATIENTS" --quiet "$MSG" 2>&1 | tail -1)
 c1=$(cpu)
 rate=$(sed -n 's/.* \([0-9]*\) messages\/s.*/\1/p' <<<"$out")
 p50=$(sed -n 's/.*p50 \([^ ]*\) .*/\1/p' <<<"$out")
@@ -77,5 +79,5 @@ while [ "$(waiting)" != 0 ]; do sleep 0.05; done
 t1=$(date +%s.%N)
 c2=$(cpu)
 proc=$(python3 -c "print(int($N/($t1-$t0)))")
-echo "store=$store conns=$C paused=$PAUSE msgs=$N acks/s=$rate p50=$p50 p99=$p99 not_accepted=$bad processed/s=$proc rss_idle_mb=$idle rss_peak_mb=$(hwm)" \
+echo "store=$store conns=$C paused=$PAUSE msgs=$N patients=$PATIENTS acks/s=$rate p50=$p50 p99=$p99 not_accepted=$bad processed/s=$proc rss_idle_mb=$idle rss_peak_mb=$(hwm)" \
   "cpu_us_per_msg_send=$send_cpu cpu_us_per_msg_drain=$(( (c2-c1)*1000000/ticks/N ))"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	caFile := fs.String("tls-ca", "", "use TLS, verifying the server with this CA file")
 	certFile := fs.String("tls-cert", "", "client certificate for mutual TLS")
 	keyFile := fs.String("tls-key", "", "client key for mutual TLS")
+	patients := fs.Int("patients", 0, "with --repeat: spread the copies over this many made-up patients, so that the receiver matches and stores\nmany patients rather than one: copy k is about patient k mod N (its PID-3 identifiers, PID-5 family name and PID-7\nbirth date are made from N's number)")
 	quiet := fs.Bool("quiet", false, "print only the summary and the messages that were not accepted")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hiegw send [flags] FILE...\n\nSends each HL7 v2 message (a file may hold several: separated by blank lines, one after another, or as an FHS/BHS batch) and prints one line per ACK: control id, ACK code, error text. Exits 1 if any message was not accepted (AA/CA).")
@@ -59,6 +61,25 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(msgs) == 0 {
 		return fmt.Errorf("no HL7 v2 message found in %s", strings.Join(fs.Args(), ", "))
 	}
+	if *patients < 0 || *patients > 1_000_000 {
+		return fmt.Errorf("--patients %d: want 0 (the messages as they are) up to 1000000", *patients)
+	}
+	// people[i][p] is message i about patient p, made before sending so
+	// that the tool's CPU goes to sending.
+	var people [][][]byte
+	if *patients > 0 && *repeat > 1 {
+		for i, m := range msgs {
+			row := make([][]byte, min(*patients, *repeat))
+			for p := range row {
+				v, err := asPatient(m, p)
+				if err != nil {
+					return fmt.Errorf("message %d: --patients: %w", i+1, err)
+				}
+				row[p] = v
+			}
+			people = append(people, row)
+		}
+	}
 	var tlsConf *tls.Config
 	if *caFile != "" || *certFile != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -83,7 +104,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	load := *repeat > 1 || *conns > 1
 	total := len(msgs) * *repeat
-	jobs := make(chan []byte, *conns*2)
+	type job struct {
+		msg, nth int
+	}
+	jobs := make(chan job, *conns*2)
 	var (
 		mu        sync.Mutex
 		latencies = make([]time.Duration, 0, total)
@@ -110,7 +134,11 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			defer cl.Close()
 			cl.Timeout = *timeout
-			for m := range jobs {
+			for j := range jobs {
+				m := msgs[j.msg]
+				if people != nil {
+					m = people[j.msg][j.nth%len(people[j.msg])]
+				}
 				if *repeat > 1 {
 					m = setControlID(m, runID+strconv.FormatInt(seq.Add(1), 10))
 				}
@@ -144,9 +172,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 feed:
 	for r := 0; r < *repeat; r++ {
-		for _, m := range msgs {
+		for i := range msgs {
 			select {
-			case jobs <- m:
+			case jobs <- job{msg: i, nth: r}:
 			case <-ctx.Done():
 				break feed
 			}
@@ -211,6 +239,86 @@ func setControlID(m []byte, id string) []byte {
 	fields[9] = []byte(id)
 	out := bytes.Join(fields, []byte{fsep})
 	return append(out, m[end:]...)
+}
+
+// Names and streets for asPatient's made-up patients: different enough
+// that a matcher does not take neighbours in the list for one person.
+var (
+	familyNames = strings.Fields(`ANDERSON BAKER CAMPBELL DIAZ EDWARDS FISCHER GARCIA HUGHES IVANOV JENSEN
+		KOWALSKI LOPEZ MORGAN NGUYEN OKAFOR PATEL QUINN ROSSI SANTOS TANAKA ULRICH VARGAS WALSH XU YAMADA ZIMMERMANN
+		BECKER CHEN DUBOIS EVANS FOSTER GUPTA HOLM ITO JOHANSSON KIM LARSEN MULLER NOVAK OLSEN PETROV RAMIREZ SILVA`)
+	givenNames = strings.Fields(`JAMES MARY ROBERT PATRICIA JOHN JENNIFER MICHAEL LINDA DAVID ELIZABETH WILLIAM
+		BARBARA RICHARD SUSAN JOSEPH JESSICA THOMAS SARAH CHARLES KAREN CHRISTOPHER LISA DANIEL NANCY MATTHEW BETTY
+		ANTHONY MARGARET MARK SANDRA DONALD ASHLEY STEVEN KIMBERLY PAUL EMILY ANDREW DONNA JOSHUA MICHELLE KENNETH
+		CAROL KEVIN AMANDA BRIAN MELISSA GEORGE DEBORAH`)
+	streetNames = strings.Fields(`OAK MAPLE CEDAR PINE ELM WALNUT CHESTNUT BIRCH WILLOW ASPEN SPRUCE HICKORY
+		MAGNOLIA SYCAMORE POPLAR LAUREL`)
+)
+
+// asPatient returns a copy of m about made-up patient p: each PID-3
+// identifier gets "-p" appended, and the name (PID-5), birth date (PID-7),
+// street and postcode (PID-11) and telephone number (PID-13) are made from
+// p, so that two patients share no identifier and look like different
+// people to a matcher. Only what m has is changed.
+func asPatient(m []byte, p int) ([]byte, error) {
+	msg, err := hl7.Parse(m)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := msg.First("PID"); !ok {
+		return nil, errors.New("no PID segment")
+	}
+	b := hl7.Edit(msg)
+	set := func(path, value string) error {
+		if msg.Get(path) == "" {
+			return nil
+		}
+		return b.Set(path, value)
+	}
+	for r := 1; r <= b.RepCount("PID-3"); r++ {
+		path := fmt.Sprintf("PID-3[%d].1", r)
+		if err := set(path, msg.Get(path)+"-"+strconv.Itoa(p)); err != nil {
+			return nil, err
+		}
+	}
+	nf, ng := len(familyNames), len(givenNames)
+	if err := set("PID-5.1", familyNames[p%nf]); err != nil {
+		return nil, err
+	}
+	if err := set("PID-5.2", givenNames[(p/nf)%ng]); err != nil {
+		return nil, err
+	}
+	if err := set("PID-5.3", string(rune('A'+(p/(nf*ng))%26))); err != nil {
+		return nil, err
+	}
+	if dob := msg.Get("PID-7"); len(dob) >= 8 {
+		t, err := time.Parse("20060102", dob[:8])
+		if err != nil {
+			return nil, fmt.Errorf("PID-7 %q is not a date", dob)
+		}
+		// 367 days apart over about 70 years: neighbours differ in day,
+		// month and year.
+		if err := b.Set("PID-7", t.AddDate(0, 0, -(p*367)%25600).Format("20060102")+dob[8:]); err != nil {
+			return nil, err
+		}
+	}
+	street := fmt.Sprintf("%d %s STREET", 1+p/len(streetNames), streetNames[p%len(streetNames)])
+	if err := set("PID-11.1", street); err != nil {
+		return nil, err
+	}
+	if err := set("PID-11.5", fmt.Sprintf("%05d", (p*7919+10007)%100_000)); err != nil {
+		return nil, err
+	}
+	phone := fmt.Sprintf("%07d", (p*7919+1234567)%10_000_000)
+	if err := set("PID-13.7", phone); err != nil {
+		return nil, err
+	}
+	if msg.Get("PID-13.7") == "" {
+		if err := set("PID-13.1", "555"+phone); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
 }
 
 // acceptedFast reports whether reply is a positive acknowledgement (MSA-1
