@@ -28,7 +28,9 @@ type Store interface {
 	// Members returns the active entries of an enterprise patient.
 	Members(ctx context.Context, enterpriseID string) ([]Entry, error)
 	// Put inserts or replaces an entry with its blocking keys; it also files
-	// the record's identifiers for Lookup.
+	// the record's identifiers for Lookup. An entry of Version 1 is new (the
+	// index gives version 1 only to a key it found absent, and entries are
+	// never deleted), so a store may skip clearing its earlier index rows.
 	Put(ctx context.Context, e Entry, blocks []string) error
 	// PutTask inserts or replaces a review task.
 	PutTask(ctx context.Context, t Task) error

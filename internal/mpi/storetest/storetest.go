@@ -137,6 +137,27 @@ func testBlocks(t *testing.T, st mpi.Store) {
 	same(t, "old block after replace", keys(got), []string(nil))
 	got, _ = st.Candidates(ctx, []string{"moved"}, 10)
 	same(t, "new block after replace", keys(got), []string{"A|1"})
+	// A new entry (version 1) is indexed; its next version replaces the
+	// blocks and identifiers it was filed under.
+	fresh := entry("A", "9", "E9")
+	fresh.Version = 1
+	if err := st.Put(ctx, fresh, []string{"first-9"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.Candidates(ctx, []string{"first-9"}, 10)
+	same(t, "new entry's block", keys(got), []string{"A|9"})
+	if ks, _ := st.Lookup(ctx, fresh.Record.Identifiers[0]); len(ks) != 1 {
+		t.Errorf("new entry's identifier: lookup found %v", ks)
+	}
+	fresh.Version, fresh.Record.Identifiers = 2, nil
+	if err := st.Put(ctx, fresh, []string{"then-9"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.Candidates(ctx, []string{"first-9"}, 10)
+	same(t, "new entry's old block after its second version", keys(got), []string(nil))
+	if ks, _ := st.Lookup(ctx, entry("A", "9", "E9").Record.Identifiers[0]); len(ks) != 0 {
+		t.Errorf("identifier removed by the second version still found: %v", ks)
+	}
 	// Inactive (merged) entries are no candidates.
 	e := entry("A", "2", "E2")
 	e.MergedInto = &mpi.Key{Authority: "A", MRN: "3"}
