@@ -31,7 +31,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	caFile := fs.String("tls-ca", "", "use TLS, verifying the server with this CA file")
 	certFile := fs.String("tls-cert", "", "client certificate for mutual TLS")
 	keyFile := fs.String("tls-key", "", "client key for mutual TLS")
-	patients := fs.Int("patients", 0, "with --repeat: spread the copies over this many made-up patients, so that the receiver matches and stores\nmany patients rather than one: copy k is about patient k mod N (its PID-3 identifiers, PID-5 family name and PID-7\nbirth date are made from N's number)")
+	patients := fs.Int("patients", 0, "with --repeat: spread the copies over this many made-up patients, so that the receiver matches and stores\nmany patients rather than one: copy k is about patient k mod N (PID-3 identifiers, PID-5 name, PID-7 birth date,\nPID-11 street and postcode and PID-13 telephone made from that number)")
 	quiet := fs.Bool("quiet", false, "print only the summary and the messages that were not accepted")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: hiegw send [flags] FILE...\n\nSends each HL7 v2 message (a file may hold several: separated by blank lines, one after another, or as an FHS/BHS batch) and prints one line per ACK: control id, ACK code, error text. Exits 1 if any message was not accepted (AA/CA).")
