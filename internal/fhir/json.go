@@ -42,32 +42,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case Resource:
 		return appendObject(b, t, appendValue)
 	case []any:
-		if t == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, e := range t {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendValue(b, e); err != nil {
-				return b, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendArray(b, t, appendValue)
 	case []string:
-		if t == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, s := range t {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, s)
-		}
-		return append(b, ']'), nil
+		return appendArray(b, t, appendStringValue)
 	case map[string]string:
 		return appendObject(b, t, appendStringValue)
 	}
@@ -99,6 +76,25 @@ func appendObject[M ~map[string]V, V any](b []byte, m M, val func([]byte, V) ([]
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendArray writes list as a JSON array, each item with val; a nil list
+// is null, as encoding/json writes it.
+func appendArray[E any](b []byte, list []E, val func([]byte, E) ([]byte, error)) ([]byte, error) {
+	if list == nil {
+		return append(b, "null"...), nil
+	}
+	b = append(b, '[')
+	for i, e := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = val(b, e); err != nil {
+			return b, err
+		}
+	}
+	return append(b, ']'), nil
 }
 
 func appendStringValue(b []byte, s string) ([]byte, error) { return AppendJSONString(b, s), nil }
