@@ -105,57 +105,16 @@ func typedIn[V any](obj map[string]V, base string) string {
 // deeper than maxDepth, or has a name written with an escape or in invalid
 // UTF-8.
 func members(body []byte) (map[string]json.RawMessage, bool) {
-	var v validator
-	v.b = body
+	v := validator{b: body, out: make(map[string]json.RawMessage, 16)}
 	i := v.space(0)
 	if i == len(body) || body[i] != '{' {
 		return nil, false
 	}
-	out := make(map[string]json.RawMessage, 16)
-	i = v.space(i + 1)
-	if i < len(body) && body[i] == '}' {
-		if v.space(i+1) != len(body) {
-			return nil, false
-		}
-		return out, true
+	end := v.value(i, 0)
+	if end < 0 || v.bad || v.space(end) != len(body) {
+		return nil, false
 	}
-	for {
-		if i == len(body) || body[i] != '"' {
-			return nil, false
-		}
-		end := v.str(i)
-		if end < 0 {
-			return nil, false
-		}
-		name := body[i+1 : end-1]
-		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
-			return nil, false // encoding/json decodes the name
-		}
-		i = v.space(end)
-		if i == len(body) || body[i] != ':' {
-			return nil, false
-		}
-		start := v.space(i + 1)
-		if i = v.value(start, 1); i < 0 {
-			return nil, false
-		}
-		out[string(name)] = body[start:i:i]
-		i = v.space(i)
-		if i == len(body) {
-			return nil, false
-		}
-		switch body[i] {
-		case ',':
-			i = v.space(i + 1)
-		case '}':
-			if v.space(i+1) != len(body) {
-				return nil, false
-			}
-			return out, true
-		default:
-			return nil, false
-		}
-	}
+	return v.out, true
 }
 
 // maxDepth is the deepest nesting members reads itself (encoding/json
@@ -163,8 +122,15 @@ func members(body []byte) (map[string]json.RawMessage, bool) {
 const maxDepth = 1000
 
 // validator checks JSON text as encoding/json does; each method returns the
-// index after what it read, or -1 where the text is not valid.
-type validator struct{ b []byte }
+// index after what it read, or -1 where the text is not valid. With out set,
+// it also collects the members of the object at depth 0 (members); bad then
+// says a member's name is written with an escape or in invalid UTF-8, which
+// only encoding/json decodes.
+type validator struct {
+	b   []byte
+	out map[string]json.RawMessage
+	bad bool
+}
 
 func (v *validator) space(i int) int {
 	for i < len(v.b) && (v.b[i] == ' ' || v.b[i] == '\t' || v.b[i] == '\n' || v.b[i] == '\r') {
@@ -195,20 +161,31 @@ func (v *validator) value(i, depth int) int {
 			return i + 1
 		}
 		for {
+			var name []byte
 			if c == '{' {
 				if i >= len(b) || b[i] != '"' {
 					return -1
 				}
+				start := i
 				if i = v.str(i); i < 0 {
 					return -1
 				}
+				name = b[start+1 : i-1]
 				if i = v.space(i); i >= len(b) || b[i] != ':' {
 					return -1
 				}
 				i = v.space(i + 1)
 			}
+			start := i
 			if i = v.value(i, depth+1); i < 0 {
 				return -1
+			}
+			if c == '{' && depth == 0 && v.out != nil {
+				if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+					v.bad = true
+				} else {
+					v.out[string(name)] = b[start:i:i]
+				}
 			}
 			if i = v.space(i); i >= len(b) {
 				return -1
