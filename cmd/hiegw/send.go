@@ -277,8 +277,10 @@ func asPatient(m []byte, p int) ([]byte, error) {
 	}
 	for r := 1; r <= b.RepCount("PID-3"); r++ {
 		path := fmt.Sprintf("PID-3[%d].1", r)
-		if err := set(path, msg.Get(path)+"-"+strconv.Itoa(p)); err != nil {
-			return nil, err
+		if id := msg.Get(path); id != "" {
+			if err := b.Set(path, id+"-"+strconv.Itoa(p)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	nf, ng := len(familyNames), len(givenNames)

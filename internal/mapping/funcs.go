@@ -205,20 +205,9 @@ func (c cell) withRep() cell {
 	return c
 }
 
-// repValue is hl7.Segment.Value for a repetition already found.
-func repValue(r hl7.Rep, comp, sub int) string {
-	if comp == 0 {
-		return r.Text()
-	}
-	c := r.Component(comp)
-	if sub == 0 {
-		return c.String()
-	}
-	return c.Sub(sub)
-}
-
-// repValue is the package's repValue with the repetition's components
-// found once for all the parts read from it (state.component).
+// repValue is hl7.Segment.Value for a repetition already found, with the
+// repetition's components found once for all the parts read from it
+// (state.component).
 func (st *state) repValue(r hl7.Rep, comp, sub int) string {
 	if comp == 0 {
 		return r.Text()
@@ -1242,7 +1231,7 @@ func fnCoding(st *state, a []any) (any, error) {
 		}
 		if table != "" {
 			if e, ok := st.p.tables[table].lookup(sys, code); ok {
-				if !codingOK(e.System, e.Code) {
+				if !e.ok {
 					st.unsure = true
 				}
 				return obj("system", e.vSystem, "code", e.vCode, "display", e.vDisplay), nil
@@ -1375,7 +1364,7 @@ func (st *state) readUnit(c cell) unitParts {
 			if text == "" && e.Display != "" {
 				u.unit = e.vDisplay
 			}
-			u.unsure = !codingOK(e.System, e.Code)
+			u.unsure = !e.ok
 		} else {
 			st.report("units", sys, id, c.loc())
 		}

@@ -58,12 +58,11 @@ func (v *validator) checkKnown(r fhir.Resource, known uint64, whole bool) []stri
 	}
 	if whole {
 		v.required(td, map[string]any(r))
-		sort.Strings(v.problems)
-		return v.problems
+	} else {
+		v.known = known
+		v.object(td, map[string]any(r), true)
+		v.known = 0
 	}
-	v.known = known
-	v.object(td, map[string]any(r), true)
-	v.known = 0
 	sort.Strings(v.problems)
 	return v.problems
 }

@@ -395,9 +395,9 @@ func EventBundle(ev Event) ([]byte, error) {
 	}
 	out := make([]byte, 0, n)
 	out = append(out, `{"resourceType":"Bundle","id":`...)
-	out = appendJSONString(out, fhir.StableID(ev.Sender, "Bundle", id))
+	out = fhir.AppendJSONString(out, fhir.StableID(ev.Sender, "Bundle", id))
 	out = append(out, `,"type":"message","timestamp":`...)
-	out = appendJSONString(out, at.UTC().Format(time.RFC3339))
+	out = fhir.AppendJSONString(out, at.UTC().Format(time.RFC3339))
 	out = append(out, `,"entry":[`...)
 	out = appendEntry(out, hdr.ID(), h)
 	for i, r := range ev.Resources {
@@ -410,11 +410,8 @@ func EventBundle(ev Event) ([]byte, error) {
 // appendEntry writes one Bundle.entry whose resource is already JSON.
 func appendEntry(out []byte, id string, resource []byte) []byte {
 	out = append(out, `{"fullUrl":`...)
-	out = appendJSONString(out, "urn:uuid:"+id)
+	out = fhir.AppendJSONString(out, "urn:uuid:"+id)
 	out = append(out, `,"resource":`...)
 	out = append(out, resource...)
 	return append(out, '}')
 }
-
-// appendJSONString appends s as encoding/json quotes it.
-func appendJSONString(out []byte, s string) []byte { return fhir.AppendJSONString(out, s) }

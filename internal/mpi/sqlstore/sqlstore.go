@@ -237,13 +237,12 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 	// A version 1 entry is one the index found absent in this transaction
 	// (entries are never deleted), so it has no index rows to clear: a new
 	// patient costs two statements fewer.
-	for _, q := range []string{`DELETE FROM mpi_block WHERE authority = ? AND mrn = ?`,
-		`DELETE FROM mpi_identifier WHERE authority = ? AND mrn = ?`} {
-		if e.Version == 1 {
-			break
-		}
-		if _, err := s.x.ExecContext(ctx, s.q(q), k.Authority, k.MRN); err != nil {
-			return fmt.Errorf("put mpi entry: clear index rows: %w", err)
+	if e.Version != 1 {
+		for _, q := range []string{`DELETE FROM mpi_block WHERE authority = ? AND mrn = ?`,
+			`DELETE FROM mpi_identifier WHERE authority = ? AND mrn = ?`} {
+			if _, err := s.x.ExecContext(ctx, s.q(q), k.Authority, k.MRN); err != nil {
+				return fmt.Errorf("put mpi entry: clear index rows: %w", err)
+			}
 		}
 	}
 	if len(blocks) > 0 {
