@@ -203,7 +203,7 @@ func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted
 	if err := ctx.Err(); err != nil {
 		return store.Inserted{}, err
 	}
-	r := &request{env: e, wake: make(chan struct{}, 1)}
+	r := &request{env: e}
 	in.mu.Lock()
 	if in.stopped {
 		in.mu.Unlock()
@@ -213,8 +213,12 @@ func (in *Intake) commit(ctx context.Context, e *store.Envelope) (store.Inserted
 	in.notePeak()
 	in.queue = append(in.queue, r)
 	batch := in.startable(false)
+	own := batch != nil && batch[len(batch)-1] == r // r joins a group only as its last
+	if !own {
+		r.wake = make(chan struct{}, 1) // before anyone else can take r
+	}
 	in.mu.Unlock()
-	if batch != nil && batch[len(batch)-1] == r {
+	if own {
 		// The group this request completes: commit it here, without a
 		// hand-off to another goroutine and back.
 		in.run(batch, r)

@@ -152,7 +152,6 @@ type Journal struct {
 type syncCall struct {
 	target Pos
 	done   bool
-	err    error
 }
 
 // Open opens (or creates) the journal in dir, repairs a torn tail of the
@@ -321,14 +320,25 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 	}
 	j.off += n
 	j.size = max(j.size, j.off)
-	if j.zeroWake != nil && j.zeroed < min(j.off+j.ahead()/2, j.opt.SegmentSize) {
+	if j.zeroed < min(j.off+j.ahead()/2, j.opt.SegmentSize) {
+		j.wakeZeroing()
+	}
+	return Pos{j.seg, j.off}, nil
+}
+
+// wakeZeroing asks the zeroing goroutine, if it runs, to look again; j.mu
+// is held.
+func (j *Journal) wakeZeroing() {
+	if j.zeroWake != nil {
 		select {
 		case j.zeroWake <- struct{}{}:
 		default:
 		}
 	}
-	return Pos{j.seg, j.off}, nil
 }
+
+// MaxSyncs is how many fdatasyncs this journal runs at once.
+func (j *Journal) MaxSyncs() int { return j.opt.MaxSyncs }
 
 // startZeroing starts the goroutine that keeps zeros written ahead of the
 // last record (not with NoSync, where nothing is synced anyway).
@@ -447,7 +457,7 @@ func (j *Journal) runSync() {
 		err = j.syncFile(f)
 	}
 	j.mu.Lock()
-	s.done, s.err = true, err
+	s.done = true
 	if err != nil && j.err == nil {
 		j.err = fmt.Errorf("journal: sync %s: %w", name, err)
 	}
@@ -660,12 +670,7 @@ func (j *Journal) create(n uint64) error {
 	j.f, j.seg, j.off, j.size = f, n, headerSize, j.opt.SegmentSize
 	j.synced = Pos{n, headerSize}
 	j.zeroed, j.zeroBase = headerSize, headerSize
-	if j.zeroWake != nil {
-		select {
-		case j.zeroWake <- struct{}{}:
-		default:
-		}
-	}
+	j.wakeZeroing()
 	return nil
 }
 

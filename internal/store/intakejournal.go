@@ -592,7 +592,7 @@ func (db *DB) InsertConcurrency() int {
 	if db.ij == nil {
 		return 1
 	}
-	return journal.DefaultMaxSyncs
+	return db.ij.j.MaxSyncs()
 }
 
 // JournalBacklog is how many envelopes the embedded store has received

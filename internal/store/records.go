@@ -33,9 +33,6 @@ type Tx struct {
 	// fixed cost about as much as the row.
 	outbox []outboxRow
 	done   []finished
-	// recorded counts the envelopes of finished whose processed_envelopes
-	// rows are written (the embedded store).
-	recorded int
 
 	// On the embedded store, what this transaction has read or written of
 	// stored resources, by id (nil when a statement may have changed
@@ -224,8 +221,7 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 			if n, err := res.RowsAffected(); err != nil {
 				return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
 			} else if n == 1 {
-				t.remember(r.ID, storedRow{found: true, version: 1, body: string(r.Body), patientID: r.PatientID,
-					authority: r.SourceAuthority, mrn: r.SourceMRN})
+				t.remember(r.ID, storedAs(r, 1))
 				return 1, true, nil
 			}
 		}
@@ -234,14 +230,10 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		}
 	}
 	if !cur.found {
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(`INSERT INTO resources
-			(id, resource_type, patient_id, version, body, envelope_id, sender, updated_at, source_authority, source_mrn)
-			VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`),
-			r.ID, r.Type, r.PatientID, string(r.Body), envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN); err != nil {
-			return 0, false, fmt.Errorf("insert %s: %w", r.Type, err)
+		if err := t.insertResources(ctx, envelopeID, sender, []Resource{r}); err != nil {
+			return 0, false, err
 		}
-		t.remember(r.ID, storedRow{found: true, version: 1, body: string(r.Body), patientID: r.PatientID,
-			authority: r.SourceAuthority, mrn: r.SourceMRN})
+		t.remember(r.ID, storedAs(r, 1))
 		return 1, true, nil
 	}
 	if jsonEqual([]byte(cur.body), r.Body) {
@@ -266,9 +258,14 @@ func (t *Tx) PutResource(ctx context.Context, envelopeID, sender string, r Resou
 		version, string(r.Body), r.PatientID, envelopeID, sender, t.now, r.SourceAuthority, r.SourceMRN, r.ID); err != nil {
 		return 0, false, fmt.Errorf("update %s: %w", r.Type, err)
 	}
-	t.remember(r.ID, storedRow{found: true, version: version, body: string(r.Body), patientID: r.PatientID,
-		authority: r.SourceAuthority, mrn: r.SourceMRN})
+	t.remember(r.ID, storedAs(r, version))
 	return version, true, nil
+}
+
+// storedAs is what the transaction knows of r once it is stored as version.
+func storedAs(r Resource, version int) storedRow {
+	return storedRow{found: true, version: version, body: string(r.Body), patientID: r.PatientID,
+		authority: r.SourceAuthority, mrn: r.SourceMRN}
 }
 
 // readResource reads one stored resource's state (the embedded store).
@@ -378,7 +375,7 @@ func (t *Tx) putResourcePostgres(ctx context.Context, envelopeID, sender string,
 	return t.writeResource(ctx, envelopeID, sender, r, cur)
 }
 
-// insertResources inserts new resources as their version 1 (PostgreSQL).
+// insertResources inserts new resources as their version 1.
 func (t *Tx) insertResources(ctx context.Context, envelopeID, sender string, rs []Resource) error {
 	for len(rs) > 0 {
 		n := min(len(rs), flushRows)
@@ -488,7 +485,7 @@ func (t *Tx) flush(ctx context.Context) error {
 		rows = rows[n:]
 	}
 	t.outbox = nil
-	for rows := t.finished[t.recorded:]; len(rows) > 0; {
+	for rows := t.finished; len(rows) > 0; {
 		n := min(len(rows), flushRows)
 		args := make([]any, 0, 4*n)
 		for _, f := range rows[:n] {
@@ -500,7 +497,6 @@ func (t *Tx) flush(ctx context.Context) error {
 			return fmt.Errorf("record envelopes processed: %w", err)
 		}
 		rows = rows[n:]
-		t.recorded += n
 	}
 	for rows := t.done; len(rows) > 0; {
 		n := min(len(rows), flushRows)

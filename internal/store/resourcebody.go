@@ -22,27 +22,19 @@ func (t *Tx) ResourceBodies(ctx context.Context, ids []string) (map[string][]byt
 		}
 	}
 	if len(missing) > 0 {
-		q, args, err := sqlx.In(`SELECT id, version, body, patient_id, source_authority, source_mrn FROM resources
-			WHERE id IN (?)`, missing)
-		if err != nil {
-			return nil, err
-		}
-		rows, err := t.x.QueryxContext(ctx, t.db.rebind(q), args...)
-		if err != nil {
-			return nil, fmt.Errorf("read resources: %w", err)
-		}
-		defer rows.Close()
 		read := make(map[string]storedRow, len(missing))
-		for rows.Next() {
+		err := t.queryIDs(ctx, `SELECT id, version, body, patient_id, source_authority, source_mrn FROM resources
+			WHERE id IN (?)`, missing, func(rows *sqlx.Rows) error {
 			var id string
 			r := storedRow{found: true}
 			if err := rows.Scan(&id, &r.version, &r.body, &r.patientID, &r.authority, &r.mrn); err != nil {
-				return nil, fmt.Errorf("read resources: %w", err)
+				return err
 			}
 			read[id] = r
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read resources: %w", err)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		for _, id := range missing {
 			t.remember(id, read[id]) // a zero storedRow: no such resource
@@ -59,22 +51,37 @@ func (t *Tx) ResourceBodies(ctx context.Context, ids []string) (map[string][]byt
 
 // readBodies is ResourceBodies without keeping what it read.
 func (t *Tx) readBodies(ctx context.Context, ids []string) (map[string][]byte, error) {
-	q, args, err := sqlx.In(`SELECT id, body FROM resources WHERE id IN (?)`, ids)
+	out := make(map[string][]byte, len(ids))
+	err := t.queryIDs(ctx, `SELECT id, body FROM resources WHERE id IN (?)`, ids, func(rows *sqlx.Rows) error {
+		var id, body string
+		if err := rows.Scan(&id, &body); err != nil {
+			return err
+		}
+		out[id] = []byte(body)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// queryIDs runs q, whose "IN (?)" takes ids, and calls scan for each row;
+// errors of the query and its rows are those of reading resources.
+func (t *Tx) queryIDs(ctx context.Context, q string, ids []string, scan func(*sqlx.Rows) error) error {
+	q, args, err := sqlx.In(q, ids)
+	if err != nil {
+		return err
+	}
 	rows, err := t.x.QueryxContext(ctx, t.db.rebind(q), args...)
 	if err != nil {
-		return nil, fmt.Errorf("read resources: %w", err)
+		return fmt.Errorf("read resources: %w", err)
 	}
 	defer rows.Close()
-	out := make(map[string][]byte, len(ids))
 	for rows.Next() {
-		var id, body string
-		if err := rows.Scan(&id, &body); err != nil {
-			return nil, fmt.Errorf("read resources: %w", err)
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("read resources: %w", err)
 		}
-		out[id] = []byte(body)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
