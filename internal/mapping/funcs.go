@@ -99,7 +99,7 @@ type (
 )
 
 var funcs = append([]*fnSpec{
-	{name: "v", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnV, str: fnVString},
+	{name: "v", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: boxed(fnVString), str: fnVString},
 	{name: "exists", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) bool)}, impl: fnExists},
 	{name: "count", args: []argKind{argPath}, segments: true, types: []any{new(func(context.Context, string) int)}, impl: fnCount},
 	{name: "all", args: []argKind{argPath}, lists: true, types: []any{new(func(context.Context, string) []any)}, impl: fnAll},
@@ -115,9 +115,9 @@ var funcs = append([]*fnSpec{
 	{name: "decimal", clean: true, args: []argKind{argPath}, types: []any{new(fnPath)}, impl: fnDecimal},
 
 	{name: "cx", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(cx)},
-	{name: "key", pure: true, args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: fnKey, str: fnKeyString},
+	{name: "key", pure: true, args: []argKind{argPath}, lists: true, types: []any{new(fnStrPath)}, impl: boxed(fnKeyString), str: fnKeyString},
 	{name: "ei", eachPath: true, clean: true, makes: "Identifier", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnEI},
-	{name: "hd", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: fnHD, str: fnHDString},
+	{name: "hd", pure: true, args: []argKind{argPath}, types: []any{new(fnStrPath)}, impl: boxed(fnHDString), str: fnHDString},
 	{name: "xpn", eachPath: true, clean: true, makes: "HumanName", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xpn)},
 	{name: "xad", eachPath: true, clean: true, makes: "Address", args: []argKind{argPath}, lists: true, types: []any{new(fnPath)}, impl: cellFn(xad)},
 	{name: "xtn", eachPath: true, clean: true, makes: "ContactPoint", args: []argKind{argPath}, lists: true, types: []any{new(fnPath), new(fnPathStr)}, impl: fnXTN},
@@ -414,12 +414,15 @@ func buildEach[T any](items []T, build func(T) (any, error)) (any, error) {
 
 // --- basic access ----------------------------------------------------------
 
-func fnV(st *state, a []any) (any, error) {
-	p, err := st.path(a[0])
-	if err != nil {
-		return nil, err
+// boxed is a function for the expression engine made from its string form.
+func boxed(f func(*state, []any) (string, error)) func(*state, []any) (any, error) {
+	return func(st *state, a []any) (any, error) {
+		s, err := f(st, a)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
-	return st.value(p), nil
 }
 
 func fnVString(st *state, a []any) (string, error) {
@@ -591,7 +594,7 @@ func timeValid(kind timeKind, out string) bool {
 	case kindDate:
 		return validDate(out)
 	case kindInstant:
-		return strings.Contains(out, "T") && validDateTime(out)
+		return validInstant(out)
 	}
 	return validDateTime(out)
 }
@@ -756,14 +759,6 @@ func cx(c cell) (any, error) {
 
 // key(path): "system|value" of a CX, for resource ids; with [*], of the
 // first repetition that has a value.
-func fnKey(st *state, a []any) (any, error) {
-	s, err := fnKeyString(st, a)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 func fnKeyString(st *state, a []any) (string, error) {
 	p, err := st.path(a[0])
 	if err != nil {
@@ -799,14 +794,6 @@ func fnEI(st *state, a []any) (any, error) {
 		}
 		return obj("value", c.p(1), "system", system, "type", v2Concept(sysV20203, typ)), nil
 	})
-}
-
-func fnHD(st *state, a []any) (any, error) {
-	s, err := fnHDString(st, a)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 func fnHDString(st *state, a []any) (string, error) {

@@ -264,7 +264,7 @@ func (v *validator) value(typ string, td *typeDef, ed *elemDef, val any) {
 		case "dateTime":
 			good = validDateTime(s)
 		case "instant":
-			good = strings.Contains(s, "T") && validDateTime(s)
+			good = validInstant(s)
 		case "time":
 			good = reTime.MatchString(s)
 		case "code":
@@ -334,6 +334,9 @@ func validAsStored(last pathStep, typ string, v any) string {
 	}
 	return t
 }
+
+// validInstant tells whether s is a FHIR instant: a dateTime with a time.
+func validInstant(s string) bool { return strings.Contains(s, "T") && validDateTime(s) }
 
 // validDateTime checks the FHIR dateTime forms hiegw writes, falling back to
 // the full pattern for anything else.
