@@ -668,14 +668,17 @@ func (st *state) evalOne(a *alt, er *elemRule, field string) (any, error) {
 		// the object is valid as a t
 		known, unknown, twice := st.known, st.unknown, st.twice
 		st.known, st.unknown, st.twice = 0, 0, false
+		var err error
 		for _, sub := range a.elems {
-			if err := st.fill(obj, sub, t); err != nil {
-				st.known, st.unknown, st.twice = known, unknown, twice
-				return nil, err
+			if err = st.fill(obj, sub, t); err != nil {
+				break
 			}
 		}
 		whole := st.unknown == 0 && !st.twice
 		st.known, st.unknown, st.twice = known, unknown, twice
+		if err != nil {
+			return nil, err
+		}
 		st.vmakes = ""
 		if len(obj) > 0 {
 			v = obj
@@ -696,17 +699,18 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 	seg, fseg, fld, rep := st.seg, st.fseg, st.field, st.rep
 	defer func() { st.seg, st.fseg, st.field, st.rep = seg, fseg, fld, rep }()
 	var out []any
-	makes, same := "", true // st.vmakes of every value given, when they agree
+	makes, seen := "", false // st.vmakes of every value given, or "" when they differ
 	add := func() error {
 		v, err := st.evalOne(a, er, field)
 		if err != nil {
 			return err
 		}
 		if !isEmpty(v) {
-			if st.vmakes == "" || makes != "" && st.vmakes != makes {
-				same = false
+			if !seen {
+				makes, seen = st.vmakes, true
+			} else if st.vmakes != makes {
+				makes = ""
 			}
-			makes = st.vmakes
 		}
 		switch x := v.(type) {
 		case nil:
@@ -717,12 +721,7 @@ func (st *state) iterate(a *alt, er *elemRule, field string) (any, error) {
 		}
 		return nil
 	}
-	defer func() {
-		if !same {
-			makes = ""
-		}
-		st.vmakes = makes
-	}()
+	defer func() { st.vmakes = makes }()
 	if a.each.field == 0 {
 		from, to := 0, len(st.names)
 		if seg >= 0 {
