@@ -289,10 +289,11 @@ func (t *Tx) readResource(ctx context.Context, id string) (*storedRow, error) {
 		mrn: cur.MRN}, nil
 }
 
-// PutResources stores rs as PutResource does, in order. On PostgreSQL it
-// reads their current versions in one query and inserts the new ones in one
-// statement: two statements for a message's resources instead of two per
-// resource.
+// PutResources stores rs as PutResource does, in order. On PostgreSQL one
+// statement inserts those not stored yet and reports the stored ones'
+// versions and whether each differs; only a resource that changed costs
+// another statement. A message whose resources are all new, or all the same
+// as stored but for its new Provenance, is one round trip.
 func (t *Tx) PutResources(ctx context.Context, envelopeID, sender string, rs []Resource) error {
 	if t.db.backend != Postgres || len(rs) < 2 || !distinctIDs(rs) {
 		for _, r := range rs {
@@ -302,35 +303,40 @@ func (t *Tx) PutResources(ctx context.Context, envelopeID, sender string, rs []R
 		}
 		return nil
 	}
-	cols := make([][]string, 5)
+	cols := make([][]string, 6)
 	for _, r := range rs {
-		for i, v := range []string{r.ID, string(r.Body), r.PatientID, r.SourceAuthority, r.SourceMRN} {
+		for i, v := range []string{r.ID, r.Type, string(r.Body), r.PatientID, r.SourceAuthority, r.SourceMRN} {
 			cols[i] = append(cols[i], v)
 		}
 	}
+	// Every part of the statement reads the table as it was before it: the
+	// join sees only the rows stored earlier, never those it inserts. A
+	// resource inserted meanwhile by another transaction fails the insert
+	// on the primary key, as a plain insert would.
 	var found []storedState
-	err := sqlx.SelectContext(ctx, t.x, &found, `SELECT v.n, r.version, r.body = v.body::jsonb AS same,
+	err := sqlx.SelectContext(ctx, t.x, &found, `WITH v AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+				AS v (id, resource_type, body, patient_id, source_authority, source_mrn, n)
+		), fresh AS (
+			INSERT INTO resources (id, resource_type, patient_id, version, body, envelope_id, sender, updated_at,
+				source_authority, source_mrn)
+			SELECT id, resource_type, patient_id, 1, body::jsonb, $7, $8, $9, source_authority, source_mrn FROM v
+			WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = v.id)
+		)
+		SELECT v.n, r.version, r.body = v.body::jsonb AS same,
 			(r.patient_id <> v.patient_id OR r.source_authority <> v.source_authority OR r.source_mrn <> v.source_mrn) AS moved
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-			AS v (id, body, patient_id, source_authority, source_mrn, n)
-		JOIN resources r ON r.id = v.id`,
-		pq.Array(cols[0]), pq.Array(cols[1]), pq.Array(cols[2]), pq.Array(cols[3]), pq.Array(cols[4]))
+		FROM v JOIN resources r ON r.id = v.id ORDER BY v.n`,
+		pq.Array(cols[0]), pq.Array(cols[1]), pq.Array(cols[2]), pq.Array(cols[3]), pq.Array(cols[4]), pq.Array(cols[5]),
+		envelopeID, sender, t.now)
 	if err != nil {
-		return fmt.Errorf("read resources: %w", err)
+		return fmt.Errorf("store %s and others: %w", rs[0].Type, err)
 	}
-	state := make([]*storedState, len(rs))
-	for i := range found {
-		state[found[i].N-1] = &found[i]
-	}
-	var fresh []Resource
-	for i, r := range rs {
-		if state[i] == nil {
-			fresh = append(fresh, r)
-		} else if _, _, err := t.writeResource(ctx, envelopeID, sender, r, *state[i]); err != nil {
+	for _, st := range found {
+		if _, _, err := t.writeResource(ctx, envelopeID, sender, rs[st.N-1], st); err != nil {
 			return err
 		}
 	}
-	return t.insertResources(ctx, envelopeID, sender, fresh)
+	return nil
 }
 
 func distinctIDs(rs []Resource) bool {

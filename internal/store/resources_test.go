@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestPutResourceVersions: a new resource is version 1, an identical body
@@ -112,6 +113,22 @@ func TestPutResourcesMatchesOneByOne(t *testing.T) {
 		}
 		if len(hist) != 1 || hist[0] != "changed" {
 			t.Fatalf("history %v, want [changed]", hist)
+		}
+		// The rest of a row inserted together with updates: who, when, from
+		// which record.
+		r, err := db.GetResource(ctx, "new")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != "Observation" || r.EnvelopeID != "e1" || r.Sender != "A" || time.Since(r.UpdatedAt) > time.Hour || r.UpdatedAt.After(time.Now()) {
+			t.Errorf("new: type %s envelope %s sender %s updated %v", r.Type, r.EnvelopeID, r.Sender, r.UpdatedAt)
+		}
+		var src struct{ A, M string }
+		if err := db.x.GetContext(ctx, &src, `SELECT source_authority AS a, source_mrn AS m FROM resources WHERE id = 'new'`); err != nil {
+			t.Fatal(err)
+		}
+		if src.A != "GH" || src.M != "1" {
+			t.Errorf("new: source %+v, want GH 1", src)
 		}
 	})
 }
