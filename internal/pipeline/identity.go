@@ -48,7 +48,7 @@ type bound struct {
 
 // bind binds the index to tx; the caller has taken the index's locks (lock).
 func (id *Identity) bind(tx *store.Tx) (*bound, error) {
-	st := sqlstore.New(tx.Ext())
+	st := sqlstore.NewTx(tx.Ext())
 	ix := id.ix.WithStore(st)
 	if tx.Backend() == store.Postgres {
 		// The database's locks keep transactions apart; an index of its
@@ -175,8 +175,14 @@ func (id *Identity) apply(ctx context.Context, b *bound, evs []mpi.Event, src ev
 		if !ok {
 			continue
 		}
-		if _, err := b.tx.MoveSource(ctx, k.Authority, k.MRN, eid); err != nil {
+		n, err := b.tx.MoveSource(ctx, k.Authority, k.MRN, eid)
+		if err != nil {
 			return err
+		}
+		// Resources reach eid only together with their Patients' new stamp
+		// (here, or stamped when stored): when none moved, none is stale.
+		if n == 0 {
+			continue
 		}
 		if err := restampPatients(ctx, b.tx, k, eid); err != nil {
 			return err

@@ -24,6 +24,9 @@ import (
 // connection pool).
 type Store struct {
 	x sqlx.ExtContext
+	// written holds the body of each entry Put through a store bound to one
+	// transaction (NewTx), so that reading it back needs no query.
+	written map[mpi.Key]string
 }
 
 var _ mpi.Store = (*Store)(nil)
@@ -31,6 +34,12 @@ var _ mpi.Store = (*Store)(nil)
 // New returns a store over x; its driver ("sqlite" or "postgres") decides the
 // placeholders.
 func New(x sqlx.ExtContext) *Store { return &Store{x: x} }
+
+// NewTx returns a store bound to transaction x, for a caller through which
+// every change of an entry in x passes while the store is in use: an entry
+// it wrote is read back from memory (the identity step resolves the record
+// it has just filed).
+func NewTx(x sqlx.ExtContext) *Store { return &Store{x: x, written: map[mpi.Key]string{}} }
 
 func (s *Store) q(query string) string { return s.x.Rebind(query) }
 
@@ -48,13 +57,15 @@ func decodeEntries(rows []string) ([]mpi.Entry, error) {
 
 // Get implements mpi.Store.
 func (s *Store) Get(ctx context.Context, k mpi.Key) (mpi.Entry, bool, error) {
-	var body string
-	err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_entry WHERE authority = ? AND mrn = ?`), k.Authority, k.MRN)
-	if errors.Is(err, sql.ErrNoRows) {
-		return mpi.Entry{}, false, nil
-	}
-	if err != nil {
-		return mpi.Entry{}, false, fmt.Errorf("get mpi entry: %w", err)
+	body, ok := s.written[k]
+	if !ok {
+		err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_entry WHERE authority = ? AND mrn = ?`), k.Authority, k.MRN)
+		if errors.Is(err, sql.ErrNoRows) {
+			return mpi.Entry{}, false, nil
+		}
+		if err != nil {
+			return mpi.Entry{}, false, fmt.Errorf("get mpi entry: %w", err)
+		}
 	}
 	var e mpi.Entry
 	if err := json.Unmarshal([]byte(body), &e); err != nil {
@@ -264,6 +275,9 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 			VALUES `+tuples(len(ids), 5)+` ON CONFLICT DO NOTHING`), args...); err != nil {
 			return fmt.Errorf("put mpi entry: identifiers: %w", err)
 		}
+	}
+	if s.written != nil {
+		s.written[k] = string(body)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/hiegw/hiegw/internal/mpi/sqlstore"
 	"github.com/hiegw/hiegw/internal/mpi/storetest"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/jmoiron/sqlx"
 )
 
 func openSQLite(t *testing.T) *store.DB { return store.TestEmbedded(t) }
@@ -33,6 +35,94 @@ func backends(t *testing.T, fn func(t *testing.T, open func(t *testing.T) *store
 func TestContract(t *testing.T) {
 	backends(t, func(t *testing.T, open func(t *testing.T) *store.DB) {
 		storetest.Run(t, func(t *testing.T) mpi.Store { return sqlstore.New(open(t).SQL()) })
+	})
+}
+
+// TestContractInTx: a store bound to one transaction, which reads back the
+// entries it wrote from memory, keeps the same contract.
+func TestContractInTx(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) *store.DB) {
+		storetest.Run(t, func(t *testing.T) mpi.Store {
+			tx, err := open(t).SQL().BeginTxx(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tx.Rollback() })
+			return sqlstore.NewTx(tx)
+		})
+	})
+}
+
+// counting counts the queries that read rows.
+type counting struct {
+	sqlx.ExtContext
+	reads int
+}
+
+func (c *counting) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	c.reads++
+	return c.ExtContext.QueryContext(ctx, q, args...)
+}
+
+func (c *counting) QueryxContext(ctx context.Context, q string, args ...any) (*sqlx.Rows, error) {
+	c.reads++
+	return c.ExtContext.QueryxContext(ctx, q, args...)
+}
+
+func (c *counting) QueryRowxContext(ctx context.Context, q string, args ...any) *sqlx.Row {
+	c.reads++
+	return c.ExtContext.QueryRowxContext(ctx, q, args...)
+}
+
+// TestTxStoreReadsBackWhatItWrote: an entry put through a transaction's
+// store is read back without a query, as written; an entry it did not
+// write, and any entry of a store not bound to a transaction, is read from
+// the database.
+func TestTxStoreReadsBackWhatItWrote(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) *store.DB) {
+		db := open(t)
+		ctx := context.Background()
+		e := mpi.Entry{Record: mpi.Record{Authority: "A", MRN: "1", Family: "Lovelace", Given: "Ada"}, EnterpriseID: "E1",
+			OwnID: "E1", Version: 1}
+		other := e
+		other.Record.MRN, other.EnterpriseID, other.OwnID = "2", "E2", "E2"
+		if err := sqlstore.New(db.SQL()).Put(ctx, other, nil); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.SQL().BeginTxx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		c := &counting{ExtContext: tx}
+		st := sqlstore.NewTx(c)
+		if err := st.Put(ctx, e, []string{"b1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.reads = 0
+		got, ok, err := st.Get(ctx, e.Key())
+		if err != nil || !ok || got.EnterpriseID != "E1" || got.Record.Family != "Lovelace" || got.Version != 1 {
+			t.Fatalf("get written: %+v %v %v", got, ok, err)
+		}
+		if eid, ok, err := st.Resolve(ctx, e.Key()); err != nil || !ok || eid != "E1" {
+			t.Fatalf("resolve written: %q %v %v", eid, ok, err)
+		}
+		if c.reads != 0 {
+			t.Fatalf("%d queries to read back an entry the store wrote", c.reads)
+		}
+		if got, ok, err := st.Get(ctx, other.Key()); err != nil || !ok || got.EnterpriseID != "E2" {
+			t.Fatalf("get other: %+v %v %v", got, ok, err)
+		}
+		if c.reads != 1 {
+			t.Fatalf("%d queries to read an entry written elsewhere, want 1", c.reads)
+		}
+		plain := &counting{ExtContext: tx}
+		if err := sqlstore.New(plain).Put(ctx, e, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := sqlstore.New(plain).Get(ctx, e.Key()); err != nil || plain.reads != 1 {
+			t.Fatalf("a store not bound to a transaction: %d queries, err %v; want 1", plain.reads, err)
+		}
 	})
 }
 
