@@ -74,11 +74,25 @@ func (c *change) events(ctx context.Context) ([]Event, error) {
 		}
 		return n, nil
 	}
+	// fresh tells whether eid was minted in this change: the own id of an
+	// entry seen for the first time, which no stored entry can hold.
+	fresh := func(eid string) bool {
+		for i := range c.after {
+			if c.before[i] == nil && c.after[i].OwnID == eid {
+				return true
+			}
+		}
+		return false
+	}
 	for _, m := range order {
 		keys := groups[m]
-		toBefore, err := remaining(m.to)
-		if err != nil {
-			return nil, err
+		toBefore := 0
+		if !fresh(m.to) {
+			n, err := remaining(m.to)
+			if err != nil {
+				return nil, err
+			}
+			toBefore = n
 		}
 		// Entries of this change that were already in m.to count as existing.
 		for i, b := range c.before {

@@ -567,3 +567,33 @@ func TestHouseholdNeverLinked(t *testing.T) {
 		}
 	}
 }
+
+// membersCounting counts the store's membership reads.
+type membersCounting struct {
+	Store
+	n int
+}
+
+func (m *membersCounting) Members(ctx context.Context, eid string) ([]Entry, error) {
+	m.n++
+	return m.Store.Members(ctx, eid)
+}
+
+// TestNewPatientReadsNoMembers: an enterprise patient minted for a new
+// record has no members to count, so creating it reads none; a record that
+// joins an existing patient still counts that patient's members (linked,
+// not created).
+func TestNewPatientReadsNoMembers(t *testing.T) {
+	ix, st := testIndex(t)
+	c := &membersCounting{Store: st}
+	ix = ix.WithStore(c)
+	d := resolve(t, ix, alice())
+	if len(d.Events) != 1 || d.Events[0].Type != EventCreated || c.n != 0 {
+		t.Fatalf("new patient: events %+v after %d membership reads, want created after none", d.Events, c.n)
+	}
+	d2 := resolve(t, ix, aliceAtB())
+	if d2.EnterpriseID != d.EnterpriseID || len(d2.Events) != 1 || d2.Events[0].Type != EventLinked || c.n == 0 {
+		t.Fatalf("second record: %s events %+v after %d membership reads, want linked to %s", d2.EnterpriseID, d2.Events,
+			c.n, d.EnterpriseID)
+	}
+}

@@ -24,9 +24,17 @@ import (
 // connection pool).
 type Store struct {
 	x sqlx.ExtContext
-	// written holds the body of each entry Put through a store bound to one
-	// transaction (NewTx), so that reading it back needs no query.
-	written map[mpi.Key]string
+	// written holds each entry Put through a store bound to one transaction
+	// (NewTx), so that reading it back needs no query.
+	written map[mpi.Key]written
+}
+
+// written is an entry as Put wrote it: its body, and what Resolve reads
+// without decoding it.
+type written struct {
+	body         string
+	enterpriseID string
+	mergedInto   *mpi.Key
 }
 
 var _ mpi.Store = (*Store)(nil)
@@ -39,7 +47,7 @@ func New(x sqlx.ExtContext) *Store { return &Store{x: x} }
 // every change of an entry in x passes while the store is in use: an entry
 // it wrote is read back from memory (the identity step resolves the record
 // it has just filed).
-func NewTx(x sqlx.ExtContext) *Store { return &Store{x: x, written: map[mpi.Key]string{}} }
+func NewTx(x sqlx.ExtContext) *Store { return &Store{x: x, written: map[mpi.Key]written{}} }
 
 func (s *Store) q(query string) string { return s.x.Rebind(query) }
 
@@ -57,8 +65,8 @@ func decodeEntries(rows []string) ([]mpi.Entry, error) {
 
 // Get implements mpi.Store.
 func (s *Store) Get(ctx context.Context, k mpi.Key) (mpi.Entry, bool, error) {
-	body, ok := s.written[k]
-	if !ok {
+	body := s.written[k].body
+	if body == "" {
 		err := sqlx.GetContext(ctx, s.x, &body, s.q(`SELECT body FROM mpi_entry WHERE authority = ? AND mrn = ?`), k.Authority, k.MRN)
 		if errors.Is(err, sql.ErrNoRows) {
 			return mpi.Entry{}, false, nil
@@ -277,7 +285,12 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 		}
 	}
 	if s.written != nil {
-		s.written[k] = string(body)
+		w := written{body: string(body), enterpriseID: e.EnterpriseID}
+		if e.MergedInto != nil {
+			mk := *e.MergedInto
+			w.mergedInto = &mk
+		}
+		s.written[k] = w
 	}
 	return nil
 }
@@ -408,14 +421,18 @@ func (s *Store) Audit(ctx context.Context, k mpi.Key) ([]mpi.AuditEntry, error) 
 // merges, and whether k is known.
 func (s *Store) Resolve(ctx context.Context, k mpi.Key) (string, bool, error) {
 	for range 16 {
-		e, ok, err := s.Get(ctx, k)
-		if err != nil || !ok {
-			return "", false, err
+		w, ok := s.written[k]
+		if !ok {
+			e, found, err := s.Get(ctx, k)
+			if err != nil || !found {
+				return "", false, err
+			}
+			w = written{enterpriseID: e.EnterpriseID, mergedInto: e.MergedInto}
 		}
-		if e.Active() {
-			return e.EnterpriseID, true, nil
+		if w.mergedInto == nil {
+			return w.enterpriseID, true, nil
 		}
-		k = *e.MergedInto
+		k = *w.mergedInto
 	}
 	return "", false, errors.New("resolve mpi key: merge chain longer than 16")
 }

@@ -116,6 +116,24 @@ func TestTxStoreReadsBackWhatItWrote(t *testing.T) {
 		if c.reads != 1 {
 			t.Fatalf("%d queries to read an entry written elsewhere, want 1", c.reads)
 		}
+		// A merged entry it wrote resolves through the chain: to a survivor
+		// it wrote without a query, to one written elsewhere with one.
+		merged := e
+		merged.Record.MRN, merged.MergedInto, merged.Version = "3", &mpi.Key{Authority: "A", MRN: "1"}, 2
+		intoOther := merged
+		intoOther.Record.MRN, intoOther.MergedInto = "4", &mpi.Key{Authority: "A", MRN: "2"}
+		for _, m := range []mpi.Entry{merged, intoOther} {
+			if err := st.Put(ctx, m, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.reads = 0
+		if eid, ok, err := st.Resolve(ctx, merged.Key()); err != nil || !ok || eid != "E1" || c.reads != 0 {
+			t.Fatalf("resolve merged: %q %v %v after %d queries, want E1 after none", eid, ok, err, c.reads)
+		}
+		if eid, ok, err := st.Resolve(ctx, intoOther.Key()); err != nil || !ok || eid != "E2" || c.reads != 1 {
+			t.Fatalf("resolve merged into another: %q %v %v after %d queries, want E2 after one", eid, ok, err, c.reads)
+		}
 		plain := &counting{ExtContext: tx}
 		if err := sqlstore.New(plain).Put(ctx, e, nil); err != nil {
 			t.Fatal(err)
