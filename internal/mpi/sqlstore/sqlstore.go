@@ -18,6 +18,7 @@ import (
 
 	"github.com/hiegw/hiegw/internal/mpi"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Store implements mpi.Store on a database handle (a transaction or a
@@ -245,18 +246,43 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 	if e.Active() {
 		cand = encodeCand(&e)
 	}
-	if _, err := s.x.ExecContext(ctx, s.q(`INSERT INTO mpi_entry (authority, mrn, enterprise_id, active, merged_authority,
-		merged_mrn, version, body, cand) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (authority, mrn) DO UPDATE SET enterprise_id = excluded.enterprise_id, active = excluded.active,
+	entry := []any{k.Authority, k.MRN, e.EnterpriseID, active, ma, mm, e.Version, string(body), cand}
+	if e.Version == 1 && s.x.DriverName() == "postgres" {
+		err = s.putNewPostgres(ctx, entry, blocks, e.Record.Identifiers)
+	} else {
+		err = s.putRows(ctx, k, entry, blocks, e.Record.Identifiers, e.Version == 1)
+	}
+	if err != nil {
+		return err
+	}
+	if s.written != nil {
+		w := written{body: string(body), enterpriseID: e.EnterpriseID}
+		if e.MergedInto != nil {
+			mk := *e.MergedInto
+			w.mergedInto = &mk
+		}
+		s.written[k] = w
+	}
+	return nil
+}
+
+// upsertEntry writes an mpi_entry row from the nine values of Put's entry
+// list.
+const upsertEntry = `INSERT INTO mpi_entry (authority, mrn, enterprise_id, active, merged_authority, merged_mrn, version,
+		body, cand) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (authority, mrn) DO UPDATE SET enterprise_id = excluded.enterprise_id, active = excluded.active,
 		merged_authority = excluded.merged_authority, merged_mrn = excluded.merged_mrn, version = excluded.version,
-		body = excluded.body, cand = excluded.cand`), k.Authority, k.MRN, e.EnterpriseID, active, ma, mm, e.Version,
-		string(body), cand); err != nil {
+		body = excluded.body, cand = excluded.cand`
+
+// putRows writes an entry and replaces its index rows, a statement each.
+// A new entry (version 1) is one the index found absent in this
+// transaction (entries are never deleted), so it has no index rows to
+// clear.
+func (s *Store) putRows(ctx context.Context, k mpi.Key, entry []any, blocks []string, ids []mpi.Identifier, isNew bool) error {
+	if _, err := s.x.ExecContext(ctx, s.q(upsertEntry), entry...); err != nil {
 		return fmt.Errorf("put mpi entry: %w", err)
 	}
-	// A version 1 entry is one the index found absent in this transaction
-	// (entries are never deleted), so it has no index rows to clear: a new
-	// patient costs two statements fewer.
-	if e.Version != 1 {
+	if !isNew {
 		for _, q := range []string{`DELETE FROM mpi_block WHERE authority = ? AND mrn = ?`,
 			`DELETE FROM mpi_identifier WHERE authority = ? AND mrn = ?`} {
 			if _, err := s.x.ExecContext(ctx, s.q(q), k.Authority, k.MRN); err != nil {
@@ -274,7 +300,7 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 			return fmt.Errorf("put mpi entry: blocks: %w", err)
 		}
 	}
-	if ids := e.Record.Identifiers; len(ids) > 0 {
+	if len(ids) > 0 {
 		args := make([]any, 0, 5*len(ids))
 		for _, id := range ids {
 			args = append(args, id.Type, id.Authority, id.Value, k.Authority, k.MRN)
@@ -284,13 +310,26 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 			return fmt.Errorf("put mpi entry: identifiers: %w", err)
 		}
 	}
-	if s.written != nil {
-		w := written{body: string(body), enterpriseID: e.EnterpriseID}
-		if e.MergedInto != nil {
-			mk := *e.MergedInto
-			w.mergedInto = &mk
-		}
-		s.written[k] = w
+	return nil
+}
+
+// putNewPostgres writes a new entry and its index rows in one statement
+// (PostgreSQL): a new patient's record costs one round trip instead of
+// three. Only for a new entry: its index rows need no clearing, which could
+// not share a statement with their inserts.
+func (s *Store) putNewPostgres(ctx context.Context, entry []any, blocks []string, ids []mpi.Identifier) error {
+	typ, auth, val := make([]string, len(ids)), make([]string, len(ids)), make([]string, len(ids))
+	for i, id := range ids {
+		typ[i], auth[i], val[i] = id.Type, id.Authority, id.Value
+	}
+	if _, err := s.x.ExecContext(ctx, s.q(`WITH entry AS (`+upsertEntry+`), blocks AS (
+			INSERT INTO mpi_block (block, authority, mrn) SELECT b, $1, $2 FROM unnest($10::text[]) AS b
+			ON CONFLICT DO NOTHING
+		)
+		INSERT INTO mpi_identifier (id_type, id_authority, id_value, authority, mrn)
+		SELECT t, a, v, $1, $2 FROM unnest($11::text[], $12::text[], $13::text[]) AS i (t, a, v)
+		ON CONFLICT DO NOTHING`), append(entry, pq.Array(blocks), pq.Array(typ), pq.Array(auth), pq.Array(val))...); err != nil {
+		return fmt.Errorf("put mpi entry: %w", err)
 	}
 	return nil
 }
@@ -362,9 +401,23 @@ func (s *Store) AppendAudit(ctx context.Context, a mpi.AuditEntry) error {
 	if err != nil {
 		return fmt.Errorf("append mpi audit: encode: %w", err)
 	}
+	const insert = `INSERT INTO mpi_audit (id, at, actor, action, body) VALUES (?, ?, ?, ?, ?) RETURNING seq`
+	if s.x.DriverName() == "postgres" && len(a.Keys) > 0 {
+		// The entry and its keys in one statement.
+		auth, mrn := make([]string, len(a.Keys)), make([]string, len(a.Keys))
+		for i, k := range a.Keys {
+			auth[i], mrn[i] = k.Authority, k.MRN
+		}
+		if _, err := s.x.ExecContext(ctx, s.q(`WITH audit AS (`+insert+`)
+			INSERT INTO mpi_audit_key (audit_seq, authority, mrn)
+			SELECT audit.seq, k.authority, k.mrn FROM audit, unnest($6::text[], $7::text[]) AS k (authority, mrn)
+			ON CONFLICT DO NOTHING`), a.ID, a.At.UTC(), a.Actor, a.Action, string(body), pq.Array(auth), pq.Array(mrn)); err != nil {
+			return fmt.Errorf("append mpi audit: %w", err)
+		}
+		return nil
+	}
 	var seq int64
-	if err := sqlx.GetContext(ctx, s.x, &seq, s.q(`INSERT INTO mpi_audit (id, at, actor, action, body) VALUES (?, ?, ?, ?, ?)
-		RETURNING seq`), a.ID, a.At.UTC(), a.Actor, a.Action, string(body)); err != nil {
+	if err := sqlx.GetContext(ctx, s.x, &seq, s.q(insert), a.ID, a.At.UTC(), a.Actor, a.Action, string(body)); err != nil {
 		return fmt.Errorf("append mpi audit: %w", err)
 	}
 	if len(a.Keys) == 0 {
