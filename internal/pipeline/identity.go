@@ -23,9 +23,10 @@ import (
 // patient and queues the identity events (linked, merged, split) in the
 // outbox, all in the same transaction.
 type Identity struct {
-	ix *mpi.Index
-	st Store
-	rt Router
+	ix      *mpi.Index
+	st      Store
+	rt      Router
+	decoded *sqlstore.Decoded // index entries decoded, for every transaction's store
 	// OnCommit is called after a change committed (wakes the relay).
 	OnCommit func()
 }
@@ -33,8 +34,12 @@ type Identity struct {
 // NewIdentity returns the identity service over ix (its settings; its own
 // store is not used: every call binds it to a transaction on st).
 func NewIdentity(ix *mpi.Index, st Store, rt Router) *Identity {
-	return &Identity{ix: ix, st: st, rt: rt}
+	return &Identity{ix: ix, st: st, rt: rt, decoded: sqlstore.NewDecoded(decodedEntries)}
 }
+
+// decodedEntries is how many index entries Identity keeps decoded (a few
+// KB each): the patients of the latest messages.
+const decodedEntries = 2048
 
 // Config returns the matcher settings.
 func (id *Identity) Config() mpi.Config { return id.ix.Config() }
@@ -48,7 +53,7 @@ type bound struct {
 
 // bind binds the index to tx; the caller has taken the index's locks (lock).
 func (id *Identity) bind(tx *store.Tx) (*bound, error) {
-	st := sqlstore.NewTx(tx.Ext())
+	st := sqlstore.NewTx(tx.Ext()).WithDecoded(id.decoded)
 	ix := id.ix.WithStore(st)
 	if tx.Backend() == store.Postgres {
 		// The database's locks keep transactions apart; an index of its

@@ -28,6 +28,7 @@ type Store struct {
 	// written holds each entry Put through a store bound to one transaction
 	// (NewTx), so that reading it back needs no query.
 	written map[mpi.Key]written
+	decoded *Decoded // nil: every entry read is decoded
 }
 
 // written is an entry as Put wrote it: its body, and what Resolve reads
@@ -49,6 +50,13 @@ func New(x sqlx.ExtContext) *Store { return &Store{x: x} }
 // it wrote is read back from memory (the identity step resolves the record
 // it has just filed).
 func NewTx(x sqlx.ExtContext) *Store { return &Store{x: x, written: map[mpi.Key]written{}} }
+
+// WithDecoded makes s take entries it reads unchanged from d instead of
+// decoding them again, and returns s.
+func (s *Store) WithDecoded(d *Decoded) *Store {
+	s.decoded = d
+	return s
+}
 
 func (s *Store) q(query string) string { return s.x.Rebind(query) }
 
@@ -76,10 +84,14 @@ func (s *Store) Get(ctx context.Context, k mpi.Key) (mpi.Entry, bool, error) {
 			return mpi.Entry{}, false, fmt.Errorf("get mpi entry: %w", err)
 		}
 	}
+	if e, ok := s.decoded.get(k, body); ok {
+		return e, true, nil
+	}
 	var e mpi.Entry
 	if err := json.Unmarshal([]byte(body), &e); err != nil {
 		return mpi.Entry{}, false, fmt.Errorf("get mpi entry: decode: %w", err)
 	}
+	s.decoded.put(k, body, e)
 	return e, true, nil
 }
 

@@ -243,3 +243,48 @@ func TestConcurrentFirstMessages(t *testing.T) {
 		}
 	})
 }
+
+// TestDecodedFollowsTheStoredBody: stores sharing a Decoded give what is
+// stored: an entry changed since it was remembered is decoded afresh, and
+// the memory keeps no more entries than it was given room for.
+func TestDecodedFollowsTheStoredBody(t *testing.T) {
+	backends(t, func(t *testing.T, open func(t *testing.T) *store.DB) {
+		db := open(t)
+		ctx := context.Background()
+		d := sqlstore.NewDecoded(2)
+		reader := func() *sqlstore.Store { return sqlstore.New(db.SQL()).WithDecoded(d) }
+		writer := sqlstore.New(db.SQL())
+		e := mpi.Entry{Record: mpi.Record{Authority: "A", MRN: "1", Family: "Lovelace", Given: "Ada",
+			AddressLines: []string{"1 Analytical Row"}}, EnterpriseID: "E1", OwnID: "E1", Version: 1}
+		if err := writer.Put(ctx, e, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			got, ok, err := reader().Get(ctx, e.Key())
+			if err != nil || !ok || got.Record.Family != "Lovelace" || got.EnterpriseID != "E1" || len(got.Record.AddressLines) != 1 {
+				t.Fatalf("read %d: %+v %v %v", i, got, ok, err)
+			}
+		}
+		e.Record.Family, e.EnterpriseID, e.Version = "King", "E9", 2
+		if err := writer.Put(ctx, e, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := reader().Get(ctx, e.Key())
+		if err != nil || !ok || got.Record.Family != "King" || got.EnterpriseID != "E9" || got.Version != 2 {
+			t.Fatalf("read after a change: %+v %v %v, want the changed entry", got, ok, err)
+		}
+		for _, mrn := range []string{"2", "3", "4"} {
+			o := e
+			o.Record.MRN = mrn
+			if err := writer.Put(ctx, o, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok, err := reader().Get(ctx, o.Key()); err != nil || !ok || got.Record.MRN != mrn {
+				t.Fatalf("read %s: %+v %v %v", mrn, got, ok, err)
+			}
+		}
+		if n := sqlstore.DecodedLen(d); n != 2 {
+			t.Fatalf("%d entries remembered, want 2 (its room)", n)
+		}
+	})
+}
