@@ -62,7 +62,7 @@ func BenchmarkProcess(b *testing.B) {
 // embedded store and (with HIEGW_TEST_POSTGRES_DSN) on PostgreSQL.
 func BenchmarkBacklog(b *testing.B) {
 	for _, backend := range []string{store.SQLite, store.Postgres} {
-		for _, batch := range []int{1, 16} {
+		for _, batch := range []int{1, 16, 64} {
 			b.Run(fmt.Sprintf("%s/batch=%d", backend, batch), func(b *testing.B) { benchBacklog(b, backend, batch) })
 		}
 	}
