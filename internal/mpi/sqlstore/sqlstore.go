@@ -37,6 +37,7 @@ type written struct {
 	body         string
 	enterpriseID string
 	mergedInto   *mpi.Key
+	version      int64
 }
 
 var _ mpi.Store = (*Store)(nil)
@@ -231,6 +232,21 @@ func (s *Store) Members(ctx context.Context, enterpriseID string) ([]mpi.Entry, 
 
 // MergedInto returns the keys of entries an ADT^A40 merged into k.
 func (s *Store) MergedInto(ctx context.Context, k mpi.Key) ([]mpi.Key, error) {
+	if w, ok := s.written[k]; ok && w.version == 1 {
+		// k is new in this transaction (Put's contract), and entries are
+		// never deleted: whatever points at it was written since, through
+		// this store (a merge files its survivor in the same change).
+		var out []mpi.Key
+		for key, o := range s.written {
+			if o.mergedInto != nil && *o.mergedInto == k {
+				out = append(out, key)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool {
+			return out[i].Authority < out[j].Authority || out[i].Authority == out[j].Authority && out[i].MRN < out[j].MRN
+		})
+		return out, nil
+	}
 	var rows []keyRow
 	if err := sqlx.SelectContext(ctx, s.x, &rows, s.q(`SELECT authority, mrn FROM mpi_entry
 		WHERE merged_authority = ? AND merged_mrn = ? ORDER BY authority, mrn`), k.Authority, k.MRN); err != nil {
@@ -268,7 +284,7 @@ func (s *Store) Put(ctx context.Context, e mpi.Entry, blocks []string) error {
 		return err
 	}
 	if s.written != nil {
-		w := written{body: string(body), enterpriseID: e.EnterpriseID}
+		w := written{body: string(body), enterpriseID: e.EnterpriseID, version: e.Version}
 		if e.MergedInto != nil {
 			mk := *e.MergedInto
 			w.mergedInto = &mk

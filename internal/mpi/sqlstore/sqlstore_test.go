@@ -134,6 +134,15 @@ func TestTxStoreReadsBackWhatItWrote(t *testing.T) {
 		if eid, ok, err := st.Resolve(ctx, intoOther.Key()); err != nil || !ok || eid != "E2" || c.reads != 1 {
 			t.Fatalf("resolve merged into another: %q %v %v after %d queries, want E2 after one", eid, ok, err, c.reads)
 		}
+		// The entries merged into one it created are those it wrote; into
+		// one stored before, the database says.
+		c.reads = 0
+		if keys, err := st.MergedInto(ctx, e.Key()); err != nil || len(keys) != 1 || keys[0] != merged.Key() || c.reads != 0 {
+			t.Fatalf("merged into a new entry: %v %v after %d queries, want [%v] after none", keys, err, c.reads, merged.Key())
+		}
+		if keys, err := st.MergedInto(ctx, other.Key()); err != nil || len(keys) != 1 || keys[0] != intoOther.Key() || c.reads != 1 {
+			t.Fatalf("merged into a stored entry: %v %v after %d queries, want [%v] after one", keys, err, c.reads, intoOther.Key())
+		}
 		plain := &counting{ExtContext: tx}
 		if err := sqlstore.New(plain).Put(ctx, e, nil); err != nil {
 			t.Fatal(err)
