@@ -37,8 +37,8 @@ func NewIdentity(ix *mpi.Index, st Store, rt Router) *Identity {
 	return &Identity{ix: ix, st: st, rt: rt, decoded: sqlstore.NewDecoded(decodedEntries)}
 }
 
-// decodedEntries is how many index entries Identity keeps decoded (a few
-// KB each): the patients of the latest messages.
+// decodedEntries is how many index entries Identity keeps decoded (about
+// 5 KB each with its stored body): the patients of the latest messages.
 const decodedEntries = 2048
 
 // Config returns the matcher settings.

@@ -295,7 +295,10 @@ func (t *Tx) readResource(ctx context.Context, id string) (*storedRow, error) {
 // another statement. A message whose resources are all new, or all the same
 // as stored but for its new Provenance, is one round trip.
 func (t *Tx) PutResources(ctx context.Context, envelopeID, sender string, rs []Resource) error {
-	if t.db.backend != Postgres || len(rs) < 2 || !distinctIDs(rs) {
+	if len(rs) == 0 {
+		return nil
+	}
+	if t.db.backend != Postgres || !distinctIDs(rs) {
 		for _, r := range rs {
 			if _, _, err := t.PutResource(ctx, envelopeID, sender, r); err != nil {
 				return err

@@ -8,11 +8,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -242,8 +244,8 @@ func (s *Store) MergedInto(ctx context.Context, k mpi.Key) ([]mpi.Key, error) {
 				out = append(out, key)
 			}
 		}
-		sort.Slice(out, func(i, j int) bool {
-			return out[i].Authority < out[j].Authority || out[i].Authority == out[j].Authority && out[i].MRN < out[j].MRN
+		slices.SortFunc(out, func(a, b mpi.Key) int {
+			return cmp.Or(strings.Compare(a.Authority, b.Authority), strings.Compare(a.MRN, b.MRN))
 		})
 		return out, nil
 	}
