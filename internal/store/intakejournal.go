@@ -302,6 +302,14 @@ func (db *DB) ingestLoop() {
 					ij.log.Error("intake journal: release segments", "err", err)
 				}
 			}
+			// What arrived during the copy gathers again before it is
+			// copied (each arrival kicked after its sync, so the kick is
+			// waiting); only a full batch, or stopping, goes on at once.
+			// Copying the remainder straight away halved the copies on one
+			// busy connection.
+			if n < ingestBatch && !stopping {
+				break
+			}
 		}
 		if stopping {
 			db.closeJournal()

@@ -387,3 +387,90 @@ func TestNoIntakeBesideAGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJournalCopiesWithoutReaders: with nobody reading the log, the copier
+// still copies everything that arrives, also what arrives while it copies
+// (it gathers again instead of copying the remainder at once, and must not
+// forget it).
+func TestJournalCopiesWithoutReaders(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const senders, each = 4, 150
+	errs := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			for i := range each {
+				id := fmt.Sprintf("s%d-%d", s, i)
+				if _, err := db.InsertEnvelopes(ctx, []*Envelope{env(id, fmt.Sprint("S", s), fmt.Sprint(i))}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No read hurries the copier: wait for it on its own.
+	for deadline := time.Now().Add(20 * time.Second); db.JournalBacklog() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d envelopes still not copied into the log", db.JournalBacklog())
+		}
+	}
+	var inLog int
+	if err := db.log.Get(&inLog, `SELECT COUNT(*) FROM envelopes`); err != nil || inLog != senders*each {
+		t.Fatalf("log holds %d envelopes, want %d (%v)", inLog, senders*each, err)
+	}
+}
+
+// TestMarkProcessedOfAnEnvelopeNotCopiedYet: processed marks do not wait for
+// the copier, so a mark that finds its envelope missing from the log waits
+// for the copy and is written then, not lost.
+func TestMarkProcessedOfAnEnvelopeNotCopiedYet(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("in-log", "A", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetEnvelope(ctx, "in-log"); err != nil {
+		t.Fatal(err)
+	}
+	holdIngest(db, true)
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("journal-only", "A", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	done := make(chan error, 1)
+	go func() {
+		done <- db.markProcessed(ctx, []finished{
+			{EnvelopeID: "in-log", PatientID: "p1", MappingVersion: "v1", ProcessedAt: at},
+			{EnvelopeID: "journal-only", PatientID: "p2", MappingVersion: "v1", ProcessedAt: at},
+		})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	holdIngest(db, false)
+	db.ij.kick <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for id, patient := range map[string]string{"in-log": "p1", "journal-only": "p2"} {
+		e, err := db.GetEnvelope(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != "processed" || e.PatientID != patient || e.MappingVersion != "v1" {
+			t.Errorf("%s: status %q patient %q mapping %q, want processed for %s", id, e.Status, e.PatientID, e.MappingVersion, patient)
+		}
+	}
+}
