@@ -9,17 +9,21 @@ type PipelineControl interface {
 	Pause()
 	Resume()
 	Paused() bool
+	// Standby tells whether another replica holds the processing lease.
+	Standby() bool
 }
 
-// pipelineState answers GET /api/v1/pipeline: whether processing is paused
-// and how many messages wait for it.
+// pipelineState answers GET /api/v1/pipeline: whether processing is paused,
+// whether this replica stands by for the processing lease, and how many
+// messages wait for processing.
 func (a *api) pipelineState(w http.ResponseWriter, r *http.Request) {
 	c, err := a.st.CountEnvelopes(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"paused": a.o.Pipeline.Paused(), "waiting": c["received"]})
+	writeJSON(w, http.StatusOK, map[string]any{"paused": a.o.Pipeline.Paused(), "standby": a.o.Pipeline.Standby(),
+		"waiting": c["received"]})
 }
 
 // pausePipeline and resumePipeline (operators only, audited) hold and

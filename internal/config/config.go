@@ -182,6 +182,13 @@ type Config struct {
 		// stores and acknowledges, and processes nothing until an operator
 		// resumes it (POST /api/v1/pipeline/resume). An intake-only replica.
 		Paused bool `yaml:"paused"`
+		// LeaseTTL is the processing lease's time to live on PostgreSQL:
+		// of the replicas sharing a database, only the one holding the
+		// lease processes; it renews it every third of this, and another
+		// takes it over this long after the holder stopped renewing (at
+		// once after a clean shutdown). 0s turns the lease off (every
+		// replica processes: only for a single replica).
+		LeaseTTL Duration `yaml:"lease_ttl"`
 	} `yaml:"pipeline"`
 	Intake struct {
 		// GatherDelay bounds how long a group commit waits for the senders
@@ -250,6 +257,7 @@ func Default() *Config {
 	c.Mappings.Dir = "mappings"
 	c.Mappings.ReloadInterval = Duration(2 * time.Second)
 	c.Pipeline.Lanes = 4
+	c.Pipeline.LeaseTTL = Duration(15 * time.Second)
 	c.Intake.GatherDelay = Duration(300 * time.Microsecond)
 	return c
 }
@@ -480,6 +488,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Pipeline.Lanes < 1 || c.Pipeline.Lanes > 256 {
 		bad("pipeline.lanes", "must be 1 to 256, is %d", c.Pipeline.Lanes)
+	}
+	if t := time.Duration(c.Pipeline.LeaseTTL); t != 0 && (t < time.Second || t > 10*time.Minute) {
+		bad("pipeline.lease_ttl", "must be 0s (off) or 1s to 10m, is %s", t)
 	}
 	if c.Kafka.MaxAttempts < 1 {
 		bad("kafka.max_attempts", "must be at least 1")

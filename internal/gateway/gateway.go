@@ -127,7 +127,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log,
 		ReplyTimeout: time.Duration(aa.ReplyTimeout), MinBackoff: time.Duration(aa.MinBackoff), MaxBackoff: time.Duration(aa.MaxBackoff)})
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
-		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Registerer: g.reg, Logger: log})
+		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Lease: processingLease(cfg, g.db), Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped},
 		Covers:    func(sender, code, trigger string) bool { return g.maps.Current().Covers(sender, code, trigger) },
 		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect, MaxInFlight: g.db.InsertConcurrency(),
@@ -208,6 +208,16 @@ func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
 		}
 	}
 	return routes, nil
+}
+
+// processingLease is the lease that lets one of several replicas sharing
+// PostgreSQL process (nil on the embedded store, whose data directory one
+// process owns, and when pipeline.lease_ttl is 0).
+func processingLease(cfg *config.Config, db *store.DB) *pipeline.Lease {
+	if cfg.Store.PostgresDSN == "" || cfg.Pipeline.LeaseTTL == 0 {
+		return nil
+	}
+	return &pipeline.Lease{Store: db, Owner: relayOwner(), TTL: time.Duration(cfg.Pipeline.LeaseTTL)}
 }
 
 func relayOwner() string {

@@ -2,51 +2,77 @@ package pipeline
 
 import "context"
 
-// pauseState holds a pipeline's pause: while paused, no envelope starts
-// processing (what a lane holds waits with the rest). Intake goes on
-// receiving, storing and acknowledging, so an operator can hold processing
-// during a downstream outage or a mapping fix without refusing senders.
+// pauseState holds what keeps a pipeline from processing: an operator's
+// pause, or standing by while another replica holds the processing lease
+// (lease.go). While held, no envelope starts processing (what a lane holds
+// waits with the rest). Intake goes on receiving, storing and
+// acknowledging, so an operator can hold processing during a downstream
+// outage or a mapping fix without refusing senders.
 type pauseState struct {
-	paused  bool
-	resumed chan struct{} // closed at Resume
+	paused  bool          // by an operator
+	standby bool          // another replica holds the processing lease
+	resumed chan struct{} // closed once neither holds
+}
+
+func (s pauseState) held() bool { return s.paused || s.standby }
+
+// setHold changes the pause state with fn, opening or closing the gate as
+// the change requires.
+func (p *Pipeline) setHold(fn func(*pauseState)) {
+	p.pmu.Lock()
+	was := p.pause.held()
+	fn(&p.pause)
+	now := p.pause.held()
+	switch {
+	case now && !was:
+		p.pause.resumed = make(chan struct{})
+	case was && !now:
+		close(p.pause.resumed)
+		p.pause.resumed = nil
+	}
+	p.pausedGauge.Set(b2f(p.pause.paused))
+	p.pmu.Unlock()
+	if was && !now {
+		p.Notify()
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Pause stops processing after the runs under way; it is idempotent.
-func (p *Pipeline) Pause() {
-	p.pmu.Lock()
-	defer p.pmu.Unlock()
-	if !p.pause.paused {
-		p.pause = pauseState{paused: true, resumed: make(chan struct{})}
-		p.pausedGauge.Set(1)
-	}
-}
+func (p *Pipeline) Pause() { p.setHold(func(s *pauseState) { s.paused = true }) }
 
 // Resume lets processing go on; it is idempotent.
-func (p *Pipeline) Resume() {
-	p.pmu.Lock()
-	if p.pause.paused {
-		close(p.pause.resumed)
-		p.pause = pauseState{}
-		p.pausedGauge.Set(0)
-	}
-	p.pmu.Unlock()
-	p.Notify()
-}
+func (p *Pipeline) Resume() { p.setHold(func(s *pauseState) { s.paused = false }) }
 
-// Paused tells whether processing is paused.
+// Paused tells whether an operator has paused processing.
 func (p *Pipeline) Paused() bool {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
 	return p.pause.paused
 }
 
-// gate waits while the pipeline is paused; false means ctx ended first.
+// Standby tells whether this pipeline waits for the processing lease,
+// which another replica holds.
+func (p *Pipeline) Standby() bool {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return p.pause.standby
+}
+
+// gate waits while the pipeline is paused or standing by; false means ctx
+// ended first.
 func (p *Pipeline) gate(ctx context.Context) bool {
 	for {
 		p.pmu.Lock()
 		st := p.pause
 		p.pmu.Unlock()
-		if !st.paused {
+		if !st.held() {
 			return true
 		}
 		select {

@@ -90,7 +90,10 @@ type Options struct {
 	// by identifier only (store.Tx.ResolvePatient).
 	Identity *Identity
 	// AppAcks, when set, queues application acknowledgements.
-	AppAcks    AppAcks
+	AppAcks AppAcks
+	// Lease, when set, lets this pipeline process only while it holds the
+	// processing lease (replicas sharing one database; see lease.go).
+	Lease      *Lease
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -134,6 +137,16 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Lease != nil {
+		l := *o.Lease
+		if l.Name == "" {
+			l.Name = "processing"
+		}
+		if l.TTL <= 0 {
+			l.TTL = 15 * time.Second
+		}
+		o.Lease = &l
+	}
 	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1), inflight: map[string]bool{},
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_processed_total",
 			Help: "Envelopes processed into the record, by kind."}, []string{"kind"}),
@@ -168,6 +181,11 @@ func (p *Pipeline) Rescan() {
 // Run processes envelopes until ctx ends; envelopes already handed to a lane
 // are finished before it returns.
 func (p *Pipeline) Run(ctx context.Context) {
+	if p.o.Lease != nil {
+		p.standBy(true)
+		defer p.releaseLease() // after the lanes have finished
+		go p.keepLease(ctx)
+	}
 	lanes := make([]chan store.Envelope, p.o.Lanes)
 	var wg sync.WaitGroup
 	for i := range lanes {
@@ -328,6 +346,11 @@ func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
 			p.fail(ctx, e, ce)
 			return
 		}
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrAlreadyProcessed) {
+			// Another replica processes it, or did.
+			p.o.Logger.Debug("processing envelope given up", "envelope", e.ID, "err", err)
+			return
+		}
 		if ctx.Err() != nil {
 			return // picked up again at the next start: it is still "received"
 		}
@@ -411,6 +434,11 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 	version := p.norm.Version()
 	var acked []func() // application acks queued, told once committed
 	err := p.st.InTx(ctx, func(tx *store.Tx) error {
+		if l := p.o.Lease; l != nil {
+			if err := tx.CheckLease(ctx, l.Name, l.Owner); err != nil {
+				return err
+			}
+		}
 		if p.o.Identity != nil {
 			// Take the index's locks before any row, all at once: a
 			// transaction that wrote rows and then waited for a lock could

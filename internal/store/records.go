@@ -507,7 +507,17 @@ func (t *Tx) flush(ctx context.Context) error {
 		}
 		rows = rows[n:]
 	}
-	for rows := t.done; len(rows) > 0; {
+	// An envelope marked twice keeps its first mark, as in
+	// processed_envelopes.
+	seen := make(map[string]bool, len(t.done))
+	done := t.done[:0]
+	for _, f := range t.done {
+		if !seen[f.EnvelopeID] {
+			seen[f.EnvelopeID] = true
+			done = append(done, f)
+		}
+	}
+	for rows := done; len(rows) > 0; {
 		n := min(len(rows), flushRows)
 		args := make([]any, 0, 3*n+1)
 		args = append(args, t.now)
@@ -517,9 +527,16 @@ func (t *Tx) flush(ctx context.Context) error {
 		q := `UPDATE envelopes SET status = 'processed', error = '', patient_id = v.patient_id,
 			mapping_version = v.mapping_version, attempts = attempts + 1, processed_at = ?
 			FROM (VALUES ` + strings.Repeat("(?, ?, ?), ", n-1) + `(?, ?, ?)) AS v (id, patient_id, mapping_version)
-			WHERE envelopes.id = v.id`
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(q), args...); err != nil {
+			WHERE envelopes.id = v.id AND envelopes.status <> 'processed'`
+		res, err := t.x.ExecContext(ctx, t.db.rebind(q), args...)
+		if err != nil {
 			return fmt.Errorf("mark envelopes processed: %w", err)
+		}
+		if got, err := res.RowsAffected(); err == nil && got < int64(n) {
+			// Another replica processed one of them since it was read
+			// (before this one took the processing lease over), or one
+			// is not in the log at all.
+			return ErrAlreadyProcessed
 		}
 		rows = rows[n:]
 	}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrLeaseLost is returned by Tx.CheckLease when the transaction's process
+// no longer holds the lease it names.
+var ErrLeaseLost = errors.New("processing lease lost")
+
+// ErrAlreadyProcessed fails a processing transaction on PostgreSQL that
+// would mark processed an envelope already processed (another replica did
+// it since this one read it) or one the log does not hold.
+var ErrAlreadyProcessed = errors.New("envelope already processed, or not in the log")
+
+// HoldLease takes the named lease for owner, or renews it, until ttl from
+// now by the database's clock. It succeeds when the lease is free, expired
+// or already owner's; otherwise held is false and holder names the owner.
+//
+// On PostgreSQL the lease is a row that replicas sharing the database
+// compete for. The embedded store belongs to one process (its intake journal
+// is locked), so there the lease is always held.
+func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Duration) (held bool, holder string, err error) {
+	if db.backend != Postgres {
+		return true, owner, nil
+	}
+	err = db.x.GetContext(ctx, &holder, `INSERT INTO processing_lease (name, owner, until)
+ VALUES ($1, $2, now() + $3 * interval '1 microsecond')
+ ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+ WHERE processing_lease.owner = EXCLUDED.owner OR processing_lease.until < now()
+ RETURNING owner`, name, owner, ttl.Microseconds())
+	if errors.Is(err, sql.ErrNoRows) {
+		if err = db.x.GetContext(ctx, &holder, `SELECT owner FROM processing_lease WHERE name = $1`, name); err != nil {
+			return false, "", fmt.Errorf("lease %s: %w", name, err)
+		}
+		return false, holder, nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("lease %s: %w", name, err)
+	}
+	return true, holder, nil
+}
+
+// ReleaseLease gives up owner's lease, so that another replica can take it
+// at once (at a clean shutdown).
+func (db *DB) ReleaseLease(ctx context.Context, name, owner string) error {
+	if db.backend != Postgres {
+		return nil
+	}
+	if _, err := db.x.ExecContext(ctx, `DELETE FROM processing_lease WHERE name = $1 AND owner = $2`, name, owner); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// CheckLease fences the transaction: it fails with ErrLeaseLost unless owner
+// holds the named lease, and keeps it held until the transaction ends (the
+// row is locked FOR SHARE, so another replica's takeover waits for this
+// commit, and a commit never follows a takeover). A no-op on the embedded
+// store.
+func (t *Tx) CheckLease(ctx context.Context, name, owner string) error {
+	if t.db.backend != Postgres {
+		return nil
+	}
+	var one int
+	err := t.tx.GetContext(ctx, &one, `SELECT 1 FROM processing_lease
+ WHERE name = $1 AND owner = $2 AND until > now() FOR SHARE`, name, owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("check lease %s: %w", name, err)
+	}
+	return nil
+}

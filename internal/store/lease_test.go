@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestProcessingLease: replicas sharing PostgreSQL compete for the lease;
+// a transaction fenced by it cannot commit after another replica took it.
+func TestProcessingLease(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{PostgresDSN: TestPostgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hold := func(owner string, ttl time.Duration, want bool, wantHolder string) {
+		t.Helper()
+		held, holder, err := db.HoldLease(ctx, "processing", owner, ttl)
+		if err != nil || held != want || holder != wantHolder {
+			t.Fatalf("%s takes the lease: held %v by %q (%v), want %v by %q", owner, held, holder, err, want, wantHolder)
+		}
+	}
+	hold("a", time.Minute, true, "a")
+	hold("b", time.Minute, false, "a")
+	hold("a", time.Minute, true, "a") // renewal
+	// A transaction of the holder passes the fence; one of b does not.
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "a") }); err != nil {
+		t.Fatalf("holder's fence: %v", err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "b") }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("other's fence: %v, want ErrLeaseLost", err)
+	}
+	// An expired lease goes to whoever asks next, and its old holder's
+	// transactions fail.
+	hold("a", time.Millisecond, true, "a")
+	time.Sleep(20 * time.Millisecond)
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "a") }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("expired holder's fence: %v, want ErrLeaseLost", err)
+	}
+	hold("b", time.Minute, true, "b")
+	hold("a", time.Minute, false, "b")
+	if err := db.ReleaseLease(ctx, "processing", "a"); err != nil { // not a's: no effect
+		t.Fatal(err)
+	}
+	hold("a", time.Minute, false, "b")
+	// A takeover waits for the holder's fenced transaction to end, even
+	// when the lease expires meanwhile.
+	hold("b", 300*time.Millisecond, true, "b")
+	inTx, finish := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.InTx(ctx, func(tx *Tx) error {
+			if err := tx.CheckLease(ctx, "processing", "b"); err != nil {
+				return err
+			}
+			close(inTx)
+			<-finish
+			return nil
+		})
+	}()
+	<-inTx
+	time.Sleep(400 * time.Millisecond) // the lease expires
+	taken := make(chan error, 1)
+	go func() {
+		held, holder, err := db.HoldLease(ctx, "processing", "a", time.Minute)
+		if err == nil && (!held || holder != "a") {
+			err = fmt.Errorf("a did not get the expired lease: held %v by %q", held, holder)
+		}
+		taken <- err
+	}()
+	select {
+	case err := <-taken:
+		close(finish)
+		<-done
+		t.Fatalf("the lease changed hands during the holder's transaction (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatalf("holder's transaction: %v", err)
+	}
+	if err := <-taken; err != nil {
+		t.Fatal(err)
+	}
+	// Released, the lease goes at once.
+	if err := db.ReleaseLease(ctx, "processing", "a"); err != nil {
+		t.Fatal(err)
+	}
+	hold("b", time.Minute, true, "b")
+	hold("a", time.Minute, false, "b")
+}
+
+// TestProcessingLeaseEmbedded: the embedded store has one process, which
+// always holds the lease.
+func TestProcessingLeaseEmbedded(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, owner := range []string{"a", "b"} {
+		if held, _, err := db.HoldLease(ctx, "processing", owner, time.Minute); err != nil || !held {
+			t.Fatalf("%s: held %v, %v", owner, held, err)
+		}
+		if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", owner) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAlreadyProcessedRollsBack: on PostgreSQL a processing transaction that
+// would mark processed an envelope another replica has processed since it
+// was read fails whole.
+func TestAlreadyProcessedRollsBack(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{PostgresDSN: TestPostgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(ctx, func(tx *Tx) error {
+		if err := tx.FinishEnvelope(ctx, "e2", "p2", "v2"); err != nil {
+			return err
+		}
+		return tx.FinishEnvelope(ctx, "e1", "p9", "v2")
+	})
+	if !errors.Is(err, ErrAlreadyProcessed) {
+		t.Fatalf("processing e1 again: %v, want ErrAlreadyProcessed", err)
+	}
+	for id, want := range map[string]string{"e1": "p1", "e2": ""} {
+		e, err := db.GetEnvelope(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.PatientID != want || e.Attempts > 1 {
+			t.Errorf("%s: patient %q after %d attempts, want %q", id, e.PatientID, e.Attempts, want)
+		}
+	}
+}
