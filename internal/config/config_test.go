@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -76,5 +77,20 @@ func TestPlainPasswordRefusedAndRedaction(t *testing.T) {
 	}
 	if got := redactDSN("host=db password=x user=u"); got != "host=db password=REDACTED user=u" {
 		t.Fatal(got)
+	}
+}
+
+func TestLeaseTTL(t *testing.T) {
+	c := Default()
+	if time.Duration(c.Pipeline.LeaseTTL) != 15*time.Second {
+		t.Fatalf("default pipeline.lease_ttl %s", c.Pipeline.LeaseTTL)
+	}
+	for ttl, ok := range map[time.Duration]bool{0: true, time.Second: true, 10 * time.Minute: true,
+		500 * time.Millisecond: false, time.Hour: false} {
+		c.Pipeline.LeaseTTL = Duration(ttl)
+		err := c.Validate()
+		if ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "pipeline.lease_ttl") {
+			t.Errorf("pipeline.lease_ttl %s: %v", ttl, err)
+		}
 	}
 }
