@@ -10,12 +10,14 @@ import (
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // replica is one gateway's pipeline on a database shared with others.
 type replica struct {
 	db     *store.DB
 	rt     *captureRouter
+	reg    *prometheus.Registry
 	p      *pipeline.Pipeline
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -29,7 +31,8 @@ func startReplica(t *testing.T, dsn, owner string, norm pipeline.Normalizer) *re
 	}
 	t.Cleanup(func() { db.Close() })
 	r := &replica{db: db, rt: &captureRouter{}, done: make(chan struct{})}
-	r.p = pipeline.New(db, norm, r.rt, pipeline.Options{Lanes: 2, Poll: 50 * time.Millisecond,
+	r.reg = prometheus.NewRegistry()
+	r.p = pipeline.New(db, norm, r.rt, pipeline.Options{Lanes: 2, Poll: 50 * time.Millisecond, Registerer: r.reg,
 		Lease: &pipeline.Lease{Store: db, Owner: owner, TTL: time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -48,6 +51,22 @@ func leaseEnvelopes(from, to int) []*store.Envelope {
 		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
 	}
 	return envs
+}
+
+// gaugeValue reads a registered gauge.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -78,6 +97,9 @@ func TestLeaseOneReplicaProcesses(t *testing.T) {
 	if n := len(b.rt.all()); n != 0 || !b.p.Standby() {
 		t.Fatalf("the replica without the lease processed %d envelopes (standby %v)", n, b.p.Standby())
 	}
+	if a, b := gaugeValue(t, a.reg, "hiegw_pipeline_standby"), gaugeValue(t, b.reg, "hiegw_pipeline_standby"); a != 0 || b != 1 {
+		t.Fatalf("hiegw_pipeline_standby: holder %v, the other %v", a, b)
+	}
 	if n := len(a.rt.all()); n != 30 {
 		t.Fatalf("the lease holder processed %d envelopes, want 30", n)
 	}
@@ -87,13 +109,15 @@ func TestLeaseOneReplicaProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.p.Notify()
-	waitFor(t, "b to process what came after a stopped", func() bool { return len(b.rt.all()) == 10 })
-	if b.p.Standby() {
-		t.Fatal("b processes but says it stands by")
+	waitFor(t, "b to process what came after a stopped", func() bool {
+		counts, err := b.db.CountEnvelopes(ctx)
+		return err == nil && counts["processed"] == 40
+	})
+	if n := len(b.rt.all()); n < 10 || b.p.Standby() {
+		t.Fatalf("b routed %d events (standby %v), want 10", n, b.p.Standby())
 	}
-	counts, err := b.db.CountEnvelopes(ctx)
-	if err != nil || counts["processed"] != 40 {
-		t.Fatalf("envelopes by status: %v (%v), want 40 processed", counts, err)
+	if n := len(a.rt.all()); n != 30 {
+		t.Fatalf("a routed %d events after it stopped, want 30 in all", n)
 	}
 }
 

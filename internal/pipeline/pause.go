@@ -31,6 +31,7 @@ func (p *Pipeline) setHold(fn func(*pauseState)) {
 		p.pause.resumed = nil
 	}
 	p.pausedGauge.Set(b2f(p.pause.paused))
+	p.standbyGauge.Set(b2f(p.pause.standby))
 	p.pmu.Unlock()
 	if was && !now {
 		p.Notify()

@@ -118,9 +118,10 @@ type Pipeline struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 
-	pmu         sync.Mutex // guards pause
-	pause       pauseState
-	pausedGauge prometheus.Gauge
+	pmu          sync.Mutex // guards pause
+	pause        pauseState
+	pausedGauge  prometheus.Gauge
+	standbyGauge prometheus.Gauge
 }
 
 // New makes a pipeline.
@@ -156,9 +157,11 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 			Help: "Time to process one envelope.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		pausedGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hiegw_pipeline_paused",
 			Help: "1 while an operator has paused processing (messages are still received and acknowledged)."}),
+		standbyGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hiegw_pipeline_standby",
+			Help: "1 while another replica holds the processing lease and this one only receives."}),
 	}
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(p.processed, p.failed, p.seconds, p.pausedGauge)
+		o.Registerer.MustRegister(p.processed, p.failed, p.seconds, p.pausedGauge, p.standbyGauge)
 	}
 	return p
 }
