@@ -486,8 +486,10 @@ func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
 	if err := db.visible(ctx); err != nil {
 		return err
 	}
+	// An envelope already processed stays so: on PostgreSQL another replica
+	// may have processed it since this one gave up on it.
 	_, err := db.log.ExecContext(ctx, db.rebind(`UPDATE envelopes SET status = 'failed', error = ?, attempts = attempts + 1,
-		processed_at = ? WHERE id = ?`), reason, time.Now().UTC(), id)
+		processed_at = ? WHERE id = ? AND status <> 'processed'`), reason, time.Now().UTC(), id)
 	if err != nil {
 		return fmt.Errorf("mark envelope failed: %w", err)
 	}

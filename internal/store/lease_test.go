@@ -148,3 +148,28 @@ func TestAlreadyProcessedRollsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkFailedKeepsProcessed: a failure reported for an envelope that is
+// already processed (by another replica) does not undo that.
+func TestMarkFailedKeepsProcessed(t *testing.T) {
+	backends(t, func(t *testing.T, db *DB) {
+		ctx := context.Background()
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"e1", "e2"} {
+			if err := db.MarkFailed(ctx, id, "bad date"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for id, want := range map[string]string{"e1": "processed", "e2": "failed"} {
+			e, err := db.GetEnvelope(ctx, id)
+			if err != nil || e.Status != want {
+				t.Errorf("%s: %q (%v), want %s", id, e.Status, err, want)
+			}
+		}
+	})
+}
