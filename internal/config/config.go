@@ -335,10 +335,27 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 			return nil, fmt.Errorf("%s: %w", from, err)
 		}
 	}
+	// Secrets come from the environment only, never from flags (which any
+	// user of the machine can read in the process list).
+	for _, e := range secretEnv {
+		if v := getenv(e.name); v != "" {
+			*e.field(c) = v
+		}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// secretEnv are the settings that an environment variable may hold instead
+// of the configuration file: a Kubernetes Secret or a systemd credential
+// then keeps them out of the file.
+var secretEnv = []struct {
+	name  string
+	field func(*Config) *string
+}{
+	{"HIEGW_KAFKA_SASL_PASSWORD", func(c *Config) *string { return &c.Kafka.SASL.Password }},
 }
 
 func (c *Config) readFile(path string) error {

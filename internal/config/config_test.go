@@ -94,3 +94,19 @@ func TestLeaseTTL(t *testing.T) {
 		}
 	}
 }
+
+func TestSASLPasswordFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "kafka.yaml")
+	os.WriteFile(f, []byte("kafka:\n  brokers: [\"k1:9092\"]\n  sasl:\n    mechanism: SCRAM-SHA-512\n    user: hiegw\n"), 0o600)
+	if _, err := Load([]string{"--config", f}, env(nil), os.Stderr); err == nil || !strings.Contains(err.Error(), "kafka.sasl") {
+		t.Fatalf("a SASL user without a password: %v", err)
+	}
+	c, err := Load([]string{"--config", f}, env(map[string]string{"HIEGW_KAFKA_SASL_PASSWORD": "s3cret"}), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.SASL.Password != "s3cret" || c.Redacted().Kafka.SASL.Password == "s3cret" {
+		t.Fatalf("password %q", c.Kafka.SASL.Password)
+	}
+}
