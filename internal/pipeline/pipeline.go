@@ -321,7 +321,9 @@ func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
 		case len(ready) == 1:
 			p.processWithRetry(ctx, ready[0].e)
 		case len(ready) > 1:
-			if err := p.commit(ctx, ready...); err != nil {
+			if err := p.commit(ctx, ready...); errors.Is(err, store.ErrLeaseLost) {
+				return // the rest is for the replica that holds the lease now
+			} else if err != nil {
 				for _, r := range ready {
 					p.processWithRetry(ctx, r.e)
 				}
