@@ -105,7 +105,8 @@ async function statusView(el) {
       } catch (e) { fail(e); }
     });
     replace(processing, h('dl', { class: 'kv' },
-      h('dt', {}, 'State'), h('dd', {}, badge(p.paused ? 'paused' : 'running'), ' ', btn),
+      h('dt', {}, 'State'), h('dd', {}, badge(p.paused ? 'paused' : p.standby ? 'standby' : 'running'), ' ', btn,
+        p.standby ? ' another replica holds the processing lease; this one receives and stores' : ''),
       h('dt', {}, 'Waiting'), h('dd', {}, String(p.waiting || 0), ' message(s) received and not yet processed')));
   }
 
