@@ -123,12 +123,7 @@ func TestAlreadyProcessedRollsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
-		t.Fatal(err)
-	}
+	insertOneProcessed(t, db)
 	err = db.InTx(ctx, func(tx *Tx) error {
 		if err := tx.FinishEnvelope(ctx, "e2", "p2", "v2"); err != nil {
 			return err
@@ -154,12 +149,7 @@ func TestAlreadyProcessedRollsBack(t *testing.T) {
 func TestMarkFailedKeepsProcessed(t *testing.T) {
 	backends(t, func(t *testing.T, db *DB) {
 		ctx := context.Background()
-		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
-			t.Fatal(err)
-		}
+		insertOneProcessed(t, db)
 		for _, id := range []string{"e1", "e2"} {
 			if err := db.MarkFailed(ctx, id, "bad date"); err != nil {
 				t.Fatal(err)

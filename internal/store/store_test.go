@@ -29,6 +29,19 @@ func backends(t *testing.T, fn func(t *testing.T, db *DB)) {
 	})
 }
 
+// insertOneProcessed stores envelopes e1 and e2 of sender A, and processes
+// e1 (for patient p1, mapping version v1).
+func insertOneProcessed(t *testing.T, db *DB) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func env(id, sender, key string) *Envelope {
 	return &Envelope{ID: id, Channel: "mllp", Sender: sender, ReceivedAt: time.Now(), Kind: "hl7v2",
 		MessageType: "ADT^A01", ControlID: key, DedupKey: "msh10:" + key, SHA256: "x", Status: "received",
@@ -253,12 +266,7 @@ func TestLostLogUpdateIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1"), env("e2", "A", "2")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") }); err != nil {
-		t.Fatal(err)
-	}
+	insertOneProcessed(t, db)
 	got, err := db.GetEnvelope(ctx, "e1")
 	if err != nil || got.Status != "processed" || got.PatientID != "p1" {
 		t.Fatalf("after processing: %+v %v", got, err)
