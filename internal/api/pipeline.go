@@ -9,13 +9,15 @@ type PipelineControl interface {
 	Pause()
 	Resume()
 	Paused() bool
-	// Standby tells whether another replica holds the processing lease.
+	// Standby tells whether other replicas hold every processing partition.
 	Standby() bool
+	// Partitions tells how many sender partitions this replica processes.
+	Partitions() int
 }
 
 // pipelineState answers GET /api/v1/pipeline: whether processing is paused,
-// whether this replica stands by for the processing lease, and how many
-// messages wait for processing.
+// how many sender partitions this replica processes (standby: none), and how
+// many messages wait for processing.
 func (a *api) pipelineState(w http.ResponseWriter, r *http.Request) {
 	c, err := a.st.CountEnvelopes(r.Context())
 	if err != nil {
@@ -23,7 +25,8 @@ func (a *api) pipelineState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"paused": a.o.Pipeline.Paused(), "standby": a.o.Pipeline.Standby(),
-		"waiting": c["received"]})
+		"partitions": a.o.Pipeline.Partitions(),
+		"waiting":    c["received"]})
 }
 
 // pausePipeline and resumePipeline (operators only, audited) hold and

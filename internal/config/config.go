@@ -182,12 +182,13 @@ type Config struct {
 		// stores and acknowledges, and processes nothing until an operator
 		// resumes it (POST /api/v1/pipeline/resume). An intake-only replica.
 		Paused bool `yaml:"paused"`
-		// LeaseTTL is the processing lease's time to live on PostgreSQL:
-		// of the replicas sharing a database, only the one holding the
-		// lease processes; it renews it every third of this, and another
-		// takes it over this long after the holder stopped renewing (at
-		// once after a clean shutdown). 0s turns the lease off (every
-		// replica processes: only for a single replica).
+		// LeaseTTL is the processing leases' time to live on PostgreSQL:
+		// the replicas sharing a database split processing by sender
+		// partition, each partition under a lease its replica renews
+		// every third of this; the others take a replica's partitions
+		// over this long after it stopped renewing (at once after a clean
+		// shutdown). 0s turns the leases off (every replica processes
+		// everything: only for a single replica).
 		LeaseTTL Duration `yaml:"lease_ttl"`
 	} `yaml:"pipeline"`
 	Intake struct {

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,8 @@ func startReplica(t *testing.T, dsn, owner string, norm pipeline.Normalizer) *re
 	r := &replica{db: db, rt: &captureRouter{}, done: make(chan struct{})}
 	r.reg = prometheus.NewRegistry()
 	r.p = pipeline.New(db, norm, r.rt, pipeline.Options{Lanes: 2, Poll: 50 * time.Millisecond, Registerer: r.reg,
-		Lease: &pipeline.Lease{Store: db, Owner: owner, TTL: time.Second}})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("replica", owner),
+		Lease:  &pipeline.Lease{Store: db, Owner: owner, TTL: time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.p.Run(ctx); close(r.done) }()
@@ -43,15 +45,25 @@ func startReplica(t *testing.T, dsn, owner string, norm pipeline.Normalizer) *re
 
 func (r *replica) stop() { r.cancel(); <-r.done }
 
+// leaseEnvelopes are envelopes from to of twelve senders, in turn, each
+// sender about a patient of its own (without the MPI's up-front locking,
+// transactions that resolve the same patients in different orders may
+// deadlock and be retried, and the test router counts each try).
 func leaseEnvelopes(from, to int) []*store.Envelope {
 	var envs []*store.Envelope
 	for i := from; i <= to; i++ {
 		cid := fmt.Sprintf("L%03d", i)
-		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(700 + i%5), family: "DOE", given: "JO", dob: "19700101", sex: "M"})
-		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
+		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(700 + i%12), family: "DOE", given: "JO", dob: "19700101", sex: "M"})
+		e := hl7Envelope("e"+cid, cid, raw)
+		e.Sender = fmt.Sprint("S", i%12)
+		envs = append(envs, e)
 	}
 	return envs
 }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
 
 // gaugeValue reads a registered gauge.
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -78,46 +90,62 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// TestLeaseOneReplicaProcesses: of two replicas sharing PostgreSQL only the
-// one holding the processing lease processes; when it shuts down the other
-// takes over at once.
-func TestLeaseOneReplicaProcesses(t *testing.T) {
+// TestLeaseSplitsProcessing: two replicas sharing PostgreSQL split the
+// sender partitions between them; each envelope is processed once, by the
+// replica holding its sender's partition, in order per sender; when one
+// shuts down the other takes every partition over at once.
+func TestLeaseSplitsProcessing(t *testing.T) {
 	dsn := store.TestPostgresDSN(t)
 	ctx := context.Background()
 	a := startReplica(t, dsn, "a", pidNormalizer{})
-	waitFor(t, "a to hold the lease", func() bool { return !a.p.Standby() })
+	waitFor(t, "a to hold every partition", func() bool { return a.p.Partitions() == pipeline.Partitions })
 	b := startReplica(t, dsn, "b", pidNormalizer{})
-	if _, err := b.db.InsertEnvelopes(ctx, leaseEnvelopes(1, 30)); err != nil {
+	waitFor(t, "the partitions to be split", func() bool {
+		return a.p.Partitions() == pipeline.Partitions/2 && b.p.Partitions() == pipeline.Partitions/2
+	})
+	if gaugeValue(t, a.reg, "hiegw_pipeline_standby") != 0 || gaugeValue(t, b.reg, "hiegw_pipeline_standby") != 0 {
+		t.Fatal("a replica holding partitions says it stands by")
+	}
+	if _, err := b.db.InsertEnvelopes(ctx, leaseEnvelopes(1, 120)); err != nil {
 		t.Fatal(err)
 	}
 	a.p.Notify()
 	b.p.Notify()
-	waitFor(t, "30 events", func() bool { return len(a.rt.all())+len(b.rt.all()) >= 30 })
-	time.Sleep(300 * time.Millisecond) // b polls several times meanwhile
-	if n := len(b.rt.all()); n != 0 || !b.p.Standby() {
-		t.Fatalf("the replica without the lease processed %d envelopes (standby %v)", n, b.p.Standby())
+	waitFor(t, "120 envelopes processed", func() bool {
+		counts, err := b.db.CountEnvelopes(ctx)
+		return err == nil && counts["processed"] == 120
+	})
+	bySender := map[string]string{} // sender: the replica that routed its events
+	for name, r := range map[string]*replica{"a": a, "b": b} {
+		last := map[string]string{}
+		for _, ev := range r.rt.all() {
+			if other, ok := bySender[ev.Sender]; ok && other != name {
+				t.Fatalf("sender %s processed by both replicas", ev.Sender)
+			}
+			bySender[ev.Sender] = name
+			if ev.EnvelopeID <= last[ev.Sender] {
+				t.Fatalf("sender %s out of order on %s: %s after %s", ev.Sender, name, ev.EnvelopeID, last[ev.Sender])
+			}
+			last[ev.Sender] = ev.EnvelopeID
+		}
 	}
-	if a, b := gaugeValue(t, a.reg, "hiegw_pipeline_standby"), gaugeValue(t, b.reg, "hiegw_pipeline_standby"); a != 0 || b != 1 {
-		t.Fatalf("hiegw_pipeline_standby: holder %v, the other %v", a, b)
-	}
-	if n := len(a.rt.all()); n != 30 {
-		t.Fatalf("the lease holder processed %d envelopes, want 30", n)
+	if n := len(a.rt.all()) + len(b.rt.all()); n != 120 || len(a.rt.all()) == 0 || len(b.rt.all()) == 0 {
+		t.Fatalf("a routed %d, b %d events; want 120 between both", len(a.rt.all()), len(b.rt.all()))
 	}
 
-	a.stop() // a clean shutdown releases the lease
-	if _, err := b.db.InsertEnvelopes(ctx, leaseEnvelopes(31, 40)); err != nil {
+	a.stop() // a clean shutdown gives the partitions back
+	waitFor(t, "b to take every partition", func() bool { return b.p.Partitions() == pipeline.Partitions })
+	before := len(b.rt.all())
+	if _, err := b.db.InsertEnvelopes(ctx, leaseEnvelopes(121, 150)); err != nil {
 		t.Fatal(err)
 	}
 	b.p.Notify()
 	waitFor(t, "b to process what came after a stopped", func() bool {
 		counts, err := b.db.CountEnvelopes(ctx)
-		return err == nil && counts["processed"] == 40
+		return err == nil && counts["processed"] == 150
 	})
-	if n := len(b.rt.all()); n < 10 || b.p.Standby() {
-		t.Fatalf("b routed %d events (standby %v), want 10", n, b.p.Standby())
-	}
-	if n := len(a.rt.all()); n != 30 {
-		t.Fatalf("a routed %d events after it stopped, want 30 in all", n)
+	if n := len(b.rt.all()) - before; n != 30 {
+		t.Fatalf("b routed %d events after a stopped, want 30", n)
 	}
 }
 
@@ -141,9 +169,9 @@ func (h *holdOnce) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normali
 	return h.pidNormalizer.NormalizeHL7(sender, m)
 }
 
-// TestLeaseLostCommitsNothing: a replica whose lease another took while it
-// was working on a message commits nothing of it, stands by, and processes
-// the message once the lease comes back to it.
+// TestLeaseLostCommitsNothing: a replica whose partition another took while
+// it was working on a message commits nothing of it, gives the partition up,
+// and processes the message once the partition comes back to it.
 func TestLeaseLostCommitsNothing(t *testing.T) {
 	dsn := store.TestPostgresDSN(t)
 	ctx := context.Background()
@@ -161,14 +189,15 @@ func TestLeaseLostCommitsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.ReleaseLease(ctx, "processing", "a"); err != nil {
+	part := pipeline.LeaseName("processing", "S1")
+	if err := admin.ReleaseLease(ctx, part, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, err := admin.HoldLease(ctx, "processing", "other", time.Hour); err != nil || !held {
+	if held, _, err := admin.HoldLease(ctx, part, "other", time.Hour); err != nil || !held {
 		t.Fatalf("take the lease over: %v %v", held, err)
 	}
 	close(norm.release)
-	waitFor(t, "a to stand by", a.p.Standby)
+	waitFor(t, "a to give the partition up", func() bool { return a.p.Partitions() == pipeline.Partitions-1 })
 	e, err := a.db.GetEnvelope(ctx, "eL001")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +205,7 @@ func TestLeaseLostCommitsNothing(t *testing.T) {
 	if e.Status != "received" || len(a.rt.all()) != 0 {
 		t.Fatalf("after the lease was lost: status %q, %d events; want received and none", e.Status, len(a.rt.all()))
 	}
-	if err := admin.ReleaseLease(ctx, "processing", "other"); err != nil {
+	if err := admin.ReleaseLease(ctx, part, "other"); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, a.db, "eL001", "processed")

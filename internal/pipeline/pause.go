@@ -3,14 +3,14 @@ package pipeline
 import "context"
 
 // pauseState holds what keeps a pipeline from processing: an operator's
-// pause, or standing by while another replica holds the processing lease
+// pause, or standing by while other replicas hold every processing partition
 // (lease.go). While held, no envelope starts processing (what a lane holds
 // waits with the rest). Intake goes on receiving, storing and
 // acknowledging, so an operator can hold processing during a downstream
 // outage or a mapping fix without refusing senders.
 type pauseState struct {
 	paused  bool          // by an operator
-	standby bool          // another replica holds the processing lease
+	standby bool          // other replicas hold every processing partition
 	resumed chan struct{} // closed once neither holds
 }
 
@@ -58,8 +58,8 @@ func (p *Pipeline) Paused() bool {
 	return p.pause.paused
 }
 
-// Standby tells whether this pipeline waits for the processing lease,
-// which another replica holds.
+// Standby tells whether this pipeline holds no processing partition (other
+// replicas hold them all).
 func (p *Pipeline) Standby() bool {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()

@@ -91,8 +91,8 @@ type Options struct {
 	Identity *Identity
 	// AppAcks, when set, queues application acknowledgements.
 	AppAcks AppAcks
-	// Lease, when set, lets this pipeline process only while it holds the
-	// processing lease (replicas sharing one database; see lease.go).
+	// Lease, when set, lets this pipeline process only the senders whose
+	// partitions it holds (replicas sharing one database; see lease.go).
 	Lease      *Lease
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -122,6 +122,8 @@ type Pipeline struct {
 	pause        pauseState
 	pausedGauge  prometheus.Gauge
 	standbyGauge prometheus.Gauge
+
+	leases leases // the partitions held, with Options.Lease
 }
 
 // New makes a pipeline.
@@ -158,7 +160,7 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 		pausedGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hiegw_pipeline_paused",
 			Help: "1 while an operator has paused processing (messages are still received and acknowledged)."}),
 		standbyGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hiegw_pipeline_standby",
-			Help: "1 while another replica holds the processing lease and this one only receives."}),
+			Help: "1 while other replicas hold every processing partition and this one only receives."}),
 	}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(p.processed, p.failed, p.seconds, p.pausedGauge, p.standbyGauge)
@@ -233,6 +235,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 		}
 		for _, e := range envs {
 			cursor = e.Seq
+			if !p.owns(e.Sender) {
+				continue // another replica's partition
+			}
 			p.mu.Lock()
 			busy := p.inflight[e.ID]
 			p.inflight[e.ID] = true
@@ -324,6 +329,7 @@ func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
 			if err := p.commit(ctx, ready...); errors.Is(err, store.ErrLeaseLost) {
 				return // the rest is for the replica that holds the lease now
 			} else if err != nil {
+				p.o.Logger.Debug("pipeline: a run's transaction failed; committing its envelopes one by one", "envelopes", len(ready), "err", err)
 				for _, r := range ready {
 					p.processWithRetry(ctx, r.e)
 				}
@@ -440,7 +446,7 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 	var acked []func() // application acks queued, told once committed
 	err := p.st.InTx(ctx, func(tx *store.Tx) error {
 		if l := p.o.Lease; l != nil {
-			if err := tx.CheckLease(ctx, l.Name, l.Owner); err != nil {
+			if err := tx.CheckLease(ctx, p.leaseNames(envs), l.Owner); err != nil {
 				return err
 			}
 		}

@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // ErrLeaseLost is returned by Tx.CheckLease when the transaction's process
@@ -57,23 +60,39 @@ func (db *DB) ReleaseLease(ctx context.Context, name, owner string) error {
 	return nil
 }
 
+// LiveLeases counts the unexpired leases whose names start with prefix (1
+// on the embedded store, which one process owns).
+func (db *DB) LiveLeases(ctx context.Context, prefix string) (int, error) {
+	if db.backend != Postgres {
+		return 1, nil
+	}
+	var n int
+	if err := db.x.GetContext(ctx, &n, `SELECT COUNT(*) FROM processing_lease
+ WHERE starts_with(name, $1) AND until > now()`, prefix); err != nil {
+		return 0, fmt.Errorf("count leases %s*: %w", prefix, err)
+	}
+	return n, nil
+}
+
 // CheckLease fences the transaction: it fails with ErrLeaseLost unless owner
-// holds the named lease, and keeps it held until the transaction ends (the
-// row is locked FOR SHARE, so another replica's takeover waits for this
-// commit, and a commit never follows a takeover). A no-op on the embedded
-// store.
-func (t *Tx) CheckLease(ctx context.Context, name, owner string) error {
-	if t.db.backend != Postgres {
+// holds every named lease, and keeps them held until the transaction ends
+// (the rows are locked FOR SHARE, so another replica's takeover waits for
+// this commit, and a commit never follows a takeover). A no-op on the
+// embedded store.
+func (t *Tx) CheckLease(ctx context.Context, names []string, owner string) error {
+	if t.db.backend != Postgres || len(names) == 0 {
 		return nil
 	}
-	var one int
-	err := t.tx.GetContext(ctx, &one, `SELECT 1 FROM processing_lease
- WHERE name = $1 AND owner = $2 AND until > now() FOR SHARE`, name, owner)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrLeaseLost
-	}
+	var held []string
+	err := t.tx.SelectContext(ctx, &held, `SELECT name FROM processing_lease
+ WHERE name = ANY($1) AND owner = $2 AND until > now() FOR SHARE`, pq.Array(names), owner)
 	if err != nil {
-		return fmt.Errorf("check lease %s: %w", name, err)
+		return fmt.Errorf("check leases: %w", err)
+	}
+	for _, n := range names {
+		if !slices.Contains(held, n) {
+			return fmt.Errorf("%w: %s", ErrLeaseLost, n)
+		}
 	}
 	return nil
 }

@@ -28,17 +28,17 @@ func TestProcessingLease(t *testing.T) {
 	hold("b", time.Minute, false, "a")
 	hold("a", time.Minute, true, "a") // renewal
 	// A transaction of the holder passes the fence; one of b does not.
-	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "a") }); err != nil {
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"processing"}, "a") }); err != nil {
 		t.Fatalf("holder's fence: %v", err)
 	}
-	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "b") }); !errors.Is(err, ErrLeaseLost) {
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"processing"}, "b") }); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("other's fence: %v, want ErrLeaseLost", err)
 	}
 	// An expired lease goes to whoever asks next, and its old holder's
 	// transactions fail.
 	hold("a", time.Millisecond, true, "a")
 	time.Sleep(20 * time.Millisecond)
-	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", "a") }); !errors.Is(err, ErrLeaseLost) {
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"processing"}, "a") }); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("expired holder's fence: %v, want ErrLeaseLost", err)
 	}
 	hold("b", time.Minute, true, "b")
@@ -54,7 +54,7 @@ func TestProcessingLease(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- db.InTx(ctx, func(tx *Tx) error {
-			if err := tx.CheckLease(ctx, "processing", "b"); err != nil {
+			if err := tx.CheckLease(ctx, []string{"processing"}, "b"); err != nil {
 				return err
 			}
 			close(inTx)
@@ -92,6 +92,27 @@ func TestProcessingLease(t *testing.T) {
 	}
 	hold("b", time.Minute, true, "b")
 	hold("a", time.Minute, false, "b")
+
+	// Several leases: a transaction needs all of them; live ones are
+	// counted by prefix.
+	for _, n := range []string{"p/0", "p/1", "p/member/a"} {
+		if held, _, err := db.HoldLease(ctx, n, "a", time.Minute); err != nil || !held {
+			t.Fatalf("%s: %v %v", n, held, err)
+		}
+	}
+	if held, _, err := db.HoldLease(ctx, "p/member/b", "b", time.Millisecond); err != nil || !held {
+		t.Fatalf("member b: %v %v", held, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n, err := db.LiveLeases(ctx, "p/member/"); err != nil || n != 1 {
+		t.Fatalf("live members: %d %v, want 1", n, err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"p/0", "p/1"}, "a") }); err != nil {
+		t.Fatalf("both held: %v", err)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"p/0", "p/2"}, "a") }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("one not held: %v, want ErrLeaseLost", err)
+	}
 }
 
 // TestProcessingLeaseEmbedded: the embedded store has one process, which
@@ -107,7 +128,7 @@ func TestProcessingLeaseEmbedded(t *testing.T) {
 		if held, _, err := db.HoldLease(ctx, "processing", owner, time.Minute); err != nil || !held {
 			t.Fatalf("%s: held %v, %v", owner, held, err)
 		}
-		if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, "processing", owner) }); err != nil {
+		if err := db.InTx(ctx, func(tx *Tx) error { return tx.CheckLease(ctx, []string{"processing"}, owner) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -106,7 +106,7 @@ async function statusView(el) {
     });
     replace(processing, h('dl', { class: 'kv' },
       h('dt', {}, 'State'), h('dd', {}, badge(p.paused ? 'paused' : p.standby ? 'standby' : 'running'), ' ', btn,
-        p.standby ? ' another replica holds the processing lease; this one receives and stores' : ''),
+        p.standby ? ' other replicas hold every processing partition; this one receives and stores' : ''),
       h('dt', {}, 'Waiting'), h('dd', {}, String(p.waiting || 0), ' message(s) received and not yet processed')));
   }
 
