@@ -394,11 +394,7 @@ func TestNoIntakeBesideAGateway(t *testing.T) {
 // forget it).
 func TestJournalCopiesWithoutReaders(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := TestEmbedded(t)
 	const senders, each = 4, 150
 	errs := make(chan error, senders)
 	for s := range senders {
@@ -435,11 +431,7 @@ func TestJournalCopiesWithoutReaders(t *testing.T) {
 // for the copy and is written then, not lost.
 func TestMarkProcessedOfAnEnvelopeNotCopiedYet(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := TestEmbedded(t)
 	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("in-log", "A", "1")}); err != nil {
 		t.Fatal(err)
 	}

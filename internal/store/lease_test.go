@@ -12,11 +12,7 @@ import (
 // a transaction fenced by it cannot commit after another replica took it.
 func TestProcessingLease(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Options{PostgresDSN: TestPostgresDSN(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testPostgres(t)
 	hold := func(owner string, ttl time.Duration, want bool, wantHolder string) {
 		t.Helper()
 		held, holder, err := db.HoldLease(ctx, "processing", owner, ttl)
@@ -119,11 +115,7 @@ func TestProcessingLease(t *testing.T) {
 // always holds the lease.
 func TestProcessingLeaseEmbedded(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := TestEmbedded(t)
 	for _, owner := range []string{"a", "b"} {
 		if held, _, err := db.HoldLease(ctx, "processing", owner, time.Minute); err != nil || !held {
 			t.Fatalf("%s: held %v, %v", owner, held, err)
@@ -139,13 +131,9 @@ func TestProcessingLeaseEmbedded(t *testing.T) {
 // was read fails whole.
 func TestAlreadyProcessedRollsBack(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Options{PostgresDSN: TestPostgresDSN(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testPostgres(t)
 	insertOneProcessed(t, db)
-	err = db.InTx(ctx, func(tx *Tx) error {
+	err := db.InTx(ctx, func(tx *Tx) error {
 		if err := tx.FinishEnvelope(ctx, "e2", "p2", "v2"); err != nil {
 			return err
 		}
@@ -183,4 +171,16 @@ func TestMarkFailedKeepsProcessed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testPostgres opens a store on a schema of its own (skipped without
+// PostgreSQL).
+func testPostgres(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), Options{PostgresDSN: TestPostgresDSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
