@@ -26,6 +26,7 @@ import (
 	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/intake"
+	"github.com/hiegw/hiegw/internal/journal"
 	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/mllp"
 	"github.com/hiegw/hiegw/internal/mpi"
@@ -67,6 +68,9 @@ type Gateway struct {
 	mllpLn, httpLn, pprofLn net.Listener
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
+
+	dirLock *os.File // the data directory's lock: one gateway per directory
+	owner   string   // this gateway in leases and claims shared with other replicas
 }
 
 // New builds the gateway and binds its listeners; Run serves.
@@ -87,6 +91,10 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if g.dirLock, err = journal.LockFile(filepath.Join(cfg.DataDir, "hiegw.lock")); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	g.owner = ownerName(cfg.DataDir, journal.LocksAcrossProcesses)
 	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync}); err != nil {
 		return err
 	}
@@ -109,7 +117,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 		}
 	}
 	g.router = route.NewRouter(subs, g.reg)
-	g.relay = route.NewRelay(g.db, g.producer, route.RelayOptions{Owner: relayOwner(), MaxAttempts: cfg.Kafka.MaxAttempts,
+	g.relay = route.NewRelay(g.db, g.producer, route.RelayOptions{Owner: g.owner, MaxAttempts: cfg.Kafka.MaxAttempts,
 		DeadLetterSuffix: cfg.Kafka.DeadLetterSuffix, Registerer: g.reg, Logger: log})
 	// The master patient index, with its default settings; every use binds
 	// it to a transaction of the store.
@@ -124,10 +132,10 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 		return err
 	}
 	aa := cfg.MLLP.AppAck
-	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: relayOwner(), Registerer: g.reg, Logger: log,
+	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: g.owner, Registerer: g.reg, Logger: log,
 		ReplyTimeout: time.Duration(aa.ReplyTimeout), MinBackoff: time.Duration(aa.MinBackoff), MaxBackoff: time.Duration(aa.MaxBackoff)})
 	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
-		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Lease: processingLease(cfg, g.db), Registerer: g.reg, Logger: log})
+		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Lease: processingLease(cfg, g.db, g.owner), Registerer: g.reg, Logger: log})
 	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped},
 		Covers:    func(sender, code, trigger string) bool { return g.maps.Current().Covers(sender, code, trigger) },
 		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect, MaxInFlight: g.db.InsertConcurrency(),
@@ -213,16 +221,28 @@ func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
 // processingLease is the lease that lets one of several replicas sharing
 // PostgreSQL process (nil on the embedded store, whose data directory one
 // process owns, and when pipeline.lease_ttl is 0).
-func processingLease(cfg *config.Config, db *store.DB) *pipeline.Lease {
+func processingLease(cfg *config.Config, db *store.DB, owner string) *pipeline.Lease {
 	if cfg.Store.PostgresDSN == "" || cfg.Pipeline.LeaseTTL == 0 {
 		return nil
 	}
-	return &pipeline.Lease{Store: db, Owner: relayOwner(), TTL: time.Duration(cfg.Pipeline.LeaseTTL)}
+	return &pipeline.Lease{Store: db, Owner: owner, TTL: time.Duration(cfg.Pipeline.LeaseTTL)}
 }
 
-func relayOwner() string {
+// ownerName names this gateway in the leases and claims it shares with
+// other replicas (processing partitions, outbox and application-ACK
+// claims). Where the data directory's lock keeps a second process out, the
+// name is the host and the directory, the same after a restart: a gateway
+// restarted after a crash takes back at once what it held, instead of
+// waiting for its leases to expire. Elsewhere the process id is added.
+func ownerName(dataDir string, locked bool) string {
 	h, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", h, os.Getpid())
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	if !locked {
+		return fmt.Sprintf("%s:%s/%d", h, dataDir, os.Getpid())
+	}
+	return h + ":" + dataDir
 }
 
 func (g *Gateway) startBroker() error {
@@ -587,6 +607,9 @@ func (g *Gateway) closeAll() {
 	}
 	if g.db != nil {
 		_ = g.db.Close()
+	}
+	if g.dirLock != nil {
+		_ = g.dirLock.Close()
 	}
 }
 

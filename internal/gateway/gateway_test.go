@@ -312,3 +312,32 @@ func TestInvalidTLSRefusesToStart(t *testing.T) {
 		t.Fatalf("want a start-up error naming mllp.tls, got %v", err)
 	}
 }
+
+// TestOneGatewayPerDataDir: a second gateway on a data directory in use is
+// refused with a message that says why, on PostgreSQL too (where no intake
+// journal locks the directory); once the first has stopped, the directory
+// can be used again, and the gateway's name in shared leases is the same as
+// before (a restart takes back what it held).
+func TestOneGatewayPerDataDir(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { oneGatewayPerDataDir(t, "") })
+	t.Run("postgres", func(t *testing.T) { oneGatewayPerDataDir(t, store.TestPostgresDSN(t)) })
+}
+
+func oneGatewayPerDataDir(t *testing.T, dsn string) {
+	dir := t.TempDir()
+	first := start(t, testConfig(t, dir, dsn))
+	_, err := New(context.Background(), testConfig(t, dir, dsn), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "is another hiegw using this data directory") {
+		t.Fatalf("a second gateway on %s: %v", dir, err)
+	}
+	name := first.g.owner
+	first.shutdown(t)
+	again := start(t, testConfig(t, dir, dsn))
+	defer again.shutdown(t)
+	if again.g.owner != name || !strings.Contains(name, dir) {
+		t.Fatalf("owner after a restart %q, before %q", again.g.owner, name)
+	}
+	if other := ownerName(t.TempDir(), true); other == name {
+		t.Fatalf("two data directories share the owner name %q", name)
+	}
+}

@@ -169,9 +169,9 @@ func Open(dir string, opt Options) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	lock, err := lockDir(filepath.Join(dir, "LOCK"))
+	lock, err := LockFile(filepath.Join(dir, "LOCK"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	j, err := open(dir, opt)
 	if err != nil {

@@ -18,19 +18,23 @@ func fdatasync(f *os.File) error {
 	}
 }
 
-// lockDir opens path and locks it exclusively, failing at once if another
+// LocksAcrossProcesses tells whether LockFile keeps other processes out.
+const LocksAcrossProcesses = true
+
+// LockFile opens path and locks it exclusively, failing at once if another
 // process holds it: two gateways appending to one journal would corrupt it.
-func lockDir(path string) (*os.File, error) {
+// The lock lasts until the file is closed or the process ends.
+func LockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("journal: %s is locked by another process: is another hiegw using this data directory?", path)
+			return nil, fmt.Errorf("%s is locked by another process: is another hiegw using this data directory?", path)
 		}
-		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
 }
