@@ -203,14 +203,13 @@ func (p *Pipeline) releaseLease() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.leases.mu.Lock()
-	until := p.leases.until
 	p.leases.until = [Partitions]time.Time{}
 	p.leases.mu.Unlock()
+	// Every partition, not only those this pipeline knows it holds: a round
+	// of balance cut short by the shutdown may have taken one more.
 	names := []string{l.member()}
-	for i, u := range until {
-		if !u.IsZero() {
-			names = append(names, l.partition(i))
-		}
+	for i := range Partitions {
+		names = append(names, l.partition(i))
 	}
 	for _, n := range names {
 		if err := l.Store.ReleaseLease(ctx, n, l.Owner); err != nil {
