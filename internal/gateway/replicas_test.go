@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/hiegw/hiegw/internal/pipeline"
+	"github.com/hiegw/hiegw/internal/store"
+)
+
+// TestReplicasSplitProcessing: two gateways on one PostgreSQL database,
+// each with its own data directory, split the sender partitions between
+// them; messages sent to either are each processed once, whichever replica
+// holds the sender's partition.
+func TestReplicasSplitProcessing(t *testing.T) {
+	dsn := store.TestPostgresDSN(t)
+	a := start(t, testConfig(t, t.TempDir(), dsn))
+	defer a.shutdown(t)
+	b := start(t, testConfig(t, t.TempDir(), dsn))
+	defer b.shutdown(t)
+	partitions := func(r *running) int {
+		resp, err := http.Get("http://" + r.g.HTTPAddr() + "/api/v1/pipeline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var s struct{ Partitions int }
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Partitions
+	}
+	waitFor(t, "the partitions to be split", func() bool {
+		return partitions(a) == pipeline.Partitions/2 && partitions(b) == pipeline.Partitions/2
+	})
+	// Twelve senders, each about a patient of its own, through both gateways.
+	base := readFile(t, "adt_a01.hl7")
+	const senders, each = 12, 5
+	for s := range senders {
+		for i := range each {
+			msg := bytes.Replace(base, []byte("|GOODHEALTH|HIEGW|"), fmt.Appendf(nil, "|FAC%d|HIEGW|", s), 1)
+			msg = bytes.Replace(msg, []byte("|ADT0001|"), fmt.Appendf(nil, "|R%d-%d|", s, i), 1)
+			msg = bytes.Replace(msg, []byte("4455667^^^GOODHEALTH"), fmt.Appendf(nil, "77%02d^^^GOODHEALTH", s), 1)
+			to := a
+			if (s+i)%2 == 1 {
+				to = b
+			}
+			if ack := send(t, to.g.MLLPAddr(), msg); ack.Get("MSA-1") != "CA" {
+				t.Fatalf("sender %d message %d: %q", s, i, ack.Raw())
+			}
+		}
+	}
+	waitFor(t, "every message processed", func() bool {
+		n, err := a.g.DB().CountEnvelopes(context.Background())
+		return err == nil && n["processed"] == senders*each
+	})
+	// One event per envelope and event type: processed twice, an
+	// envelope's events would repeat.
+	var envelopes, dup int
+	err := a.g.DB().SQL().QueryRow(`SELECT COUNT(DISTINCT envelope_id), COUNT(*) - COUNT(DISTINCT (envelope_id, event_type, topic))
+		FROM outbox`).Scan(&envelopes, &dup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envelopes != senders*each || dup != 0 {
+		t.Fatalf("outbox: events of %d envelopes, %d repeated; want %d envelopes, none repeated", envelopes, dup, senders*each)
+	}
+}
