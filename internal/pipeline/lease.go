@@ -65,6 +65,7 @@ func (l *Lease) member() string         { return l.Name + "/member/" + l.Owner }
 type leases struct {
 	mu    sync.Mutex
 	until [Partitions]time.Time // a held partition's lease runs at least this long
+	wake  chan struct{}         // an operator paused or resumed: balance now
 }
 
 // owns tells whether this pipeline may process sender's envelopes now.
@@ -109,6 +110,7 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.leases.wake:
 		case <-time.After(l.TTL / 3):
 		}
 	}
@@ -118,7 +120,14 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 func (p *Pipeline) balance(ctx context.Context, order []int) {
 	l := p.o.Lease
 	share := Partitions
-	if _, _, err := l.Store.HoldLease(ctx, l.member(), l.Owner, l.TTL); err != nil {
+	if p.Paused() {
+		// A paused replica processes nothing: its partitions go to the
+		// others, and it does not count among them.
+		share = 0
+		if err := l.Store.ReleaseLease(ctx, l.member(), l.Owner); err != nil {
+			p.o.Logger.Warn("pipeline: give back the processing member lease", "err", err)
+		}
+	} else if _, _, err := l.Store.HoldLease(ctx, l.member(), l.Owner, l.TTL); err != nil {
 		p.o.Logger.Warn("pipeline: renew the processing member lease", "err", err)
 	} else if n, err := l.Store.LiveLeases(ctx, l.Name+"/member/"); err != nil {
 		p.o.Logger.Warn("pipeline: count the processing replicas", "err", err)

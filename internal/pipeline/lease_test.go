@@ -91,9 +91,10 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // TestLeaseSplitsProcessing: two replicas sharing PostgreSQL split the
-// sender partitions between them; each envelope is processed once, by the
-// replica holding its sender's partition, in order per sender; when one
-// shuts down the other takes every partition over at once.
+// sender partitions between them (a paused one gives its partitions to the
+// other); each envelope is processed once, by the replica holding its
+// sender's partition, in order per sender; when one shuts down the other
+// takes every partition over at once.
 func TestLeaseSplitsProcessing(t *testing.T) {
 	dsn := store.TestPostgresDSN(t)
 	ctx := context.Background()
@@ -106,6 +107,16 @@ func TestLeaseSplitsProcessing(t *testing.T) {
 	if gaugeValue(t, a.reg, "hiegw_pipeline_standby") != 0 || gaugeValue(t, b.reg, "hiegw_pipeline_standby") != 0 {
 		t.Fatal("a replica holding partitions says it stands by")
 	}
+	// A paused replica's partitions go to the other, and come back when
+	// it resumes.
+	a.p.Pause()
+	waitFor(t, "b to take a's partitions while a is paused", func() bool {
+		return a.p.Partitions() == 0 && b.p.Partitions() == pipeline.Partitions
+	})
+	a.p.Resume()
+	waitFor(t, "the partitions to be split again", func() bool {
+		return a.p.Partitions() == pipeline.Partitions/2 && b.p.Partitions() == pipeline.Partitions/2
+	})
 	if _, err := b.db.InsertEnvelopes(ctx, leaseEnvelopes(1, 120)); err != nil {
 		t.Fatal(err)
 	}

@@ -45,11 +45,27 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Pause stops processing after the runs under way; it is idempotent.
-func (p *Pipeline) Pause() { p.setHold(func(s *pauseState) { s.paused = true }) }
+// Pause stops processing after the runs under way; it is idempotent. With
+// processing leases (several replicas) the replica's partitions go to the
+// others: pause every replica to hold processing altogether.
+func (p *Pipeline) Pause() {
+	p.setHold(func(s *pauseState) { s.paused = true })
+	p.wakeLeases()
+}
 
 // Resume lets processing go on; it is idempotent.
-func (p *Pipeline) Resume() { p.setHold(func(s *pauseState) { s.paused = false }) }
+func (p *Pipeline) Resume() {
+	p.setHold(func(s *pauseState) { s.paused = false })
+	p.wakeLeases()
+}
+
+// wakeLeases makes the lease keeper balance at once.
+func (p *Pipeline) wakeLeases() {
+	select {
+	case p.leases.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Paused tells whether an operator has paused processing.
 func (p *Pipeline) Paused() bool {

@@ -151,6 +151,7 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 		o.Lease = &l
 	}
 	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1), inflight: map[string]bool{},
+		leases: leases{wake: make(chan struct{}, 1)},
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_processed_total",
 			Help: "Envelopes processed into the record, by kind."}, []string{"kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_failed_total",
