@@ -9,9 +9,8 @@ type PipelineControl interface {
 	Pause()
 	Resume()
 	Paused() bool
-	// Standby tells whether other replicas hold every processing partition.
-	Standby() bool
-	// Partitions tells how many sender partitions this replica processes.
+	// Partitions tells how many sender partitions this replica processes
+	// (none: it stands by while other replicas process).
 	Partitions() int
 }
 
@@ -24,9 +23,9 @@ func (a *api) pipelineState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"paused": a.o.Pipeline.Paused(), "standby": a.o.Pipeline.Standby(),
-		"partitions": a.o.Pipeline.Partitions(),
-		"waiting":    c["received"]})
+	parts := a.o.Pipeline.Partitions()
+	writeJSON(w, http.StatusOK, map[string]any{"paused": a.o.Pipeline.Paused(), "standby": parts == 0,
+		"partitions": parts, "waiting": c["received"]})
 }
 
 // pausePipeline and resumePipeline (operators only, audited) hold and

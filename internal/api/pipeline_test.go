@@ -17,7 +17,6 @@ type fakePipeline struct {
 func (f *fakePipeline) Pause()          { f.mu.Lock(); f.paused = true; f.mu.Unlock() }
 func (f *fakePipeline) Resume()         { f.mu.Lock(); f.paused = false; f.mu.Unlock() }
 func (f *fakePipeline) Paused() bool    { f.mu.Lock(); defer f.mu.Unlock(); return f.paused }
-func (f *fakePipeline) Standby() bool   { return false }
 func (f *fakePipeline) Partitions() int { return 16 }
 
 // TestPipelinePauseResume: operators pause and resume processing, every

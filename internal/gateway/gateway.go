@@ -218,9 +218,9 @@ func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
 	return routes, nil
 }
 
-// processingLease is the lease that lets one of several replicas sharing
-// PostgreSQL process (nil on the embedded store, whose data directory one
-// process owns, and when pipeline.lease_ttl is 0).
+// processingLease configures the leases by which replicas sharing
+// PostgreSQL split processing between them (nil on the embedded store,
+// whose data directory one process owns, and when pipeline.lease_ttl is 0).
 func processingLease(cfg *config.Config, db *store.DB, owner string) *pipeline.Lease {
 	if cfg.Store.PostgresDSN == "" || cfg.Pipeline.LeaseTTL == 0 {
 		return nil

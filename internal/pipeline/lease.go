@@ -2,9 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
-	"hash/fnv"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -45,20 +44,20 @@ type Lease struct {
 	Name  string        // prefix of the leases' names; default "processing"
 	Owner string        // this process, unique among the replicas
 	TTL   time.Duration // default 15s
+
+	names [Partitions]string // the partitions' lease names (New)
 }
 
 // LeaseName is the name of the lease that covers sender's envelopes.
-func LeaseName(name, sender string) string {
-	return fmt.Sprintf("%s/%d", name, partitionOf(sender))
-}
+func LeaseName(name, sender string) string { return partitionName(name, partitionOf(sender)) }
 
-func partitionOf(sender string) int {
-	h := fnv.New32a()
-	h.Write([]byte(sender))
-	return int(h.Sum32() % Partitions)
-}
+func partitionName(name string, i int) string { return name + "/" + strconv.Itoa(i) }
 
-func (l *Lease) partition(i int) string { return fmt.Sprintf("%s/%d", l.Name, i) }
+// partitionOf is sender's partition: senders hash to partitions as they
+// hash to lanes.
+func partitionOf(sender string) int { return laneOf(sender, Partitions) }
+
+func (l *Lease) partition(i int) string { return l.names[i] }
 func (l *Lease) member() string         { return l.Name + "/member/" + l.Owner }
 
 // leases is what a pipeline holds.
@@ -197,7 +196,7 @@ func (p *Pipeline) standBy(on bool) {
 func (p *Pipeline) leaseNames(envs []prepared) []string {
 	var names []string
 	for _, pe := range envs {
-		if n := LeaseName(p.o.Lease.Name, pe.e.Sender); !slices.Contains(names, n) {
+		if n := p.o.Lease.partition(partitionOf(pe.e.Sender)); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}

@@ -74,14 +74,6 @@ func (p *Pipeline) Paused() bool {
 	return p.pause.paused
 }
 
-// Standby tells whether this pipeline holds no processing partition (other
-// replicas hold them all).
-func (p *Pipeline) Standby() bool {
-	p.pmu.Lock()
-	defer p.pmu.Unlock()
-	return p.pause.standby
-}
-
 // gate waits while the pipeline is paused or standing by; false means ctx
 // ended first.
 func (p *Pipeline) gate(ctx context.Context) bool {

@@ -148,6 +148,9 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 		if l.TTL <= 0 {
 			l.TTL = 15 * time.Second
 		}
+		for i := range l.names {
+			l.names[i] = partitionName(l.Name, i)
+		}
 		o.Lease = &l
 	}
 	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1), inflight: map[string]bool{},
