@@ -220,7 +220,11 @@ func migrate(ctx context.Context, x *sqlx.DB, dialect goose.Dialect, dir string)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	p, err := goose.NewProvider(dialect, x.DB, sub)
+	var opts []goose.ProviderOption
+	if dialect == goose.DialectPostgres {
+		opts = append(opts, goose.WithSessionLocker(schemaLocker{}))
+	}
+	p, err := goose.NewProvider(dialect, x.DB, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -235,6 +239,33 @@ func migrate(ctx context.Context, x *sqlx.DB, dialect goose.Dialect, dir string)
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// schemaLocker makes gateways that start at once on one PostgreSQL schema
+// (the replicas of a deployment) migrate it one after another: without it,
+// two could create the same table at the same moment and one would fail to
+// start. The lock is a session-level advisory lock for the schema, taken
+// with a blocking pg_advisory_lock, so a waiting gateway goes on as soon as
+// the first is done (goose's own locker polls once a second or slower).
+type schemaLocker struct{}
+
+// migrateLockClass is the first key of the advisory lock: "hiegw" read as
+// an integer; the second key is a hash of the schema name, so gateways on
+// other schemas of the same database do not wait for each other.
+const migrateLockClass = 0x68696567
+
+func (schemaLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, hashtext(coalesce(current_schema(), '')))`, migrateLockClass); err != nil {
+		return fmt.Errorf("lock the schema for migrations: %w", err)
+	}
+	return nil
+}
+
+func (schemaLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, hashtext(coalesce(current_schema(), '')))`, migrateLockClass); err != nil {
+		return fmt.Errorf("unlock the schema after migrations: %w", err)
 	}
 	return nil
 }
