@@ -98,6 +98,14 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync}); err != nil {
 		return err
 	}
+	if journal.LocksAcrossProcesses {
+		// No other process goes by this name: what it still has claimed
+		// is a crashed predecessor's, and is taken back now rather than
+		// when the claims' leases run out.
+		if err := g.db.ReleaseOwnClaims(ctx, g.owner); err != nil {
+			return err
+		}
+	}
 	if err := g.startBroker(); err != nil {
 		return err
 	}

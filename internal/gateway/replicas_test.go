@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/hiegw/hiegw/internal/journal"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/store"
 )
@@ -69,4 +71,36 @@ func TestReplicasSplitProcessing(t *testing.T) {
 	if envelopes != senders*each || dup != 0 {
 		t.Fatalf("outbox: events of %d envelopes, %d repeated; want %d envelopes, none repeated", envelopes, dup, senders*each)
 	}
+}
+
+// TestRestartTakesBackOwnClaims: on PostgreSQL a gateway restarted on the
+// same host and data directory after a crash publishes at once the events
+// its predecessor had claimed and not published, instead of waiting for
+// the claim's lease (here an hour) to run out.
+func TestRestartTakesBackOwnClaims(t *testing.T) {
+	dsn := store.TestPostgresDSN(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{PostgresDSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(ctx, func(tx *store.Tx) error {
+		return tx.AddOutbox(ctx, store.OutboxEntry{Subscriber: "default", Topic: "hie.events", Key: "crashed",
+			Headers: map[string]string{}, Payload: []byte(`{"resourceType":"Bundle","type":"collection"}`)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := db.ClaimOutbox(ctx, ownerName(dir, journal.LocksAcrossProcesses), 10, time.Hour); err != nil || len(rows) != 1 {
+		t.Fatalf("the crashed gateway's claim: %v %v", rows, err)
+	}
+	db.Close()
+	r := start(t, testConfig(t, dir, dsn))
+	defer r.shutdown(t)
+	waitFor(t, "the predecessor's claimed event to be published", func() bool {
+		var unsent int
+		err := r.g.DB().SQL().QueryRow(`SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL`).Scan(&unsent)
+		return err == nil && unsent == 0
+	})
 }

@@ -210,3 +210,49 @@ func TestClaimsReleasedAtStart(t *testing.T) {
 		t.Fatalf("after restart, outbox: %v %v", got, err)
 	}
 }
+
+// TestOwnClaimsReleasedAtStart: on PostgreSQL a gateway restarted under the
+// same name gives back what its crashed predecessor had claimed, and leaves
+// other gateways' live claims alone.
+func TestOwnClaimsReleasedAtStart(t *testing.T) {
+	db := testPostgres(t)
+	ctx := context.Background()
+	for i, sender := range []string{"A", "B"} {
+		if _, err := db.EnqueueAppAck(ctx, appAck(fmt.Sprint("env-", i), sender, "1", AppAckPending)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		for i := range 4 {
+			if err := tx.AddOutbox(ctx, OutboxEntry{Subscriber: "s", Topic: "t", Key: fmt.Sprint(i), Headers: map[string]string{}, Payload: []byte("p")}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(owner, sender string, outbox int) {
+		t.Helper()
+		if got, err := db.ClaimAppAcks(ctx, sender, owner, 10, time.Hour); err != nil || len(got) != 1 {
+			t.Fatalf("%s claims acks of %s: %v %v", owner, sender, got, err)
+		}
+		if got, err := db.ClaimOutbox(ctx, owner, outbox, time.Hour); err != nil || len(got) != outbox {
+			t.Fatalf("%s claims outbox: %d rows, %v", owner, len(got), err)
+		}
+	}
+	claim("host:/data", "A", 3)
+	claim("other:/data", "B", 1)
+	if err := db.ReleaseOwnClaims(ctx, "host:/data"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.ClaimOutbox(ctx, "host:/data", 10, time.Hour); err != nil || len(got) != 3 {
+		t.Fatalf("after the restart the gateway claims %d outbox rows (%v), want its own 3", len(got), err)
+	}
+	if got, err := db.ClaimAppAcks(ctx, "A", "host:/data", 10, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("after the restart, acks of A: %v %v", got, err)
+	}
+	if got, err := db.ClaimAppAcks(ctx, "B", "third:/data", 10, time.Hour); err != nil || len(got) != 0 {
+		t.Fatalf("another gateway's live claim was released: %v %v", got, err)
+	}
+}

@@ -265,15 +265,33 @@ func (db *DB) ReplayOutbox(ctx context.Context, subscriber string, since time.Ti
 // one process at a time uses the data directory (the journal's lock), so
 // every claim found at start-up is a dead process's, and waiting for its
 // lease to run out would only hold up delivery. (On PostgreSQL other
-// gateways may hold live claims; their leases decide.)
-func (db *DB) releaseClaims(ctx context.Context) error {
+// gateways may hold live claims; see ReleaseOwnClaims.)
+func (db *DB) releaseClaims(ctx context.Context) error { return db.releaseClaimsOf(ctx, "") }
+
+// ReleaseOwnClaims gives back, on PostgreSQL, the outbox rows and
+// application acknowledgements claimed under owner and not settled. A
+// gateway calls it at start-up when its name is its own alone (its data
+// directory is locked): such claims are then its crashed predecessor's, and
+// another gateway would otherwise take them over only when their leases
+// expire. A no-op on the embedded store, which releases every claim when it
+// opens.
+func (db *DB) ReleaseOwnClaims(ctx context.Context, owner string) error {
+	if db.backend != Postgres || owner == "" {
+		return nil
+	}
+	return db.releaseClaimsOf(ctx, owner)
+}
+
+// releaseClaimsOf releases the unsettled claims of owner, or of every owner
+// when owner is empty.
+func (db *DB) releaseClaimsOf(ctx context.Context, owner string) error {
 	return runTx(ctx, db.x, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET claimed_by = '', claimed_until = NULL
-			WHERE sent_at IS NULL AND claimed_until IS NOT NULL`); err != nil {
+		if _, err := tx.ExecContext(ctx, db.rebind(`UPDATE outbox SET claimed_by = '', claimed_until = NULL
+			WHERE sent_at IS NULL AND claimed_until IS NOT NULL AND (? = '' OR claimed_by = ?)`), owner, owner); err != nil {
 			return fmt.Errorf("release outbox claims: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE app_acks SET claimed_by = '', claimed_until = NULL
-			WHERE status = 'pending' AND claimed_until IS NOT NULL`); err != nil {
+		if _, err := tx.ExecContext(ctx, db.rebind(`UPDATE app_acks SET claimed_by = '', claimed_until = NULL
+			WHERE status = 'pending' AND claimed_until IS NOT NULL AND (? = '' OR claimed_by = ?)`), owner, owner); err != nil {
 			return fmt.Errorf("release application ack claims: %w", err)
 		}
 		return nil
