@@ -68,7 +68,7 @@ func TestFileCheckMapsCCDAForItsSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := newDocCache(4)
-	fc := newFileCheck(mapping.NewHolder(set), docs)
+	fc := newFileCheck(mapping.NewHolder(set), docs, nil)
 	noID, good := sampleCCD(t, false), sampleCCD(t, true)
 
 	reason := fc.check("emr1", true, intake.KindCCDA, noID)
@@ -243,7 +243,7 @@ func BenchmarkFileCheckCCDA(b *testing.B) {
 		known bool
 	}{{"parse", false}, {"parse+map", true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			fc := newFileCheck(mapping.NewHolder(set), newDocCache(4))
+			fc := newFileCheck(mapping.NewHolder(set), newDocCache(4), nil)
 			b.ReportAllocs()
 			for b.Loop() {
 				if reason := fc.check("emr1", tc.known, intake.KindCCDA, doc); reason != "" {

@@ -116,7 +116,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	g.maps = mapping.NewHolder(set)
 	g.mapped = newMapCache(512)
 	g.docs = newDocCache(8)
-	g.files = newFileCheck(g.maps, g.docs)
+	g.files = newFileCheck(g.maps, g.docs, log)
 	g.mapState = newMappingState(g.reg)
 	subs := []route.Subscription{route.DefaultSubscription}
 	if cfg.Subscriptions.File != "" {
@@ -142,9 +142,9 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	aa := cfg.MLLP.AppAck
 	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: g.owner, Registerer: g.reg, Logger: log,
 		ReplyTimeout: time.Duration(aa.ReplyTimeout), MinBackoff: time.Duration(aa.MinBackoff), MaxBackoff: time.Duration(aa.MaxBackoff)})
-	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
+	g.pipe = pipeline.New(g.db, normalizer{maps: g.maps, cache: g.mapped, docs: g.docs, state: g.mapState, log: log}, g.router, pipeline.Options{Lanes: cfg.Pipeline.Lanes,
 		OnCommit: g.relay.Notify, Identity: g.identity, AppAcks: g.acks, Lease: processingLease(cfg, g.db, g.owner), Registerer: g.reg, Logger: log})
-	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped},
+	g.in = intake.New(g.db, intake.Options{Check: mappingCheck{maps: g.maps, cache: g.mapped, log: log},
 		Covers:    func(sender, code, trigger string) bool { return g.maps.Current().Covers(sender, code, trigger) },
 		CheckFile: g.files.checkFile, DetectCCDA: ccda.Detect, MaxInFlight: g.db.InsertConcurrency(),
 		GatherDelay: gatherDelay(cfg.Intake.GatherDelay),

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ type normalizer struct {
 	cache *mapCache
 	docs  *docCache
 	state *mappingState // counts unmapped codes
+	log   *slog.Logger
 }
 
 var _ pipeline.Normalizer = normalizer{}
@@ -37,12 +39,11 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 	if !ok {
 		res, err = set.MapHL7(sender, m)
 	}
-	if err == nil {
-		n.state.countUnmapped(res)
-	}
 	if err != nil {
+		logDefect(n.log, err)
 		return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
 	}
+	n.state.countUnmapped(res)
 	ev := res.Event
 	if ev == "" {
 		ev = route.EventOther
@@ -81,6 +82,7 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 	}
 	if res == nil {
 		if res, err = set.MapCCDA(sender, doc); err != nil {
+			logDefect(n.log, err)
 			return pipeline.Normalized{}, fmt.Errorf("map: %w", err)
 		}
 	}
@@ -108,6 +110,7 @@ func (n normalizer) NormalizeCCDA(sender string, data []byte) (pipeline.Normaliz
 type mappingCheck struct {
 	maps  *mapping.Holder
 	cache *mapCache
+	log   *slog.Logger
 }
 
 func (c mappingCheck) Check(sender string, m *hl7.Message) []hl7.ErrorDetail {
@@ -117,6 +120,7 @@ func (c mappingCheck) Check(sender string, m *hl7.Message) []hl7.ErrorDetail {
 		c.cache.put(sender, set.Version(), m.Raw(), res)
 		return nil
 	}
+	logDefect(c.log, err)
 	var details []hl7.ErrorDetail
 	var me *mapping.MapError
 	for _, e := range unwrapAll(err) {
@@ -155,10 +159,11 @@ func unwrapAll(err error) []error {
 type fileCheck struct {
 	maps *mapping.Holder
 	docs *docCache
+	log  *slog.Logger
 }
 
-func newFileCheck(maps *mapping.Holder, docs *docCache) *fileCheck {
-	return &fileCheck{maps: maps, docs: docs}
+func newFileCheck(maps *mapping.Holder, docs *docCache, log *slog.Logger) *fileCheck {
+	return &fileCheck{maps: maps, docs: docs, log: log}
 }
 
 // checkFile is intake's FileChecker: the reason a file is refused, or "".
@@ -180,6 +185,7 @@ func (c *fileCheck) check(sender string, known bool, kind string, data []byte) s
 		set := c.maps.Current()
 		res, err := set.MapCCDA(sender, doc)
 		if err != nil {
+			logDefect(c.log, err)
 			return "the C-CDA document cannot be mapped: " + mapProblems(err)
 		}
 		c.docs.put(data, doc, sender, set.Version(), res)
@@ -195,6 +201,18 @@ func (c *fileCheck) check(sender string, known bool, kind string, data []byte) s
 		}
 	}
 	return ""
+}
+
+// logDefect logs, at error level, where a mapping that panicked was and
+// its stack: a defect of hiegw, which the message's status and its ACK
+// (application error 207) report without the stack a fix needs. A stack
+// holds no message content.
+func logDefect(log *slog.Logger, err error) {
+	var me *mapping.MapError
+	if log != nil && errors.As(err, &me) && me.Stack != nil {
+		log.Error("mapping panicked, a defect of hiegw: the message failed with an application error", "field", me.Field,
+			"rule", me.Rule, "stack", string(me.Stack))
+	}
 }
 
 // mapProblems lists a mapping failure's problems, each with its location

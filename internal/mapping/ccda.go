@@ -20,13 +20,13 @@ import (
 // (or the default ones). Every resource is validated before it is returned;
 // a document that cannot be mapped gives a *MapError whose Location is an
 // XML path.
-func (s *Set) MapCCDA(sender string, doc *ccda.Document) (*Result, error) {
+func (s *Set) MapCCDA(sender string, doc *ccda.Document) (_ *Result, err error) {
 	if doc == nil || doc.Root() == nil {
 		return nil, &MapError{Msg: "empty document", Code: CodeSegmentSequence}
 	}
 	p := s.profileFor(sender)
 	st := statePool.Get().(*state)
-	defer statePool.Put(st)
+	defer st.done(&err)
 	st.resetDoc(s, p, sender, doc)
 	entry := p.matchDoc(doc.Type.Code)
 	if entry == nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -95,6 +97,17 @@ type state struct {
 	check                          validator
 	seen                           map[string]int // mapEntry's ids made, kept for the next message
 
+	// Indexes of a large message (more than smallMessage segments), made
+	// on first use and kept, emptied, for the next message: the scans that
+	// serve a few segments would cost the square of their number on
+	// thousands (a lab's ORU of 4,000 OBX took 20 times as long per OBX as
+	// one of 100). segsByTag lists the segments of each tag in order;
+	// byRule lists the produced resources of each rule, up to byRuleN.
+	segsByTag map[uint32][]int32
+	segsMade  bool // segsByTag lists this message's segments
+	byRule    map[string][]int32
+	byRuleN   int
+
 	// comps: the first components of compsRep (ncomps of them), kept by
 	// state.component; compsOK is false for none (reset clears it, as a
 	// reused message may hold other bytes at the same offsets).
@@ -143,25 +156,89 @@ func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 	*st = state{set: s, p: p, sender: sender, m: m, names: st.names[:0], firsts: st.firsts[:0], occs: st.occs[:0],
 		tags: st.tags[:0], ends: st.ends[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
-		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}, seen: st.seen}
+		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}, seen: st.seen,
+		segsByTag: st.segsByTag, byRule: st.byRule}
 	clear(st.produced[:cap(st.produced)]) // let the last message's resources go
+	st.clearIndexes()
 	n := m.SegmentCount()
+	var last map[string]int // a large message's last segment of each name
+	if n > smallMessage {
+		last = make(map[string]int)
+	}
 	for i := 0; i < n; i++ {
 		name := m.Segment(i).Name()
 		st.names = append(st.names, name)
 		st.tags = append(st.tags, segTag(name))
 		st.ends = append(st.ends, 0)
 		f, occ := i, 1
-		for j := i - 1; j >= 0; j-- {
-			if st.names[j] == name {
-				f, occ = st.firsts[j], st.occs[j]+1
-				break
+		j := -1
+		if last != nil {
+			if k, ok := last[name]; ok {
+				j = k
 			}
+			last[name] = i
+		} else {
+			for j = i - 1; j >= 0 && st.names[j] != name; j-- {
+			}
+		}
+		if j >= 0 {
+			f, occ = st.firsts[j], st.occs[j]+1
 		}
 		st.firsts = append(st.firsts, f)
 		st.occs = append(st.occs, occ)
 	}
 	st.vmEnv = exprEnv{Ctx: st}
+}
+
+// smallMessage is the number of segments (and of resources made) up to
+// which a message is searched by scanning rather than through the state's
+// indexes. A variable so that a test can send every message through the
+// indexes.
+var smallMessage = 64
+
+// clearIndexes empties the indexes of the last message, keeping their
+// lists' room, unless they grew large (a message of many kinds of segment).
+func (st *state) clearIndexes() {
+	if len(st.segsByTag) > 256 {
+		st.segsByTag = nil
+	}
+	for k, v := range st.segsByTag {
+		st.segsByTag[k] = v[:0]
+	}
+	if len(st.byRule) > 256 {
+		st.byRule = nil
+	}
+	for k, v := range st.byRule {
+		st.byRule[k] = v[:0]
+	}
+}
+
+// tagged returns the indexes of the segments tagged tag, in order (a large
+// message's index, made on first use).
+func (st *state) tagged(tag uint32) []int32 {
+	if !st.segsMade {
+		if st.segsByTag == nil {
+			st.segsByTag = make(map[uint32][]int32)
+		}
+		for i, t := range st.tags {
+			st.segsByTag[t] = append(st.segsByTag[t], int32(i))
+		}
+		st.segsMade = true
+	}
+	return st.segsByTag[tag]
+}
+
+// producedBy returns the indexes in st.produced of the resources rule has
+// made so far, in order.
+func (st *state) producedBy(rule string) []int32 {
+	if st.byRule == nil {
+		st.byRule = make(map[string][]int32)
+	}
+	for ; st.byRuleN < len(st.produced); st.byRuleN++ {
+		r := st.produced[st.byRuleN].rule
+		st.byRule[r] = append(st.byRule[r], int32(st.byRuleN))
+	}
+	return st.byRule[rule]
 }
 
 // profileFor returns the sender's profile, or the default.
@@ -221,13 +298,13 @@ func (e *msgEntry) layer() string {
 // MapHL7 maps a parsed HL7 v2 message from sender with the sender's mappings
 // (or the default ones). Every resource is validated before it is returned;
 // a message that cannot be mapped gives a *MapError.
-func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
+func (s *Set) MapHL7(sender string, m *hl7.Message) (_ *Result, err error) {
 	if m == nil || m.SegmentCount() == 0 {
 		return nil, &MapError{Msg: "empty message", Code: CodeSegmentSequence}
 	}
 	p := s.profileFor(sender)
 	st := statePool.Get().(*state)
-	defer statePool.Put(st)
+	defer st.done(&err)
 	st.reset(s, p, sender, m)
 	// MSH-9 read as m.Header() does, without making the whole header
 	msh9 := m.Segment(0).Field(9).Rep(1)
@@ -236,6 +313,30 @@ func (s *Set) MapHL7(sender string, m *hl7.Message) (*Result, error) {
 		return nil, &MapError{Location: "MSH^1^9", Msg: "no mapping for this message type", Code: CodeUnsupportedType}
 	}
 	return st.mapEntry(entry)
+}
+
+// done ends a mapping with st: it goes back to the pool, unless the mapping
+// panicked. A panic is a defect of hiegw (or of a library it uses), not of
+// the message or the mapping files; it fails this one message with an
+// application error (HL7 code 207: answered AE, stored as failed, and
+// reprocessable once hiegw is fixed) instead of stopping the gateway, which
+// would then meet the same message again at every start.
+func (st *state) done(err *error) {
+	r := recover()
+	if r == nil {
+		statePool.Put(st)
+		return
+	}
+	what := fmt.Sprintf("a panic of type %T", r)
+	if re, ok := r.(runtime.Error); ok {
+		what = re.Error() // the runtime's own words never quote data
+	}
+	me := &MapError{Code: CodeApplication, Stack: debug.Stack(),
+		Msg: "internal error in hiegw, not in the message or the mapping files (" + what + "); reprocess the message once hiegw is fixed"}
+	if st.where != nil {
+		me.Field, me.Rule = st.where.field, st.where.pos
+	}
+	*err = me
 }
 
 // Covers tells whether a message entry of sender's mappings matches a
@@ -914,6 +1015,9 @@ func (st *state) findSeg(p *hpath) int {
 	// a path names a segment of three bytes (parsePath), so equal tags
 	// are equal names
 	tag := segTag(p.seg)
+	if len(st.tags) > smallMessage {
+		return st.findSegIndexed(p, tag)
+	}
 	if p.occ > 0 {
 		n := 0
 		for i, t := range st.tags {
@@ -951,16 +1055,44 @@ func (st *state) findSeg(p *hpath) int {
 	return -1
 }
 
+// findSegIndexed is findSeg on a large message, through its index of
+// segments by tag.
+func (st *state) findSegIndexed(p *hpath, tag uint32) int {
+	at := st.tagged(tag)
+	switch {
+	case p.occ > 0:
+		if p.occ <= len(at) {
+			return int(at[p.occ-1])
+		}
+		return -1
+	case st.seg >= 0:
+		if st.tags[st.seg] == tag {
+			return st.seg
+		}
+		// the first after the current segment within its scope, else the
+		// last before it
+		k, _ := slices.BinarySearch(at, int32(st.seg))
+		if k < len(at) && int(at[k]) < st.scopeEnd(st.seg) {
+			return int(at[k])
+		}
+		if k > 0 {
+			return int(at[k-1])
+		}
+		return -1
+	case len(at) > 0:
+		return int(at[0])
+	}
+	return -1
+}
+
 // repIndex resolves the repetition of a field path; 0 when none matches.
 func (st *state) repIndex(seg int, p *hpath) int {
 	switch {
 	case p.rep > 0:
 		return p.rep
 	case p.selC > 0:
-		s := st.m.Segment(seg)
-		n := s.Field(p.field).RepCount()
-		for r := 1; r <= n; r++ {
-			if s.Value(p.field, r, p.selC, 0) == p.selV {
+		for r, rep := range st.m.Segment(seg).Field(p.field).Reps() {
+			if rep.Component(p.selC).String() == p.selV {
 				return r
 			}
 		}

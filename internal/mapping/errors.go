@@ -128,6 +128,9 @@ type MapError struct {
 	Rule     string // mapping rule, "file:line"
 	Msg      string
 	Code     string // HL7 table 0357 code
+	// Stack is the goroutine's stack when the mapping panicked (a defect
+	// of hiegw), for its log; nil otherwise. It holds no message content.
+	Stack []byte
 }
 
 func (e *MapError) Error() string {

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -344,5 +345,38 @@ func TestCheck(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestPanicIsAnApplicationError: a mapping that panics (a defect of hiegw)
+// fails its message with a located application error carrying the stack,
+// instead of stopping the gateway.
+func TestPanicIsAnApplicationError(t *testing.T) {
+	err := func() (err error) {
+		st := statePool.Get().(*state)
+		st.where = &elemRule{field: "Patient.birthDate", pos: "adt.yaml:12"}
+		defer st.done(&err)
+		var m map[string]int
+		m["x"] = 1 // panics: assignment to entry in nil map
+		return nil
+	}()
+	var me *MapError
+	if !errors.As(err, &me) {
+		t.Fatalf("got %v, want a *MapError", err)
+	}
+	if me.Code != CodeApplication || me.Field != "Patient.birthDate" || me.Rule != "adt.yaml:12" || len(me.Stack) == 0 ||
+		!strings.Contains(me.Msg, "assignment to entry in nil map") || !strings.Contains(me.Msg, "internal error in hiegw") {
+		t.Fatalf("got %+v", me)
+	}
+	// A panic carrying a value of its own is named by type, not quoted.
+	err = func() (err error) {
+		defer (&state{}).done(&err)
+		if true {
+			panic(fmt.Sprintf("value %s", "Jane Doe"))
+		}
+		return nil
+	}()
+	if !errors.As(err, &me) || strings.Contains(me.Msg, "Jane") || !strings.Contains(me.Msg, "a panic of type string") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -305,11 +305,12 @@ func (st *state) appendCells(out []cell, p *hpath) []cell {
 	}
 	base := cell{st: st, seg: seg, field: p.field, comp: p.comp, sub: p.sub, segName: p.seg, occ: st.occurrence(seg)}
 	if p.repAll {
-		n := st.m.Segment(seg).Field(p.field).RepCount()
-		for r := 1; r <= n; r++ {
+		// in one pass: Rep(r) for each r would rescan the field from its
+		// start, and a field of many repetitions would cost their square
+		for r, rep := range st.m.Segment(seg).Field(p.field).Reps() {
 			c := base
-			c.rep = r
-			out = append(out, c.withRep())
+			c.rep, c.r = r, rep
+			out = append(out, c)
 		}
 		return out
 	}
@@ -1555,29 +1556,37 @@ func ed(c cell) (any, error) {
 // context: the nearest one at or before the current segment, else the first.
 func fnRef(st *state, a []any) (any, error) {
 	rule, _ := a[0].(string)
+	if best := st.refTo(rule); best != nil {
+		return map[string]any{"reference": best.ref}, nil
+	}
+	return nil, nil
+}
+
+// refTo is the resource of rule that a reference from the current segment
+// means: the last one made from a segment at or before it, else the first.
+func (st *state) refTo(rule string) *produced {
 	var best *produced
+	better := func(pr *produced) bool {
+		return best == nil || st.seg >= 0 && pr.seg <= st.seg && pr.seg > best.seg
+	}
+	if len(st.produced) > smallMessage {
+		for _, i := range st.producedBy(rule) {
+			if pr := &st.produced[i]; better(pr) {
+				best = pr
+			}
+		}
+		return best
+	}
 	for i := range st.produced {
-		pr := &st.produced[i]
-		if pr.rule != rule {
-			continue
-		}
-		if best == nil {
-			best = pr
-			continue
-		}
-		if st.seg >= 0 && pr.seg <= st.seg && pr.seg > best.seg {
+		if pr := &st.produced[i]; pr.rule == rule && better(pr) {
 			best = pr
 		}
 	}
-	if best == nil {
-		return nil, nil
-	}
-	return map[string]any{"reference": best.ref}, nil
+	return best
 }
 
 // refOrRefs is ref (refs with many) for HL7 v2 messages and C-CDA documents
-// alike. fnRef itself stays small enough to be inlined into fnRefID, whose
-// Reference then never reaches the heap.
+// alike.
 func refOrRefs(many bool) func(st *state, a []any) (any, error) {
 	return func(st *state, a []any) (any, error) {
 		if st.doc != nil {
@@ -1650,9 +1659,9 @@ func fnRefID(st *state, a []any) (any, error) {
 		}
 		return "", nil
 	}
-	r, err := fnRef(st, a)
-	if err != nil || r == nil {
-		return "", err
+	rule, _ := a[0].(string)
+	if best := st.refTo(rule); best != nil {
+		return best.ref, nil
 	}
-	return r.(map[string]any)["reference"], nil
+	return "", nil
 }

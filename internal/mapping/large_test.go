@@ -1,0 +1,111 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hiegw/hiegw/internal/hl7"
+)
+
+// largeORU is an ORU^R01 with obx results under each of obrs orders, each
+// result with a note, and a PID-3 of reps identifiers (the MRN last).
+func largeORU(obrs, obx, reps int) []byte {
+	var b strings.Builder
+	b.WriteString("MSH|^~\\&|LAB|GHH LAB|HIE|HIEGW|20240111101500-0500||ORU^R01^ORU_R01|B1|P|2.5.1\r")
+	b.WriteString("PID|1||")
+	for i := range reps - 1 {
+		fmt.Fprintf(&b, "%d^^^OTHER%d^PI~", i, i)
+	}
+	b.WriteString("555001^^^GHH^MR||Example^Pat||19700301|M\r")
+	b.WriteString("PV1|1|O|CLINIC1||||||||||||||||V9100^^^GHH^VN\r")
+	for o := range obrs {
+		fmt.Fprintf(&b, "ORC|RE|PO%d^GHH|FO%d^GHHLAB\r", o, o)
+		fmt.Fprintf(&b, "OBR|%d|PO%d^GHH|FO%d^GHHLAB|24323-8^CMP^LN|||20240111080000-0500|||||||||||||||20240111100000-0500|||F\r", o+1, o, o)
+		for i := 1; i <= obx; i++ {
+			fmt.Fprintf(&b, "OBX|%d|NM|%d-%d^Analyte %d^LN||%d.%d|mg/dL^^UCUM|70-99|N|||F|||20240111080000-0500\r", i, 2000+i, i%10, i, 60+i, i)
+			fmt.Fprintf(&b, "NTE|1||note %d.%d\r", o, i)
+		}
+	}
+	return []byte(b.String())
+}
+
+// mapJSON maps raw and returns the result (or the error) as JSON.
+func mapJSON(t *testing.T, s *Set, raw []byte) string {
+	t.Helper()
+	m, err := hl7.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.MapHL7("X", m)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// TestIndexesMapAsScans: a large message is searched through indexes (of
+// segments by name, of resources by rule) instead of by scanning. Every
+// corpus message, and a large ORU, must map the same both ways.
+func TestIndexesMapAsScans(t *testing.T) {
+	s := loadDefault(t)
+	inputs := map[string][]byte{"large ORU": largeORU(3, 40, 30)}
+	for _, f := range goldenInputs(t) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := hl7.SplitBatch(data)
+		if err != nil {
+			inputs[f] = data
+			continue
+		}
+		for i, msg := range b.Messages {
+			inputs[fmt.Sprintf("%s#%d", f, i+1)] = msg
+		}
+	}
+	defer func(n int) { smallMessage = n }(smallMessage)
+	for name, raw := range inputs {
+		smallMessage = 1 << 30
+		scanned := mapJSON(t, s, raw)
+		smallMessage = 0
+		indexed := mapJSON(t, s, raw)
+		if scanned != indexed {
+			t.Errorf("%s maps differently through the indexes:\nscanned %.300s\nindexed %.300s", name, scanned, indexed)
+		}
+	}
+	if n := strings.Count(mapJSON(t, s, largeORU(3, 40, 30)), `"resourceType":"Observation"`); n != 120 {
+		t.Errorf("large ORU: %d observations, want 120", n)
+	}
+}
+
+// BenchmarkMapLarge maps ORU^R01 messages of 100 and 4,000 results (with a
+// note each), and an ADT-like PID-3 of 4,000 repetitions: the cost per
+// result should not grow with the message.
+func BenchmarkMapLarge(b *testing.B) {
+	s := loadDefault(b)
+	for _, c := range []struct {
+		name           string
+		obx, reps, per int
+	}{{"ORU_100OBX", 100, 1, 100}, {"ORU_4000OBX", 4000, 1, 4000}, {"PID3_4000reps", 1, 4000, 4000}} {
+		m, err := hl7.Parse(largeORU(1, c.obx, c.reps))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.MapHL7("BENCH", m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(c.per), "ns/item")
+		})
+	}
+}
