@@ -37,6 +37,9 @@ fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzAddEnterpriseID$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/journal -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/store -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/intake -run '^$$' -fuzz '^FuzzAccept$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapHL7$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapCCDA$$' -fuzztime $${FUZZTIME:-30s}
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline

@@ -758,6 +758,8 @@ func (g *Gateway) registerMLLPMetrics() {
 			Help: "MLLP frames refused for exceeding mllp.max_message_bytes."}, stat(func(s mllp.Stats) int64 { return s.Oversize })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_skipped_bytes_total",
 			Help: "Bytes received outside MLLP frames and skipped."}, stat(func(s mllp.Stats) int64 { return s.SkippedBytes })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hiegw_mllp_panics_total",
+			Help: "MLLP connections closed after a panic (a defect of hiegw; the stack is in the log)."}, stat(func(s mllp.Stats) int64 { return s.Panics })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hiegw_intake_journal_backlog",
 			Help: "Envelopes received through the embedded store's journal and not yet copied into the message log."},
 			func() float64 { return float64(g.db.JournalBacklog()) }),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,7 @@ func (f HandlerFunc) ServeMLLP(ctx context.Context, ci ConnInfo, frame []byte, f
 // Stats are counters a Server keeps; read them with Stats().
 type Stats struct {
 	Accepted, Active, Frames, Oversize, SkippedBytes, Refused int64
+	Panics                                                    int64 // connections closed after a panic
 }
 
 // Server is an MLLP listener shaped like net/http.Server.
@@ -91,12 +93,13 @@ type Server struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
-	accepted, active, frames, oversize, skipped, refused atomic.Int64
+	accepted, active, frames, oversize, skipped, refused, panics atomic.Int64
 }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{s.accepted.Load(), s.active.Load(), s.frames.Load(), s.oversize.Load(), s.skipped.Load(), s.refused.Load()}
+	return Stats{s.accepted.Load(), s.active.Load(), s.frames.Load(), s.oversize.Load(), s.skipped.Load(), s.refused.Load(),
+		s.panics.Load()}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -180,8 +183,23 @@ func (s *Server) Serve(ln net.Listener) error {
 			if sem != nil {
 				defer func() { <-sem }()
 			}
+			defer s.recoverConn(c.RemoteAddr())
 			s.serveConn(c)
 		}()
+	}
+}
+
+// recoverConn ends a connection whose handling panicked (a defect of
+// hiegw) as net/http ends a request's: the connection is closed (serveConn's
+// deferred calls ran), the stack is logged, and the gateway goes on serving
+// its other senders. A sender whose message was stored before the panic
+// gets its first answer when it sends the message again (duplicate
+// detection).
+func (s *Server) recoverConn(remote net.Addr) {
+	if r := recover(); r != nil {
+		s.panics.Add(1)
+		s.logger().Error("mllp connection closed after a panic, a defect of hiegw", "remote", remote.String(),
+			"panic", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 	}
 }
 

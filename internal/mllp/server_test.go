@@ -175,3 +175,39 @@ func TestShutdownFinishesInFlightMessage(t *testing.T) {
 		t.Fatalf("in-flight reply %q", got)
 	}
 }
+
+// TestPanicClosesOnlyItsConnection: a handler that panics (a defect) costs
+// its connection, which is closed and counted; the server goes on serving
+// the others.
+func TestPanicClosesOnlyItsConnection(t *testing.T) {
+	s := &Server{Handler: HandlerFunc(func(_ context.Context, _ ConnInfo, frame []byte, _ error) []byte {
+		if bytes.Contains(frame, []byte("BOOM")) {
+			var m map[string]int
+			m["x"]++
+		}
+		return append([]byte("ACK "), frame...)
+	})}
+	addr := startServer(t, s)
+	good, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	bad, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Send(context.Background(), []byte("MSH|BOOM")); err == nil {
+		t.Fatal("the panicking connection answered")
+	}
+	for i := range 3 {
+		msg := fmt.Sprintf("MSH|%d", i)
+		if reply, err := good.Send(context.Background(), []byte(msg)); err != nil || string(reply) != "ACK "+msg {
+			t.Fatalf("after a panic on another connection: %q %v", reply, err)
+		}
+	}
+	if st := s.Stats(); st.Panics != 1 || st.Active != 1 {
+		t.Fatalf("stats %+v, want one panic and one connection open", st)
+	}
+}
