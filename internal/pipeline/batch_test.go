@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,4 +130,82 @@ func dedupe(ids []string) []string {
 func hl7Envelope(id, controlID string, raw []byte) *store.Envelope {
 	return &store.Envelope{ID: id, Channel: "mllp", Sender: "H", ReceivedAt: time.Now(), Kind: "hl7v2",
 		ControlID: controlID, DedupKey: "msh10:" + controlID, SHA256: controlID, Status: "received", Raw: raw}
+}
+
+// panicky panics while normalising the messages named in norm, and makes
+// the processing transaction of those named in commit panic (through
+// trapStore).
+type panicky struct {
+	pidNormalizer
+	norm, commit map[string]bool
+	trap         *atomic.Bool
+}
+
+func (p panicky) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
+	cid := m.Header().ControlID
+	if p.norm[cid] {
+		var resources map[string]int
+		resources[cid]++ // a defect: assignment to entry in nil map
+	}
+	if p.commit[cid] {
+		p.trap.Store(true)
+	}
+	return p.pidNormalizer.NormalizeHL7(sender, m)
+}
+
+// trapStore panics inside the next processing transaction once trap is set.
+type trapStore struct {
+	*store.DB
+	trap *atomic.Bool
+}
+
+func (s trapStore) InTx(ctx context.Context, fn func(*store.Tx) error) error {
+	return s.DB.InTx(ctx, func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.trap.Swap(false) {
+			panic("a defect inside the transaction")
+		}
+		return nil
+	})
+}
+
+// TestPanicFailsOneEnvelope: a panic while processing (a defect of hiegw),
+// in normalisation or inside a run's shared transaction, fails only the
+// envelope that caused it, with a reason; the transaction is rolled back,
+// and the pipeline goes on with the others.
+func TestPanicFailsOneEnvelope(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := store.TestEmbedded(t)
+	trap := &atomic.Bool{}
+	norm := panicky{norm: map[string]bool{"P05": true}, commit: map[string]bool{"P12": true}, trap: trap}
+	var envs []*store.Envelope
+	for i := 1; i <= 20; i++ {
+		cid := fmt.Sprintf("P%02d", i)
+		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(200 + i), family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
+		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
+	}
+	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	p := pipeline.New(trapStore{DB: db, trap: trap}, norm, &captureRouter{}, pipeline.Options{Lanes: 1, Batch: 8, Poll: time.Hour})
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	for _, e := range envs {
+		want := "processed"
+		if norm.norm[e.ControlID] || norm.commit[e.ControlID] {
+			want = "failed"
+		}
+		waitStatus(t, db, e.ID, want)
+	}
+	cancel()
+	<-done
+	for _, id := range []string{"eP05", "eP12"} {
+		e, err := db.GetEnvelope(context.Background(), id)
+		if err != nil || !strings.Contains(e.Error, "internal error in hiegw") {
+			t.Fatalf("%s failed with %q (%v), want the internal error named", id, e.Error, err)
+		}
+	}
 }

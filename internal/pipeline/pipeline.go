@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,7 +319,11 @@ func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
 		var ready []prepared
 		var bad *ContentError
 		for _, e := range run {
-			units, err := p.normalize(e)
+			var units []unit
+			err := p.guarded(e, func() (err error) {
+				units, err = p.normalize(e)
+				return err
+			})
 			if err != nil {
 				if !errors.As(err, &bad) {
 					bad = &ContentError{Err: err}
@@ -330,7 +336,8 @@ func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
 		case len(ready) == 1:
 			p.processWithRetry(ctx, ready[0].e)
 		case len(ready) > 1:
-			if err := p.commit(ctx, ready...); errors.Is(err, store.ErrLeaseLost) {
+			err := p.guarded(ready[0].e, func() error { return p.commit(ctx, ready...) })
+			if errors.Is(err, store.ErrLeaseLost) {
 				return // the rest is for the replica that holds the lease now
 			} else if err != nil {
 				p.o.Logger.Debug("pipeline: a run's transaction failed; committing its envelopes one by one", "envelopes", len(ready), "err", err)
@@ -352,7 +359,7 @@ func (p *Pipeline) processRun(ctx context.Context, run []store.Envelope) {
 func (p *Pipeline) processWithRetry(ctx context.Context, e store.Envelope) {
 	backoff := 100 * time.Millisecond
 	for {
-		err := p.Process(ctx, e)
+		err := p.guarded(e, func() error { return p.Process(ctx, e) })
 		if err == nil {
 			return
 		}
@@ -396,6 +403,29 @@ func (p *Pipeline) fail(ctx context.Context, e store.Envelope, ce *ContentError)
 	if merr := p.st.MarkFailed(mctx, e.ID, ce.Error()); merr != nil {
 		p.o.Logger.Error("mark envelope failed", "envelope", e.ID, "err", merr)
 	}
+}
+
+// guarded runs fn, the processing of e (alone or in a run that starts with
+// it), and turns a panic, a defect of hiegw, into a ContentError with the
+// stack logged: the message fails (reprocessable once hiegw is fixed)
+// instead of the gateway stopping and meeting it again at every start. A
+// run that panics is committed again one envelope at a time, so that only
+// the envelope that panics fails.
+func (p *Pipeline) guarded(e store.Envelope, fn func() error) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		what := fmt.Sprintf("a panic of type %T", r)
+		if re, ok := r.(runtime.Error); ok {
+			what = re.Error() // the runtime's own words never quote data
+		}
+		p.o.Logger.Error("processing panicked, a defect of hiegw", "envelope", e.ID, "panic", what,
+			"stack", string(debug.Stack()))
+		err = &ContentError{Err: fmt.Errorf("internal error in hiegw while processing (%s); reprocess the message once hiegw is fixed", what)}
+	}()
+	return fn()
 }
 
 // ContentError is a failure caused by the envelope's content.

@@ -312,10 +312,24 @@ func runTx(ctx context.Context, x *sqlx.DB, fn func(*sqlx.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	return commitTx(tx, fn)
+}
+
+// commitTx runs fn in tx and commits it, or rolls it back when fn fails or
+// panics. The panic goes on to the caller's recover; the transaction does
+// not stay open holding a connection (on the embedded store, its only
+// writer).
+func commitTx(tx *sqlx.Tx, fn func(*sqlx.Tx) error) error {
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tx.Rollback()
+		}
+	}()
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
+	ok = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -343,14 +357,7 @@ func (db *DB) durableTx(ctx context.Context, x *sqlx.DB, fn func(*sqlx.Tx) error
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return commitTx(tx, fn)
 }
 
 func (db *DB) rebind(q string) string { return db.x.Rebind(q) }
