@@ -165,6 +165,7 @@ func (st *state) produceDoc(rr *resRule) error {
 // rekey updates the reference of a resource whose id changed, and of the
 // nodes merged into it.
 func (st *state) rekey(pr *produced) {
+	st.reindexID(pr)
 	old := pr.ref
 	pr.ref = pr.res.Ref()
 	for i := range st.aliases {
@@ -212,6 +213,9 @@ func (st *state) docProduced() [2][]produced { return [2][]produced{st.produced,
 // madeFrom returns the resource of rr's type another rule made from node,
 // if any.
 func (st *state) madeFrom(node *etree.Element, rr *resRule) *produced {
+	if x := st.docIdx(); x != nil {
+		return st.firstAt(x.byNode[node], func(pr *produced) bool { return pr.rule != rr.name && pr.res.Type() == rr.typ })
+	}
 	for _, list := range st.docProduced() {
 		for i := range list {
 			pr := &list[i]
@@ -226,6 +230,9 @@ func (st *state) madeFrom(node *etree.Element, rr *resRule) *produced {
 // sameID returns the resource already made with res's type and id, if any.
 func (st *state) sameID(res fhir.Resource) *produced {
 	typ, id := res.Type(), res.ID()
+	if x := st.docIdx(); x != nil {
+		return st.sameIDIndexed(x, typ, id)
+	}
 	for i := range st.produced {
 		pr := &st.produced[i]
 		if pr.res.ID() == id && pr.res.Type() == typ {
@@ -290,6 +297,19 @@ func within(e, anc *etree.Element) bool {
 // nearest node enclosing the current one, else the first it made.
 func (st *state) refDoc(rule string) any {
 	var best *produced
+	if x := st.docIdx(); x != nil {
+		ofRule := func(pr *produced) bool { return pr.rule == rule }
+		for e := st.node; e != nil && best == nil; e = e.Parent() {
+			best = st.firstAt(x.byNode[e], ofRule)
+		}
+		if best == nil {
+			best = st.firstAt(x.byRule[rule], ofRule)
+		}
+		if best == nil {
+			return nil
+		}
+		return map[string]any{"reference": best.ref}
+	}
 	depth := -1
 	for _, list := range st.docProduced() {
 		for i := range list {
@@ -325,6 +345,15 @@ func enclosingDepth(e, anc *etree.Element) int {
 // made from nodes inside the current one.
 func (st *state) refsDoc(rule string) any {
 	var out []any
+	if x := st.docIdx(); x != nil {
+		for _, r := range x.within(st, rule, st.node) {
+			out = append(out, map[string]any{"reference": st.made(r).ref})
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
 	for _, list := range st.docProduced() {
 		for _, pr := range list {
 			if pr.rule == rule && within(pr.node, st.node) {

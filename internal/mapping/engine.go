@@ -107,6 +107,7 @@ type state struct {
 	segsMade  bool // segsByTag lists this message's segments
 	byRule    map[string][]int32
 	byRuleN   int
+	dix       *docIndex // a large document's (ccdaindex.go)
 
 	// comps: the first components of compsRep (ncomps of them), kept by
 	// state.component; compsOK is false for none (reset clears it, as a

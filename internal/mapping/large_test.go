@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/beevik/etree"
+	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/hl7"
 )
 
@@ -50,6 +53,68 @@ func mapJSON(t *testing.T, s *Set, raw []byte) string {
 	return string(out)
 }
 
+// mapDocJSON maps a C-CDA document and returns the result (or the error)
+// as JSON.
+func mapDocJSON(t *testing.T, s *Set, raw []byte) string {
+	t.Helper()
+	doc, err := ccda.Parse(raw, ccda.DefaultLimits)
+	if err != nil {
+		return "parse error: " + err.Error()
+	}
+	r, err := s.MapCCDA("X", doc)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// largeCCDA is a corpus document whose results section holds n copies of
+// its first entry, three by three with the same ids, as a document that
+// lists one fact several times, or reuses an identifier, does.
+func largeCCDA(t testing.TB, n int) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(ccdaCorpusDir, "emerge_patient_0.xml"))
+	if err != nil {
+		t.Skipf("shared corpus not found: %v", err)
+	}
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(data); err != nil {
+		t.Fatal(err)
+	}
+	var section *etree.Element
+	for _, sec := range doc.FindElements("//section") {
+		for _, tid := range sec.SelectElements("templateId") {
+			if strings.HasPrefix(tid.SelectAttrValue("root", ""), "2.16.840.1.113883.10.20.22.2.3") {
+				section = sec
+			}
+		}
+	}
+	if section == nil || section.SelectElement("entry") == nil {
+		t.Fatal("no results section with an entry in emerge_patient_0.xml")
+	}
+	entry := section.SelectElement("entry")
+	for _, e := range section.SelectElements("entry") {
+		section.RemoveChild(e)
+	}
+	for i := range n {
+		c := entry.Copy()
+		k := i - i%3
+		for _, id := range c.FindElements(".//id") {
+			id.CreateAttr("root", fmt.Sprintf("1.2.3.4.%d", k))
+		}
+		section.AddChild(c)
+	}
+	out, err := doc.WriteToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TestIndexesMapAsScans: a large message is searched through indexes (of
 // segments by name, of resources by rule) instead of by scanning. Every
 // corpus message, and a large ORU, must map the same both ways.
@@ -70,7 +135,25 @@ func TestIndexesMapAsScans(t *testing.T) {
 			inputs[fmt.Sprintf("%s#%d", f, i+1)] = msg
 		}
 	}
+	docs := map[string][]byte{"large C-CDA": largeCCDA(t, 60)}
+	paths, _ := filepath.Glob(ccdaCorpusDir + "/*.xml")
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[p] = data
+	}
 	defer func(n int) { smallMessage = n }(smallMessage)
+	for name, raw := range docs {
+		smallMessage = 1 << 30
+		scanned := mapDocJSON(t, s, raw)
+		smallMessage = 0
+		indexed := mapDocJSON(t, s, raw)
+		if scanned != indexed {
+			t.Errorf("%s maps differently through the indexes:\nscanned %.300s\nindexed %.300s", name, scanned, indexed)
+		}
+	}
 	for name, raw := range inputs {
 		smallMessage = 1 << 30
 		scanned := mapJSON(t, s, raw)
@@ -82,6 +165,27 @@ func TestIndexesMapAsScans(t *testing.T) {
 	}
 	if n := strings.Count(mapJSON(t, s, largeORU(3, 40, 30)), `"resourceType":"Observation"`); n != 120 {
 		t.Errorf("large ORU: %d observations, want 120", n)
+	}
+}
+
+// BenchmarkMapCCDALarge maps documents of 100 and 1,000 result organizers
+// (largeCCDA): the cost per result should not grow with the document.
+func BenchmarkMapCCDALarge(b *testing.B) {
+	s := loadDefault(b)
+	for _, n := range []int{100, 1000} {
+		doc, err := ccda.Parse(largeCCDA(b, n), ccda.DefaultLimits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%d_results", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.MapCCDA("BENCH", doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/item")
+		})
 	}
 }
 
