@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,6 +161,9 @@ type Config struct {
 		} `yaml:"sasl"`
 		DeadLetterSuffix string `yaml:"dead_letter_suffix"`
 		MaxAttempts      int    `yaml:"max_attempts"`
+		// Compression of the event batches the gateway produces: none,
+		// gzip, snappy (default), lz4 or zstd.
+		Compression string `yaml:"compression"`
 	} `yaml:"kafka"`
 	Store struct {
 		PostgresDSN string `yaml:"postgres_dsn"` // empty means the embedded store in data_dir
@@ -254,6 +258,7 @@ func Default() *Config {
 	c.Broker.Retention = Duration(7 * 24 * time.Hour)
 	c.Kafka.DeadLetterSuffix = ".dlq"
 	c.Kafka.MaxAttempts = 10
+	c.Kafka.Compression = "snappy"
 	c.Store.Sync = "full"
 	c.Mappings.Dir = "mappings"
 	c.Mappings.ReloadInterval = Duration(2 * time.Second)
@@ -512,6 +517,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.MaxAttempts < 1 {
 		bad("kafka.max_attempts", "must be at least 1")
+	}
+	if !slices.Contains([]string{"none", "gzip", "snappy", "lz4", "zstd"}, c.Kafka.Compression) {
+		bad("kafka.compression", "%q is not none, gzip, snappy, lz4 or zstd", c.Kafka.Compression)
 	}
 	for i, a := range c.SFTP.Accounts {
 		p := fmt.Sprintf("sftp.accounts[%d]", i)

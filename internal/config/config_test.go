@@ -95,6 +95,21 @@ func TestLeaseTTL(t *testing.T) {
 	}
 }
 
+func TestKafkaCompression(t *testing.T) {
+	c := Default()
+	if c.Kafka.Compression != "snappy" {
+		t.Fatalf("default kafka.compression %q", c.Kafka.Compression)
+	}
+	for codec, ok := range map[string]bool{"none": true, "gzip": true, "snappy": true, "lz4": true, "zstd": true,
+		"": false, "brotli": false, "Snappy": false} {
+		c.Kafka.Compression = codec
+		err := c.Validate()
+		if ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "kafka.compression") {
+			t.Errorf("kafka.compression %q: %v", codec, err)
+		}
+	}
+}
+
 func TestSASLPasswordFromEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "kafka.yaml")

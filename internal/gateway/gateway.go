@@ -267,7 +267,7 @@ func (g *Gateway) startBroker() error {
 		g.log.Info("embedded broker listening", "addr", b.Addr())
 	}
 	ko := route.KafkaOptions{Brokers: brokers, SASLUser: g.cfg.Kafka.SASL.User, SASLPassword: g.cfg.Kafka.SASL.Password,
-		SASLMechanism: g.cfg.Kafka.SASL.Mechanism}
+		SASLMechanism: g.cfg.Kafka.SASL.Mechanism, Compression: g.cfg.Kafka.Compression}
 	if g.cfg.Kafka.TLS.Enabled() {
 		tc, err := clientTLS(g.cfg.Kafka.TLS)
 		if err != nil {

@@ -27,7 +27,19 @@ type KafkaOptions struct {
 	SASLUser, SASLPassword, SASLMechanism string
 	// WriteTimeout bounds one publish.
 	WriteTimeout time.Duration
+	// Compression of the produced batches: "", "none", "gzip", "snappy",
+	// "lz4" or "zstd". A FHIR Bundle shrinks 15 to 35 times, which also
+	// keeps large ones under the brokers' message size limit (1 MB by
+	// default): the Bundle of an ORU^R01 with 2,000 results is 2.5 MB.
+	Compression string
 }
+
+// compressions are the codecs KafkaOptions.Compression names.
+var compressions = map[string]kafka.Compression{"gzip": kafka.Gzip, "snappy": kafka.Snappy, "lz4": kafka.Lz4, "zstd": kafka.Zstd}
+
+// ErrTooLarge marks an event the brokers refuse for its size, which no
+// retry can deliver.
+var ErrTooLarge = errors.New("event larger than the brokers accept")
 
 // Kafka publishes to Kafka brokers with acknowledgement from every in-sync
 // replica, keyed (hash partitioned) by the message key.
@@ -56,7 +68,12 @@ func NewKafka(o KafkaOptions) (*Kafka, error) {
 	if wt <= 0 {
 		wt = 10 * time.Second
 	}
+	codec, ok := compressions[o.Compression]
+	if !ok && o.Compression != "" && o.Compression != "none" {
+		return nil, fmt.Errorf("kafka: unknown compression %q", o.Compression)
+	}
 	return &Kafka{w: &kafka.Writer{
+		Compression:            codec,
 		Addr:                   kafka.TCP(o.Brokers...),
 		Balancer:               &kafka.Hash{},
 		RequiredAcks:           kafka.RequireAll,
@@ -87,7 +104,11 @@ func (k *Kafka) Publish(ctx context.Context, msgs []Message) error {
 			pe := &PartialError{Err: err}
 			for i, e := range we {
 				if e != nil {
+					if tooLarge(e) {
+						e = fmt.Errorf("%w (%d bytes): %w", ErrTooLarge, len(msgs[i].Value), e)
+					}
 					pe.Failed = append(pe.Failed, i)
+					pe.Errs = append(pe.Errs, e)
 					if pe.First == nil {
 						pe.First = e
 					}
@@ -103,9 +124,17 @@ func (k *Kafka) Publish(ctx context.Context, msgs []Message) error {
 // PartialError says which messages of a Publish were not acknowledged; the
 // others were.
 type PartialError struct {
-	Failed []int // indexes into the published slice
-	First  error // the first failure's cause
+	Failed []int   // indexes into the published slice
+	Errs   []error // the cause of each failure, as Failed (ErrTooLarge: never deliverable)
+	First  error   // the first failure's cause
 	Err    error
+}
+
+// tooLarge tells a refusal for size: the broker's (MESSAGE_TOO_LARGE) or the
+// writer's own.
+func tooLarge(err error) bool {
+	var mt kafka.MessageTooLargeError
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.As(err, &mt)
 }
 
 func (e *PartialError) Error() string {

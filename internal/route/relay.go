@@ -184,10 +184,15 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	}
 	perr := r.pub.Publish(ctx, msgs)
 	failed := map[int]bool{}
+	tooLarge := map[int]error{} // refused for their size: never deliverable
 	if perr != nil {
 		var pe *PartialError
 		if errors.As(perr, &pe) {
-			for _, i := range pe.Failed {
+			for j, i := range pe.Failed {
+				if j < len(pe.Errs) && errors.Is(pe.Errs[j], ErrTooLarge) {
+					tooLarge[i] = pe.Errs[j]
+					continue
+				}
 				failed[i] = true
 			}
 		} else {
@@ -203,6 +208,17 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	var retry []store.OutboxRow
 	broken := map[string]bool{} // topic+key with a failed row earlier in the batch
 	for i, row := range rows {
+		if cause, ok := tooLarge[i]; ok {
+			// No retry can deliver it, so it holds back no later event of
+			// its key: it goes to the dead-letter topic at once, without
+			// its payload, which would be refused there too.
+			r.failed.WithLabelValues(row.Subscriber).Inc()
+			if err := r.deadLetter(mctx, []store.OutboxRow{row}, cause.Error()+
+				"; the payload is left out: read the message's record from the gateway's API (hiegw-envelope names it)", false); err != nil {
+				return claimed, err
+			}
+			continue
+		}
 		k := row.Topic + "\x00" + row.Key
 		if failed[i] || broken[k] {
 			broken[k] = true
@@ -298,9 +314,13 @@ func (r *Relay) retryOrDeadLetter(ctx context.Context, rows []store.OutboxRow, c
 	if len(dead) == 0 {
 		return nil
 	}
-	// Dead-letter: the event goes to the subscriber's dead-letter topic with
-	// the reason in its headers. If even that fails, it stays for a retry:
-	// nothing is dropped.
+	return r.deadLetter(ctx, dead, reason, true)
+}
+
+// deadLetter sends rows to their subscribers' dead-letter topics with the
+// reason in the headers (the payload too, when withPayload) and marks them
+// dead. If even that fails, they stay for a retry: nothing is dropped.
+func (r *Relay) deadLetter(ctx context.Context, dead []store.OutboxRow, reason string, withPayload bool) error {
 	msgs := make([]Message, len(dead))
 	seqs := make([]int64, len(dead))
 	for i, row := range dead {
@@ -308,7 +328,10 @@ func (r *Relay) retryOrDeadLetter(ctx context.Context, rows []store.OutboxRow, c
 		h["hiegw-dead-letter-reason"] = reason
 		h["hiegw-attempts"] = fmt.Sprint(row.Attempts + 1)
 		h["hiegw-original-topic"] = row.Topic
-		msgs[i] = Message{Topic: row.Topic + r.o.DeadLetterSuffix, Key: []byte(row.Key), Value: row.Payload, Headers: h}
+		msgs[i] = Message{Topic: row.Topic + r.o.DeadLetterSuffix, Key: []byte(row.Key), Headers: h}
+		if withPayload {
+			msgs[i].Value = row.Payload
+		}
 		seqs[i] = row.Seq
 	}
 	if err := r.pub.Publish(ctx, msgs); err != nil {

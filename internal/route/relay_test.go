@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,44 @@ func TestRelayDeadLetters(t *testing.T) {
 		}
 		if r.LastError() == nil {
 			t.Error("LastError is nil after failures")
+		}
+	})
+}
+
+// TestRelayDeadLettersTooLargeAtOnce: an event the broker refuses for its
+// size goes to the dead-letter topic at the first refusal, without its
+// payload and with the reason, and does not hold back the later events of
+// its key.
+func TestRelayDeadLettersTooLargeAtOnce(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		queue(t, db, entry("s", "t", "K", "big"), entry("s", "t", "K", "after"))
+		pub := &publisher{fn: func(_ int, msgs []Message) error {
+			for i, m := range msgs {
+				if string(m.Value) == "big" {
+					cause := fmt.Errorf("%w (3 bytes): [10] Message Size Too Large", ErrTooLarge)
+					return &PartialError{Failed: []int{i}, Errs: []error{cause}, First: cause, Err: errors.New("kafka")}
+				}
+			}
+			return nil
+		}}
+		r := NewRelay(db, pub, RelayOptions{Owner: "r", MaxAttempts: 10, BackoffBase: time.Hour, BackoffMax: time.Hour})
+		if _, err := r.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if p, s, d := pending(t, db); p != 0 || s != 1 || d != 1 {
+			t.Fatalf("pending %d sent %d dead %d, want 0 1 1: one refusal for size is final", p, s, d)
+		}
+		if got := pub.published("t", "K"); !slices.Equal(got, []string{"after"}) {
+			t.Fatalf("published on t: %v", got)
+		}
+		if got := pub.published("t.dlq", "K"); !slices.Equal(got, []string{""}) {
+			t.Fatalf("dead-letter topic holds %q, want the event without its payload", got)
+		}
+		for _, m := range pub.log {
+			if m.Topic == "t.dlq" && (!strings.Contains(m.Headers["hiegw-dead-letter-reason"], "larger than the brokers accept") ||
+				m.Headers["hiegw-original-topic"] != "t") {
+				t.Errorf("dead-letter headers %v", m.Headers)
+			}
 		}
 	})
 }
