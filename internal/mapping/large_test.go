@@ -42,15 +42,23 @@ func mapJSON(t *testing.T, s *Set, raw []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.MapHL7("X", m)
-	if err != nil {
-		return "error: " + err.Error()
+	return resultJSON(t)(s.MapHL7("X", m))
+}
+
+// resultJSON returns a function that gives a mapping's result, or its
+// error, as JSON.
+func resultJSON(t *testing.T) func(*Result, error) string {
+	return func(r *Result, err error) string {
+		t.Helper()
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		out, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
 	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // mapDocJSON maps a C-CDA document and returns the result (or the error)
@@ -61,15 +69,7 @@ func mapDocJSON(t *testing.T, s *Set, raw []byte) string {
 	if err != nil {
 		return "parse error: " + err.Error()
 	}
-	r, err := s.MapCCDA("X", doc)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
+	return resultJSON(t)(s.MapCCDA("X", doc))
 }
 
 // largeCCDA is a corpus document whose results section holds n copies of
@@ -145,23 +145,19 @@ func TestIndexesMapAsScans(t *testing.T) {
 		docs[p] = data
 	}
 	defer func(n int) { smallMessage = n }(smallMessage)
-	for name, raw := range docs {
+	bothWays := func(name string, mapIt func() string) {
 		smallMessage = 1 << 30
-		scanned := mapDocJSON(t, s, raw)
+		scanned := mapIt()
 		smallMessage = 0
-		indexed := mapDocJSON(t, s, raw)
-		if scanned != indexed {
+		if indexed := mapIt(); scanned != indexed {
 			t.Errorf("%s maps differently through the indexes:\nscanned %.300s\nindexed %.300s", name, scanned, indexed)
 		}
 	}
+	for name, raw := range docs {
+		bothWays(name, func() string { return mapDocJSON(t, s, raw) })
+	}
 	for name, raw := range inputs {
-		smallMessage = 1 << 30
-		scanned := mapJSON(t, s, raw)
-		smallMessage = 0
-		indexed := mapJSON(t, s, raw)
-		if scanned != indexed {
-			t.Errorf("%s maps differently through the indexes:\nscanned %.300s\nindexed %.300s", name, scanned, indexed)
-		}
+		bothWays(name, func() string { return mapJSON(t, s, raw) })
 	}
 	if n := strings.Count(mapJSON(t, s, largeORU(3, 40, 30)), `"resourceType":"Observation"`); n != 120 {
 		t.Errorf("large ORU: %d observations, want 120", n)

@@ -70,18 +70,7 @@ func TestWaitingEnvelopesShareTransactions(t *testing.T) {
 	}
 	cs := &countingStore{DB: db}
 	rt := &captureRouter{}
-	p := pipeline.New(cs, norm, rt, pipeline.Options{Lanes: 1, Batch: 8, Poll: time.Hour})
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	for _, e := range envs {
-		want := "processed"
-		if norm.bad[e.ControlID] || norm.noID[e.ControlID] {
-			want = "failed"
-		}
-		waitStatus(t, db, e.ID, want)
-	}
-	cancel()
-	<-done
+	runLane(t, db, cs, norm, rt, envs, func(cid string) bool { return norm.bad[cid] || norm.noID[cid] })
 
 	var got, want []string
 	for _, ev := range rt.all() {
@@ -111,6 +100,41 @@ func TestWaitingEnvelopesShareTransactions(t *testing.T) {
 	e, err := db.GetEnvelope(context.Background(), "eC30")
 	if err != nil || e.Error == "" {
 		t.Fatalf("C30 failed without a reason: %+v %v", e, err)
+	}
+}
+
+// storeUpdates stores n ADT^A08 envelopes P01, P02, ... of sender H, each
+// about its own patient (MRN mrnBase+i), and returns them.
+func storeUpdates(t *testing.T, db *store.DB, n, mrnBase int) []*store.Envelope {
+	t.Helper()
+	var envs []*store.Envelope
+	for i := 1; i <= n; i++ {
+		cid := fmt.Sprintf("P%02d", i)
+		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(mrnBase + i), family: "DOE", given: "JO", dob: "19700101", sex: "M"})
+		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
+	}
+	if _, err := db.InsertEnvelopes(context.Background(), envs); err != nil {
+		t.Fatal(err)
+	}
+	return envs
+}
+
+// runLane runs a one-lane pipeline on st (over db) until each of envs, all
+// stored already, is processed, or failed where fails says so, and stops
+// it.
+func runLane(t *testing.T, db *store.DB, st pipeline.Store, norm pipeline.Normalizer, rt pipeline.Router, envs []*store.Envelope, fails func(controlID string) bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := pipeline.New(st, norm, rt, pipeline.Options{Lanes: 1, Batch: 8, Poll: time.Hour})
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for _, e := range envs {
+		want := "processed"
+		if fails(e.ControlID) {
+			want = "failed"
+		}
+		waitStatus(t, db, e.ID, want)
 	}
 }
 
@@ -176,32 +200,11 @@ func (s trapStore) InTx(ctx context.Context, fn func(*store.Tx) error) error {
 // envelope that caused it, with a reason; the transaction is rolled back,
 // and the pipeline goes on with the others.
 func TestPanicFailsOneEnvelope(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	db := store.TestEmbedded(t)
 	trap := &atomic.Bool{}
 	norm := panicky{norm: map[string]bool{"P05": true}, commit: map[string]bool{"P12": true}, trap: trap}
-	var envs []*store.Envelope
-	for i := 1; i <= 20; i++ {
-		cid := fmt.Sprintf("P%02d", i)
-		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(200 + i), family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
-		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
-	}
-	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
-		t.Fatal(err)
-	}
-	p := pipeline.New(trapStore{DB: db, trap: trap}, norm, &captureRouter{}, pipeline.Options{Lanes: 1, Batch: 8, Poll: time.Hour})
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	for _, e := range envs {
-		want := "processed"
-		if norm.norm[e.ControlID] || norm.commit[e.ControlID] {
-			want = "failed"
-		}
-		waitStatus(t, db, e.ID, want)
-	}
-	cancel()
-	<-done
+	envs := storeUpdates(t, db, 20, 200)
+	runLane(t, db, trapStore{DB: db, trap: trap}, norm, &captureRouter{}, envs, func(cid string) bool { return norm.norm[cid] || norm.commit[cid] })
 	for _, id := range []string{"eP05", "eP12"} {
 		e, err := db.GetEnvelope(context.Background(), id)
 		if err != nil || !strings.Contains(e.Error, "internal error in hiegw") {

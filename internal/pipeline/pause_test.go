@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -35,15 +34,7 @@ func TestPauseHoldsProcessing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := store.TestEmbedded(t)
-	var envs []*store.Envelope
-	for i := 1; i <= 10; i++ {
-		cid := fmt.Sprintf("P%02d", i)
-		raw := msg("A08", cid, person{auth: "H", mrn: fmt.Sprint(500 + i), family: "DOE", given: "JO", dob: "19700101", sex: "M"})
-		envs = append(envs, hl7Envelope("e"+cid, cid, raw))
-	}
-	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
-		t.Fatal(err)
-	}
+	envs := storeUpdates(t, db, 10, 500)
 	norm := blockingNormalizer{hold: "P01", started: make(chan struct{}), release: make(chan struct{})}
 	p := pipeline.New(db, norm, &captureRouter{}, pipeline.Options{Lanes: 1, Batch: 1, Poll: 50 * time.Millisecond})
 	done := make(chan struct{})
