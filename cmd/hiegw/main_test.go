@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -103,6 +104,19 @@ func TestReplayCommand(t *testing.T) {
 	}
 	if err := run(ctx, []string{"replay", "--subscriber", "pharmacy"}, &out, &errb); err == nil {
 		t.Fatal("replay without --since must fail")
+	}
+}
+
+func TestProcsDefault(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(old)
+	if got := procsDefault(func(string) string { return "" }); got != old+spareProcs || runtime.GOMAXPROCS(0) != got {
+		t.Errorf("GOMAXPROCS unset: reported %d, in force %d, want %d", got, runtime.GOMAXPROCS(0), old+spareProcs)
+	}
+	runtime.GOMAXPROCS(old)
+	env := map[string]string{"GOMAXPROCS": "1"}
+	if got := procsDefault(func(k string) string { return env[k] }); got != old || runtime.GOMAXPROCS(0) != old {
+		t.Errorf("GOMAXPROCS set: reported %d, in force %d; the runtime's own reading must stand (%d)", got, runtime.GOMAXPROCS(0), old)
 	}
 }
 
