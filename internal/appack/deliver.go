@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/mllp"
 	"github.com/hiegw/hiegw/internal/store"
@@ -48,10 +50,18 @@ func (a *Acks) Run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() {
+					// A panic (a defect of hiegw) ends this sender's round
+					// only; its acknowledgements are claimed again later.
+					if p := recover(); p != nil {
+						a.o.Logger.Error("application acks: delivery panicked, a defect of hiegw", "sender", s,
+							"panic", defect.Describe(p), "stack", string(debug.Stack()))
+					}
+					a.mu.Lock()
+					delete(a.running, s)
+					a.mu.Unlock()
+				}()
 				a.deliver(ctx, s, r)
-				a.mu.Lock()
-				delete(a.running, s)
-				a.mu.Unlock()
 			}()
 		}
 		a.refreshPending(ctx)

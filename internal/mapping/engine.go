@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/beevik/etree"
 	"github.com/expr-lang/expr/vm"
 	"github.com/hiegw/hiegw/internal/ccda"
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 )
@@ -329,12 +329,8 @@ func (st *state) done(err *error) {
 		statePool.Put(st)
 		return
 	}
-	what := fmt.Sprintf("a panic of type %T", r)
-	if re, ok := r.(runtime.Error); ok {
-		what = re.Error() // the runtime's own words never quote data
-	}
 	me := &MapError{Code: CodeApplication, Stack: debug.Stack(),
-		Msg: "internal error in hiegw, not in the message or the mapping files (" + what + "); reprocess the message once hiegw is fixed"}
+		Msg: "internal error in hiegw, not in the message or the mapping files (" + defect.Describe(r) + "); reprocess the message once hiegw is fixed"}
 	if st.where != nil {
 		me.Field, me.Rule = st.where.field, st.where.pos
 	}

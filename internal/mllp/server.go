@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -199,7 +201,7 @@ func (s *Server) recoverConn(remote net.Addr) {
 	if r := recover(); r != nil {
 		s.panics.Add(1)
 		s.logger().Error("mllp connection closed after a panic, a defect of hiegw", "remote", remote.String(),
-			"panic", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+			"panic", defect.Describe(r), "stack", string(debug.Stack()))
 	}
 }
 

@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/intake"
@@ -417,10 +417,7 @@ func (p *Pipeline) guarded(e store.Envelope, fn func() error) (err error) {
 		if r == nil {
 			return
 		}
-		what := fmt.Sprintf("a panic of type %T", r)
-		if re, ok := r.(runtime.Error); ok {
-			what = re.Error() // the runtime's own words never quote data
-		}
+		what := defect.Describe(r)
 		p.o.Logger.Error("processing panicked, a defect of hiegw", "envelope", e.ID, "panic", what,
 			"stack", string(debug.Stack()))
 		err = &ContentError{Err: fmt.Errorf("internal error in hiegw while processing (%s); reprocess the message once hiegw is fixed", what)}

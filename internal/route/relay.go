@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -125,7 +127,7 @@ func (r *Relay) Run(ctx context.Context) {
 	t := time.NewTicker(r.o.PollInterval)
 	defer t.Stop()
 	for {
-		n, err := r.Once(ctx)
+		n, err := r.safeOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			r.o.Logger.Warn("outbox relay", "err", err)
 		}
@@ -139,6 +141,19 @@ func (r *Relay) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// safeOnce is Once with a panic, a defect of hiegw, turned into an error
+// and its stack logged: the gateway goes on receiving and processing, and
+// the rows of the batch are claimed again once their claim expires.
+func (r *Relay) safeOnce(ctx context.Context) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.o.Logger.Error("outbox relay panicked, a defect of hiegw", "panic", defect.Describe(p), "stack", string(debug.Stack()))
+			n, err = 0, fmt.Errorf("relay panicked: %s", defect.Describe(p))
+		}
+	}()
+	return r.Once(ctx)
 }
 
 // Drain publishes until nothing is due or ctx ends (used at shutdown).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -238,6 +240,37 @@ func TestRelayDeadLettersTooLargeAtOnce(t *testing.T) {
 				m.Headers["hiegw-original-topic"] != "t") {
 				t.Errorf("dead-letter headers %v", m.Headers)
 			}
+		}
+	})
+}
+
+// TestRelayRunSurvivesPanic: a panic while publishing (a defect of hiegw)
+// does not end Run; the batch is published once its claim expires.
+func TestRelayRunSurvivesPanic(t *testing.T) {
+	backends(t, func(t *testing.T, db *store.DB) {
+		queue(t, db, entry("s", "t", "K", "a"))
+		pub := &publisher{fn: func(call int, _ []Message) error {
+			if call == 1 {
+				var m map[string]int
+				m["x"]++ // a defect
+			}
+			return nil
+		}}
+		r := NewRelay(db, pub, RelayOptions{Owner: "r", Lease: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { r.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		deadline := time.Now().Add(30 * time.Second)
+		for !slices.Equal(pub.published("t", "K"), []string{"a"}) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not published after the panic: %v", pub.published("t", "K"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := r.LastError(); err != nil {
+			t.Errorf("LastError %v after a later success", err)
 		}
 	})
 }

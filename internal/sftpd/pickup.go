@@ -9,12 +9,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/intake"
 )
 
@@ -296,9 +298,7 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 		Filename:   name,
 		Raw:        raw,
 	}
-	ctx, cancel := context.WithTimeout(s.baseCtx, acceptTimeout)
-	rc, err := s.in.Accept(ctx, env)
-	cancel()
+	rc, err := s.accept(env)
 	if err != nil {
 		s.stats.acceptErrors.Add(1)
 		s.log.Warn("sftp intake failed; file left in inbox for retry", "account", a.name, "file", name, "err", err)
@@ -314,6 +314,22 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 	s.log.Info("sftp file accepted", "account", a.name, "file", name, "envelope", rc.EnvelopeID, "duplicate", rc.Duplicate,
 		"bytes", len(raw))
 	return s.file(a, name, folderProcessed, "")
+}
+
+// accept hands env to intake. A panic there (a defect of hiegw) is an
+// error like intake's own, with the stack logged: the file stays in inbox/
+// for the rescan, and the gateway goes on serving.
+func (s *Server) accept(env *intake.Envelope) (rc intake.Receipt, err error) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, acceptTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("sftp intake panicked, a defect of hiegw", "account", env.Sender, "file", env.Filename,
+				"panic", defect.Describe(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("intake panicked: %s", defect.Describe(p))
+		}
+	}()
+	return s.in.Accept(ctx, env)
 }
 
 // file moves inbox/name into folder under a free name; for failed/ it first

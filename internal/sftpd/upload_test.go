@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -530,5 +531,27 @@ func TestSetstatIgnoredAndRemove(t *testing.T) {
 	}
 	if got := h.files("alice", folderInbox); len(got) != 0 {
 		t.Fatalf("inbox = %v", got)
+	}
+}
+
+// A panic in intake (a defect of hiegw) is handled as an intake failure:
+// the server goes on, the file stays in inbox/, and the rescan delivers it.
+func TestAcceptPanicRetriedByRescan(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RescanInterval = 20 * time.Millisecond })
+	var calls atomic.Int32
+	h.in.setAccept(func(ctx context.Context, env *intake.Envelope) (intake.Receipt, error) {
+		if calls.Add(1) == 1 {
+			var m map[string]int
+			m[env.Filename]++
+		}
+		return intake.Receipt{EnvelopeID: "e", Status: intake.StatusReceived}, nil
+	})
+	c := h.sftp("alice")
+	if err := put(c, "defect.hl7", sample(t)); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	waitFor(t, "processed/defect.hl7", func() bool { return contains(h.files("alice", folderProcessed), "defect.hl7") })
+	if st := h.srv.Stats(); st.AcceptErrors != 1 || st.Accepted != 1 {
+		t.Fatalf("stats %+v, want one accept error (the panic) and one acceptance", st)
 	}
 }
