@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -25,27 +26,68 @@ var ErrAlreadyProcessed = errors.New("envelope already processed, or not in the 
 // or already owner's; otherwise held is false and holder names the owner.
 //
 // On PostgreSQL the lease is a row that replicas sharing the database
-// compete for. The embedded store belongs to one process (its intake journal
-// is locked), so there the lease is always held.
+// compete for. Processing transactions fence themselves by locking it FOR
+// KEY SHARE (CheckLease): the holder's renewal, an UPDATE of columns no key
+// covers, does not wait for them, so a long transaction cannot make its own
+// replica's lease lapse; a takeover locks the row FOR UPDATE, which waits
+// until they end. The embedded store belongs to one process (its intake
+// journal is locked), so there the lease is always held.
 func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Duration) (held bool, holder string, err error) {
 	if db.backend != Postgres {
 		return true, owner, nil
 	}
-	err = db.x.GetContext(ctx, &holder, `INSERT INTO processing_lease (name, owner, until)
- VALUES ($1, $2, now() + $3 * interval '1 microsecond')
- ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
- WHERE processing_lease.owner = EXCLUDED.owner OR processing_lease.until < now()
- RETURNING owner`, name, owner, ttl.Microseconds())
-	if errors.Is(err, sql.ErrNoRows) {
-		if err = db.x.GetContext(ctx, &holder, `SELECT owner FROM processing_lease WHERE name = $1`, name); err != nil {
-			return false, "", fmt.Errorf("lease %s: %w", name, err)
-		}
-		return false, holder, nil
+	us := ttl.Microseconds()
+	err = db.x.GetContext(ctx, &holder, `UPDATE processing_lease SET until = now() + $3 * interval '1 microsecond'
+ WHERE name = $1 AND owner = $2 RETURNING owner`, name, owner, us)
+	if err == nil {
+		return true, owner, nil
 	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return false, "", fmt.Errorf("lease %s: %w", name, err)
+	}
+	err = db.tx(ctx, func(tx *sqlx.Tx) error {
+		var cur struct {
+			Owner   string `db:"owner"`
+			Expired bool   `db:"expired"`
+		}
+		const read = `SELECT owner, until < now() AS expired FROM processing_lease WHERE name = $1`
+		// First without a lock: a lease another replica holds is refused at
+		// once, without queueing behind its transactions (and making its
+		// renewal queue behind this one).
+		for _, q := range []string{read, read + ` FOR UPDATE`} {
+			err := tx.GetContext(ctx, &cur, q, name)
+			if errors.Is(err, sql.ErrNoRows) {
+				res, err := tx.ExecContext(ctx, `INSERT INTO processing_lease (name, owner, until)
+ VALUES ($1, $2, now() + $3 * interval '1 microsecond') ON CONFLICT (name) DO NOTHING`, name, owner, us)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil || n == 1 {
+					holder = owner
+					return err
+				}
+				// another replica made it first
+				return tx.GetContext(ctx, &holder, `SELECT owner FROM processing_lease WHERE name = $1`, name)
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Owner != owner && !cur.Expired {
+				holder = cur.Owner
+				return nil
+			}
+		}
+		// Expired (or this owner's, renewed meanwhile), and locked FOR
+		// UPDATE: its holder's fenced transactions have ended.
+		holder = owner
+		_, err := tx.ExecContext(ctx, `UPDATE processing_lease SET owner = $2, until = now() + $3 * interval '1 microsecond'
+ WHERE name = $1`, name, owner, us)
+		return err
+	})
 	if err != nil {
 		return false, "", fmt.Errorf("lease %s: %w", name, err)
 	}
-	return true, holder, nil
+	return holder == owner, holder, nil
 }
 
 // ReleaseLease gives up owner's lease, so that another replica can take it
@@ -76,16 +118,16 @@ func (db *DB) LiveLeases(ctx context.Context, prefix string) (int, error) {
 
 // CheckLease fences the transaction: it fails with ErrLeaseLost unless owner
 // holds every named lease, and keeps them held until the transaction ends
-// (the rows are locked FOR SHARE, so another replica's takeover waits for
-// this commit, and a commit never follows a takeover). A no-op on the
-// embedded store.
+// (the rows are locked FOR KEY SHARE, so another replica's takeover, FOR
+// UPDATE, waits for this commit, and a commit never follows a takeover; the
+// holder's renewals do not wait). A no-op on the embedded store.
 func (t *Tx) CheckLease(ctx context.Context, names []string, owner string) error {
 	if t.db.backend != Postgres || len(names) == 0 {
 		return nil
 	}
 	var held []string
 	err := t.tx.SelectContext(ctx, &held, `SELECT name FROM processing_lease
- WHERE name = ANY($1) AND owner = $2 AND until > now() FOR SHARE`, pq.Array(names), owner)
+ WHERE name = ANY($1) AND owner = $2 AND until > now() FOR KEY SHARE`, pq.Array(names), owner)
 	if err != nil {
 		return fmt.Errorf("check leases: %w", err)
 	}

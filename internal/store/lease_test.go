@@ -43,22 +43,51 @@ func TestProcessingLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold("a", time.Minute, false, "b")
+	// The holder renews its lease while one of its fenced transactions is
+	// open: the renewal does not wait for it (a long transaction must not
+	// make its own replica's lease lapse).
+	fenced := func(owner string) (finish chan struct{}, done chan error) {
+		inTx := make(chan struct{})
+		finish, done = make(chan struct{}), make(chan error, 1)
+		go func() {
+			done <- db.InTx(ctx, func(tx *Tx) error {
+				if err := tx.CheckLease(ctx, []string{"processing"}, owner); err != nil {
+					return err
+				}
+				close(inTx)
+				<-finish
+				return nil
+			})
+		}()
+		<-inTx
+		return finish, done
+	}
+	finish, done := fenced("b")
+	renewed := make(chan error, 1)
+	go func() {
+		held, holder, err := db.HoldLease(ctx, "processing", "b", time.Minute)
+		if err == nil && !held {
+			err = fmt.Errorf("b lost its lease to %q", holder)
+		}
+		renewed <- err
+	}()
+	select {
+	case err := <-renewed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(finish)
+		t.Fatal("the holder's renewal waited for its own fenced transaction")
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	// A takeover waits for the holder's fenced transaction to end, even
 	// when the lease expires meanwhile.
 	hold("b", 300*time.Millisecond, true, "b")
-	inTx, finish := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- db.InTx(ctx, func(tx *Tx) error {
-			if err := tx.CheckLease(ctx, []string{"processing"}, "b"); err != nil {
-				return err
-			}
-			close(inTx)
-			<-finish
-			return nil
-		})
-	}()
-	<-inTx
+	finish, done = fenced("b")
 	time.Sleep(400 * time.Millisecond) // the lease expires
 	taken := make(chan error, 1)
 	go func() {
