@@ -217,7 +217,13 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		}
 	}
 	r.mu.Lock()
-	r.lastErr = perr
+	if len(failed) == 0 {
+		// only refusals for size, if any: the brokers answer, and readiness
+		// should say so
+		r.lastErr = nil
+	} else {
+		r.lastErr = perr
+	}
 	r.mu.Unlock()
 	var sent []int64
 	var retry []store.OutboxRow

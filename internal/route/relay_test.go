@@ -232,6 +232,9 @@ func TestRelayDeadLettersTooLargeAtOnce(t *testing.T) {
 		if got := pub.published("t", "K"); !slices.Equal(got, []string{"after"}) {
 			t.Fatalf("published on t: %v", got)
 		}
+		if err := r.LastError(); err != nil {
+			t.Errorf("LastError %v: a refusal for size says nothing about the brokers' health (readiness)", err)
+		}
 		if got := pub.published("t.dlq", "K"); !slices.Equal(got, []string{""}) {
 			t.Fatalf("dead-letter topic holds %q, want the event without its payload", got)
 		}
