@@ -40,6 +40,8 @@ fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
 	$(GO) test ./internal/intake -run '^$$' -fuzz '^FuzzAccept$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapHL7$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapCCDA$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesHL7$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesCCDA$$' -fuzztime $${FUZZTIME:-30s}
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline

@@ -69,3 +69,42 @@ func FuzzMapCCDA(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIndexesHL7 and FuzzIndexesCCDA map what the parsers accept twice,
+// scanning and through the indexes of large messages (smallMessage 0), and
+// compare: the indexes must change nothing but the time taken.
+func FuzzIndexesHL7(f *testing.F) {
+	addFiles(f, 64<<10, corpusDir+"/*/*.hl7", "testdata/*.hl7", "testdata/*/*.hl7")
+	f.Add(largeORU(2, 5, 3))
+	s := loadDefault(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if _, err := hl7.Parse(raw); err != nil {
+			return
+		}
+		compareIndexed(t, func() string { return mapJSON(t, s, raw) })
+	})
+}
+
+func FuzzIndexesCCDA(f *testing.F) {
+	addFiles(f, 16<<10, ccdaCorpusDir+"/*.xml", ccdaCorpusDir+"/*/*.xml")
+	s := loadDefault(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if _, err := ccda.Parse(raw, ccda.DefaultLimits); err != nil {
+			return
+		}
+		compareIndexed(t, func() string { return mapDocJSON(t, s, raw) })
+	})
+}
+
+// compareIndexed runs mapIt scanning and through the indexes and fails when
+// the two differ.
+func compareIndexed(t *testing.T, mapIt func() string) {
+	t.Helper()
+	defer func(n int) { smallMessage = n }(smallMessage)
+	smallMessage = 1 << 30
+	scanned := mapIt()
+	smallMessage = 0
+	if indexed := mapIt(); scanned != indexed {
+		t.Fatalf("maps differently through the indexes:\nscanned %.300s\nindexed %.300s", scanned, indexed)
+	}
+}
