@@ -50,11 +50,14 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 			Owner   string `db:"owner"`
 			Expired bool   `db:"expired"`
 		}
-		const read = `SELECT owner, until < now() AS expired FROM processing_lease WHERE name = $1`
 		// First without a lock: a lease another replica holds is refused at
 		// once, without queueing behind its transactions (and making its
-		// renewal queue behind this one).
-		for _, q := range []string{read, read + ` FOR UPDATE`} {
+		// renewal queue behind this one). The locked read may have waited,
+		// so it asks the clock, not the transaction's start time.
+		for _, q := range []string{
+			`SELECT owner, until < now() AS expired FROM processing_lease WHERE name = $1`,
+			`SELECT owner, until < clock_timestamp() AS expired FROM processing_lease WHERE name = $1 FOR UPDATE`,
+		} {
 			err := tx.GetContext(ctx, &cur, q, name)
 			if errors.Is(err, sql.ErrNoRows) {
 				res, err := tx.ExecContext(ctx, `INSERT INTO processing_lease (name, owner, until)
@@ -80,7 +83,7 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 		// Expired (or this owner's, renewed meanwhile), and locked FOR
 		// UPDATE: its holder's fenced transactions have ended.
 		holder = owner
-		_, err := tx.ExecContext(ctx, `UPDATE processing_lease SET owner = $2, until = now() + $3 * interval '1 microsecond'
+		_, err := tx.ExecContext(ctx, `UPDATE processing_lease SET owner = $2, until = clock_timestamp() + $3 * interval '1 microsecond'
  WHERE name = $1`, name, owner, us)
 		return err
 	})
