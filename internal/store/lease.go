@@ -54,11 +54,23 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 		// once, without queueing behind its transactions (and making its
 		// renewal queue behind this one). The locked read may have waited,
 		// so it asks the clock, not the transaction's start time.
-		for _, q := range []string{
+		for i, q := range []string{
 			`SELECT owner, until < now() AS expired FROM processing_lease WHERE name = $1`,
 			`SELECT owner, until < clock_timestamp() AS expired FROM processing_lease WHERE name = $1 FOR UPDATE`,
 		} {
+			if i == 1 {
+				// A fenced transaction that hangs must not hold this
+				// replica's lease loop: after one TTL, give up for now.
+				holder = cur.Owner
+				if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`,
+					fmt.Sprintf("%dms", max(ttl.Milliseconds(), 1))); err != nil {
+					return err
+				}
+			}
 			err := tx.GetContext(ctx, &cur, q, name)
+			if pe := (*pq.Error)(nil); errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+				return errLeaseBusy
+			}
 			if errors.Is(err, sql.ErrNoRows) {
 				res, err := tx.ExecContext(ctx, `INSERT INTO processing_lease (name, owner, until)
  VALUES ($1, $2, now() + $3 * interval '1 microsecond') ON CONFLICT (name) DO NOTHING`, name, owner, us)
@@ -87,11 +99,18 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
  WHERE name = $1`, name, owner, us)
 		return err
 	})
+	if errors.Is(err, errLeaseBusy) {
+		return false, holder, nil
+	}
 	if err != nil {
 		return false, "", fmt.Errorf("lease %s: %w", name, err)
 	}
 	return holder == owner, holder, nil
 }
+
+// errLeaseBusy ends a takeover whose lock waited a whole TTL for the
+// holder's transactions.
+var errLeaseBusy = errors.New("lease locked by its holder's transactions")
 
 // ReleaseLease gives up owner's lease, so that another replica can take it
 // at once (at a clean shutdown).

@@ -111,6 +111,33 @@ func TestProcessingLease(t *testing.T) {
 	if err := <-taken; err != nil {
 		t.Fatal(err)
 	}
+	// A fenced transaction that does not end holds a takeover up for one
+	// TTL of the lease asked for, not for ever: then it is refused.
+	hold("a", 100*time.Millisecond, true, "a")
+	finish, done = fenced("a")
+	time.Sleep(200 * time.Millisecond) // a's lease expires, its transaction stays open
+	refused := make(chan error, 1)
+	go func() {
+		held, holder, err := db.HoldLease(ctx, "processing", "b", 300*time.Millisecond)
+		if err == nil && (held || holder != "a") {
+			err = fmt.Errorf("held %v by %q, want a refusal naming a", held, holder)
+		}
+		refused <- err
+	}()
+	var refusal error
+	select {
+	case refusal = <-refused:
+	case <-time.After(10 * time.Second):
+		refusal = errors.New("a takeover waited more than its TTL for a fenced transaction")
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if refusal != nil {
+		t.Fatal(refusal)
+	}
+	hold("b", time.Minute, true, "b") // the transaction over, the expired lease is taken
 	// Released, the lease goes at once.
 	if err := db.ReleaseLease(ctx, "processing", "a"); err != nil {
 		t.Fatal(err)
