@@ -46,6 +46,12 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 		return false, "", fmt.Errorf("lease %s: %w", name, err)
 	}
 	err = db.tx(ctx, func(tx *sqlx.Tx) error {
+		// Waiting for a lock ends after one TTL: a fenced transaction that
+		// hangs must not hold this replica's lease loop.
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`,
+			fmt.Sprintf("%dms", max(ttl.Milliseconds(), 1))); err != nil {
+			return err
+		}
 		var cur struct {
 			Owner   string `db:"owner"`
 			Expired bool   `db:"expired"`
@@ -54,40 +60,22 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 		// once, without queueing behind its transactions (and making its
 		// renewal queue behind this one). The locked read may have waited,
 		// so it asks the clock, not the transaction's start time.
-		for i, q := range []string{
+		for _, q := range []string{
 			`SELECT owner, until < now() AS expired FROM processing_lease WHERE name = $1`,
 			`SELECT owner, until < clock_timestamp() AS expired FROM processing_lease WHERE name = $1 FOR UPDATE`,
 		} {
-			if i == 1 {
-				// A fenced transaction that hangs must not hold this
-				// replica's lease loop: after one TTL, give up for now.
-				holder = cur.Owner
-				if _, err := tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true)`,
-					fmt.Sprintf("%dms", max(ttl.Milliseconds(), 1))); err != nil {
-					return err
-				}
-			}
 			err := tx.GetContext(ctx, &cur, q, name)
-			if pe := (*pq.Error)(nil); errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			var pe *pq.Error
+			switch {
+			case errors.As(err, &pe) && pe.Code == "55P03": // lock_not_available
+				holder = cur.Owner // as the unlocked read found it
 				return errLeaseBusy
-			}
-			if errors.Is(err, sql.ErrNoRows) {
-				res, err := tx.ExecContext(ctx, `INSERT INTO processing_lease (name, owner, until)
- VALUES ($1, $2, now() + $3 * interval '1 microsecond') ON CONFLICT (name) DO NOTHING`, name, owner, us)
-				if err != nil {
-					return err
-				}
-				if n, err := res.RowsAffected(); err != nil || n == 1 {
-					holder = owner
-					return err
-				}
-				// another replica made it first
-				return tx.GetContext(ctx, &holder, `SELECT owner FROM processing_lease WHERE name = $1`, name)
-			}
-			if err != nil {
+			case errors.Is(err, sql.ErrNoRows):
+				holder, err = insertLease(ctx, tx, name, owner, us)
 				return err
-			}
-			if cur.Owner != owner && !cur.Expired {
+			case err != nil:
+				return err
+			case cur.Owner != owner && !cur.Expired:
 				holder = cur.Owner
 				return nil
 			}
@@ -106,6 +94,22 @@ func (db *DB) HoldLease(ctx context.Context, name, owner string, ttl time.Durati
 		return false, "", fmt.Errorf("lease %s: %w", name, err)
 	}
 	return holder == owner, holder, nil
+}
+
+// insertLease makes the lease for owner, unless another replica made it
+// first, and returns its holder.
+func insertLease(ctx context.Context, tx *sqlx.Tx, name, owner string, us int64) (string, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO processing_lease (name, owner, until)
+ VALUES ($1, $2, now() + $3 * interval '1 microsecond') ON CONFLICT (name) DO NOTHING`, name, owner, us)
+	if err != nil {
+		return "", err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return owner, err
+	}
+	var holder string
+	err = tx.GetContext(ctx, &holder, `SELECT owner FROM processing_lease WHERE name = $1`, name)
+	return holder, err
 }
 
 // errLeaseBusy ends a takeover whose lock waited a whole TTL for the
