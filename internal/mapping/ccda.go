@@ -213,7 +213,7 @@ func (st *state) docProduced() [2][]produced { return [2][]produced{st.produced,
 // madeFrom returns the resource of rr's type another rule made from node,
 // if any.
 func (st *state) madeFrom(node *etree.Element, rr *resRule) *produced {
-	if x := st.docIdx(); x != nil {
+	if x := st.madeIndex(); x != nil {
 		return st.firstAt(x.byNode[node], func(pr *produced) bool { return pr.rule != rr.name && pr.res.Type() == rr.typ })
 	}
 	for _, list := range st.docProduced() {
@@ -230,7 +230,7 @@ func (st *state) madeFrom(node *etree.Element, rr *resRule) *produced {
 // sameID returns the resource already made with res's type and id, if any.
 func (st *state) sameID(res fhir.Resource) *produced {
 	typ, id := res.Type(), res.ID()
-	if x := st.docIdx(); x != nil {
+	if x := st.madeIndex(); x != nil {
 		return st.sameIDIndexed(x, typ, id)
 	}
 	for i := range st.produced {
@@ -297,7 +297,7 @@ func within(e, anc *etree.Element) bool {
 // nearest node enclosing the current one, else the first it made.
 func (st *state) refDoc(rule string) any {
 	var best *produced
-	if x := st.docIdx(); x != nil {
+	if x := st.madeIndex(); x != nil {
 		ofRule := func(pr *produced) bool { return pr.rule == rule }
 		for e := st.node; e != nil && best == nil; e = e.Parent() {
 			best = st.firstAt(x.byNode[e], ofRule)
@@ -345,7 +345,7 @@ func enclosingDepth(e, anc *etree.Element) int {
 // made from nodes inside the current one.
 func (st *state) refsDoc(rule string) any {
 	var out []any
-	if x := st.docIdx(); x != nil {
+	if x := st.madeIndex(); x != nil {
 		for _, r := range x.within(st, rule, st.node) {
 			out = append(out, map[string]any{"reference": st.made(r).ref})
 		}

@@ -97,18 +97,16 @@ type state struct {
 	check                          validator
 	seen                           map[string]int // mapEntry's ids made, kept for the next message
 
-	// Indexes of a large message (more than smallMessage segments), made
-	// on first use and kept, emptied, for the next message: the scans that
-	// serve a few segments cost the square of their number on thousands
-	// (an ORU of 4,000 OBX took 1.6 times as long per OBX as one of 100,
-	// and repeating references made it worse). segsByTag lists the
-	// segments of each tag in order; byRule lists the produced resources of
-	// each rule, up to byRuleN.
+	// Indexes of a large message or document, made on first use: the scans
+	// that serve a few segments cost the square of their number on
+	// thousands (an ORU of 4,000 OBX took 1.6 times as long per OBX as one
+	// of 100, and repeating references made it worse). segsByTag lists
+	// the segments of each tag in order (more than smallMessage segments;
+	// kept, emptied, for the next message); mx indexes the resources made
+	// (madeindex.go).
 	segsByTag map[uint32][]int32
 	segsMade  bool // segsByTag lists this message's segments
-	byRule    map[string][]int32
-	byRuleN   int
-	dix       *docIndex // a large document's (ccdaindex.go)
+	mx        *madeIndex
 
 	// comps: the first components of compsRep (ncomps of them), kept by
 	// state.component; compsOK is false for none (reset clears it, as a
@@ -159,7 +157,7 @@ func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 		tags: st.tags[:0], ends: st.ends[:0],
 		seg: -1, machine: st.machine, produced: st.produced[:0], args: st.args[:0],
 		keys: st.keys[:0], check: validator{stack: st.check.stack[:0]}, seen: st.seen,
-		segsByTag: st.segsByTag, byRule: st.byRule}
+		segsByTag: st.segsByTag}
 	clear(st.produced[:cap(st.produced)]) // let the last message's resources go
 	st.clearIndexes()
 	n := m.SegmentCount()
@@ -198,20 +196,14 @@ func (st *state) reset(s *Set, p *profile, sender string, m *hl7.Message) {
 // indexes.
 var smallMessage = 64
 
-// clearIndexes empties the indexes of the last message, keeping their
-// lists' room, unless they grew large (a message of many kinds of segment).
+// clearIndexes empties the segment index of the last message, keeping its
+// lists' room, unless it grew large (a message of many kinds of segment).
 func (st *state) clearIndexes() {
 	if len(st.segsByTag) > 256 {
 		st.segsByTag = nil
 	}
 	for k, v := range st.segsByTag {
 		st.segsByTag[k] = v[:0]
-	}
-	if len(st.byRule) > 256 {
-		st.byRule = nil
-	}
-	for k, v := range st.byRule {
-		st.byRule[k] = v[:0]
 	}
 }
 
@@ -228,19 +220,6 @@ func (st *state) tagged(tag uint32) []int32 {
 		st.segsMade = true
 	}
 	return st.segsByTag[tag]
-}
-
-// producedBy returns the indexes in st.produced of the resources rule has
-// made so far, in order.
-func (st *state) producedBy(rule string) []int32 {
-	if st.byRule == nil {
-		st.byRule = make(map[string][]int32)
-	}
-	for ; st.byRuleN < len(st.produced); st.byRuleN++ {
-		r := st.produced[st.byRuleN].rule
-		st.byRule[r] = append(st.byRule[r], int32(st.byRuleN))
-	}
-	return st.byRule[rule]
 }
 
 // profileFor returns the sender's profile, or the default.

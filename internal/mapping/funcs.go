@@ -1569,9 +1569,9 @@ func (st *state) refTo(rule string) *produced {
 	better := func(pr *produced) bool {
 		return best == nil || st.seg >= 0 && pr.seg <= st.seg && pr.seg > best.seg
 	}
-	if len(st.produced) > smallMessage {
-		for _, i := range st.producedBy(rule) {
-			if pr := &st.produced[i]; better(pr) {
+	if x := st.madeIndex(); x != nil {
+		for _, r := range x.byRule[rule] {
+			if pr := st.made(r); better(pr) {
 				best = pr
 			}
 		}

@@ -6,13 +6,14 @@ import (
 	"github.com/beevik/etree"
 )
 
-// docIndex indexes what a large document's rules have made (st.produced,
-// then st.aliases) so that the lookups of produceDoc, ref and refs do not
-// scan everything made so far for each node: on a document of 1,000
-// results (5,000 resources) they took 1.1 s, 3,000 results 10 s. A
-// document with up to smallMessage of them is still scanned. The index is
-// extended on each use with what was made since.
-type docIndex struct {
+// madeIndex indexes what the rules have made for a large message or
+// document (st.produced, then st.aliases, which only documents have) so
+// that ref, refs and produceDoc's lookups do not scan everything made so far
+// for each segment or node: on a document of 1,000 results (5,000
+// resources) they took 1.1 s, 3,000 results 10 s. Up to smallMessage
+// resources are still scanned. The index is extended on each use with what
+// was made since.
+type madeIndex struct {
 	n      [2]int // how many of st.produced and st.aliases are indexed
 	byNode map[*etree.Element][]madeRef
 	byRule map[string][]madeRef
@@ -46,16 +47,16 @@ func (st *state) made(r madeRef) *produced {
 	return &st.aliases[r.i]
 }
 
-// docIdx returns the index brought up to date, or nil for a document small
-// enough to scan.
-func (st *state) docIdx() *docIndex {
+// madeIndex returns the index brought up to date, or nil when few enough
+// resources were made to scan them.
+func (st *state) madeIndex() *madeIndex {
 	if len(st.produced)+len(st.aliases) <= smallMessage {
 		return nil
 	}
-	x := st.dix
+	x := st.mx
 	if x == nil {
-		x = &docIndex{byNode: map[*etree.Element][]madeRef{}, byRule: map[string][]madeRef{}, byID: map[typeID][]int{}}
-		st.dix = x
+		x = &madeIndex{byNode: map[*etree.Element][]madeRef{}, byRule: map[string][]madeRef{}, byID: map[typeID][]int{}}
+		st.mx = x
 	}
 	for list, entries := range st.docProduced() {
 		for ; x.n[list] < len(entries); x.n[list]++ {
@@ -75,7 +76,7 @@ func (st *state) docIdx() *docIndex {
 // reindexID lists pr, an entry of st.produced whose id has just changed
 // (rekey: two entries with the same source keys), under its new id.
 func (st *state) reindexID(pr *produced) {
-	x := st.dix
+	x := st.mx
 	if x == nil {
 		return
 	}
@@ -91,7 +92,7 @@ func (st *state) reindexID(pr *produced) {
 }
 
 // sameIDIndexed is sameID through the index.
-func (st *state) sameIDIndexed(x *docIndex, typ, id string) *produced {
+func (st *state) sameIDIndexed(x *madeIndex, typ, id string) *produced {
 	for _, i := range x.byID[typeID{typ, id}] {
 		if pr := &st.produced[i]; pr.res.ID() == id && pr.res.Type() == typ {
 			return pr
@@ -117,7 +118,7 @@ func (st *state) firstAt(refs []madeRef, ok func(*produced) bool) *produced {
 
 // within lists, in scan order, the entries of rule made from node or from
 // nodes inside it.
-func (x *docIndex) within(st *state, rule string, node *etree.Element) []madeRef {
+func (x *madeIndex) within(st *state, rule string, node *etree.Element) []madeRef {
 	var out []madeRef
 	if node == st.root {
 		out = slices.Clone(x.byRule[rule])
