@@ -6,10 +6,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +98,9 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if g.dirLock, err = journal.LockFile(filepath.Join(cfg.DataDir, "hiegw.lock")); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	g.owner = ownerName(cfg.DataDir, journal.LocksAcrossProcesses)
+	if g.owner, err = ownerName(cfg.DataDir, journal.LocksAcrossProcesses); err != nil {
+		return err
+	}
 	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync}); err != nil {
 		return err
 	}
@@ -239,18 +245,53 @@ func processingLease(cfg *config.Config, db *store.DB, owner string) *pipeline.L
 // ownerName names this gateway in the leases and claims it shares with
 // other replicas (processing partitions, outbox and application-ACK
 // claims). Where the data directory's lock keeps a second process out, the
-// name is the host and the directory, the same after a restart: a gateway
-// restarted after a crash takes back at once what it held, instead of
-// waiting for its leases to expire. Elsewhere the process id is added.
-func ownerName(dataDir string, locked bool) string {
+// name is the host, the directory and an id made at random when the
+// directory was first used and kept in it: the same after a restart, so a
+// gateway restarted after a crash takes back at once what it held instead
+// of waiting for its leases to expire, yet different for two gateways
+// whose hosts and directories are named alike (pods of the same name in
+// two namespaces sharing one database). Elsewhere the process id is added.
+func ownerName(dataDir string, locked bool) (string, error) {
 	h, _ := os.Hostname()
 	if abs, err := filepath.Abs(dataDir); err == nil {
 		dataDir = abs
 	}
-	if !locked {
-		return fmt.Sprintf("%s:%s/%d", h, dataDir, os.Getpid())
+	id, err := instanceID(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
 	}
-	return h + ":" + dataDir
+	name := h + ":" + dataDir + "#" + id
+	if !locked {
+		name += fmt.Sprintf("/%d", os.Getpid())
+	}
+	return name, nil
+}
+
+// instanceID reads the data directory's id, making it on first use. The
+// file is written whole under another name and renamed into place, so a
+// crash leaves either no id or a complete one.
+func instanceID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "instance-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if len(id) == 0 || len(id) > 64 || strings.ContainsAny(id, " \t/#") {
+			return "", fmt.Errorf("%s: not an instance id (delete it to make a new one)", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(r[:])
+	if err := journal.WriteFileAtomic(path, []byte(id+"\n")); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 func (g *Gateway) startBroker() error {

@@ -333,11 +333,34 @@ func oneGatewayPerDataDir(t *testing.T, dsn string) {
 	name := first.g.owner
 	first.shutdown(t)
 	again := start(t, testConfig(t, dir, dsn))
-	defer again.shutdown(t)
-	if again.g.owner != name || !strings.Contains(name, dir) {
-		t.Fatalf("owner after a restart %q, before %q", again.g.owner, name)
+	restarted := again.g.owner
+	again.shutdown(t)
+	if restarted != name || !strings.Contains(name, dir) {
+		t.Fatalf("owner after a restart %q, before %q", restarted, name)
 	}
-	if other := ownerName(t.TempDir(), true); other == name {
-		t.Fatalf("two data directories share the owner name %q", name)
+	if other, err := ownerName(t.TempDir(), true); err != nil || other == name {
+		t.Fatalf("two data directories share the owner name %q (%v)", name, err)
+	}
+	// Another machine of the same host name, its data directory at the
+	// same path: a fresh directory there is another gateway.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := start(t, testConfig(t, dir, dsn))
+	defer elsewhere.shutdown(t)
+	if elsewhere.g.owner == name || !strings.Contains(elsewhere.g.owner, dir) {
+		t.Fatalf("a fresh data directory at the same path has the owner name %q (before %q)", elsewhere.g.owner, name)
+	}
+}
+
+// An instance id that is not one stops start-up with the file named.
+func TestBadInstanceID(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "instance-id"), []byte("a b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(context.Background(), testConfig(t, dir, ""), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "instance-id")+": not an instance id") {
+		t.Fatalf("start with a bad instance id: %v", err)
 	}
 }

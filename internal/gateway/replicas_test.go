@@ -92,7 +92,11 @@ func TestRestartTakesBackOwnClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rows, err := db.ClaimOutbox(ctx, ownerName(dir, journal.LocksAcrossProcesses), 10, time.Hour); err != nil || len(rows) != 1 {
+	owner, err := ownerName(dir, journal.LocksAcrossProcesses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := db.ClaimOutbox(ctx, owner, 10, time.Hour); err != nil || len(rows) != 1 {
 		t.Fatalf("the crashed gateway's claim: %v %v", rows, err)
 	}
 	db.Close()
