@@ -115,10 +115,14 @@ type Pipeline struct {
 	// The dispatcher reads pending envelopes after a cursor; rescan makes it
 	// start again from the beginning (envelopes requeued for reprocessing
 	// are older than the cursor), and inflight keeps it from handing an
-	// envelope to a lane twice.
+	// envelope to a lane twice. A read may answer from before a lane's
+	// commit, so an envelope finished while a read was under way is kept
+	// in finished until the next read begins: that read's answer saw it
+	// pending, and it is not handed out again.
 	rescan   atomic.Bool
 	mu       sync.Mutex
 	inflight map[string]bool
+	finished map[string]bool
 
 	pmu          sync.Mutex // guards pause
 	pause        pauseState
@@ -156,7 +160,8 @@ func New(st Store, norm Normalizer, rt Router, o Options) *Pipeline {
 		o.Lease = &l
 	}
 	p := &Pipeline{st: st, norm: norm, rt: rt, o: o, wake: make(chan struct{}, 1), inflight: map[string]bool{},
-		leases: leases{wake: make(chan struct{}, 1)},
+		finished: map[string]bool{},
+		leases:   leases{wake: make(chan struct{}, 1)},
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_processed_total",
 			Help: "Envelopes processed into the record, by kind."}, []string{"kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_pipeline_failed_total",
@@ -212,6 +217,7 @@ func (p *Pipeline) Run(ctx context.Context) {
 				p.mu.Lock()
 				for _, e := range run {
 					delete(p.inflight, e.ID)
+					p.finished[e.ID] = true
 				}
 				p.mu.Unlock()
 				p.idle.Add(-len(run))
@@ -228,6 +234,7 @@ func (p *Pipeline) Run(ctx context.Context) {
 	t := time.NewTicker(p.o.Poll)
 	defer t.Stop()
 	ticks := 0
+	quiet := false // the last read from the start found less than a page pending
 	for {
 		if !p.gate(ctx) {
 			return
@@ -235,6 +242,10 @@ func (p *Pipeline) Run(ctx context.Context) {
 		if p.rescan.Swap(false) {
 			cursor = 0
 		}
+		fromStart := cursor == 0
+		p.mu.Lock()
+		clear(p.finished) // finished before this read begins: the read sees it as it is now
+		p.mu.Unlock()
 		envs, err := p.st.PendingEnvelopes(ctx, cursor, 512)
 		if err != nil && ctx.Err() == nil {
 			p.o.Logger.Warn("pipeline: read pending envelopes", "err", err)
@@ -245,8 +256,10 @@ func (p *Pipeline) Run(ctx context.Context) {
 				continue // another replica's partition
 			}
 			p.mu.Lock()
-			busy := p.inflight[e.ID]
-			p.inflight[e.ID] = true
+			busy := p.inflight[e.ID] || p.finished[e.ID]
+			if !busy {
+				p.inflight[e.ID] = true
+			}
 			p.mu.Unlock()
 			if busy {
 				continue
@@ -259,6 +272,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 				return
 			}
 		}
+		if fromStart && err == nil {
+			quiet = len(envs) < 512
+		}
 		if len(envs) == 512 {
 			continue
 		}
@@ -267,9 +283,12 @@ func (p *Pipeline) Run(ctx context.Context) {
 			return
 		case <-p.wake:
 		case <-t.C:
-			// Now and then look again from the start, so that nothing a
-			// missed notification or a failed read skipped waits for a restart.
-			if ticks++; ticks%60 == 0 {
+			// Look again from the start, so that nothing a missed
+			// notification or a failed read skipped waits for a restart, and
+			// envelopes requeued by another process (hiegw replay --failed,
+			// another replica's API) are found: at every poll while few
+			// envelopes are pending (one short read), else now and then.
+			if ticks++; quiet || ticks%60 == 0 {
 				p.rescan.Store(true)
 			}
 		}

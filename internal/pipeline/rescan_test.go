@@ -81,3 +81,35 @@ func waitStatus(t *testing.T, db *store.DB, id, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRequeueElsewhereIsFound: an envelope requeued without a word to this
+// pipeline (by hiegw replay --failed, or another replica's API) is found by
+// the next polls while few envelopes are pending, not only by the rescan
+// every sixty polls.
+func TestRequeueElsewhereIsFound(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	norm := &flaky{}
+	p := pipeline.New(db, norm, route.NewRouter([]route.Subscription{route.DefaultSubscription}, nil),
+		pipeline.Options{Lanes: 2, Poll: 200 * time.Millisecond}) // sixty polls: 12 s
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	raw := msg("A01", "C1", person{auth: "H", mrn: "1", family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("e1", "C1", raw)}); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	waitStatus(t, db, "e1", "failed")
+	norm.fixed.Store(true)
+	if n, err := db.Requeue(ctx, "H", nil); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	waitStatus(t, db, "e1", "processed") // within 10 s
+	cancel()
+	<-done
+}
