@@ -5,7 +5,7 @@
 //	hiegw mappings check   validate mapping files
 //	hiegw mappings test    dry-run a message through the mappings
 //	hiegw mpi eval FILE... measure patient matching on a linkage data set
-//	hiegw replay           re-publish a subscriber's events since a time
+//	hiegw replay           re-publish a subscriber's events since a time, or requeue failed messages (--failed)
 //	hiegw token            make an API token and its configuration hash
 //	hiegw version
 package main
@@ -81,7 +81,7 @@ commands:
   mappings check [DIR]  check mapping files; every error with file, line and column
   mappings test FILE    print the FHIR Bundle a message or document would produce (writes nothing)
   mpi eval FILE...      measure patient matching (precision, recall, F1) on a linkage data set
-  replay                re-publish a subscriber's events since a time
+  replay                re-publish a subscriber's events since a time; --failed: requeue failed messages
   token                 make an API bearer token and the hash to configure for it
   version               print the version
 

@@ -107,6 +107,81 @@ func TestReplayCommand(t *testing.T) {
 	}
 }
 
+// TestReplayFailedCommand: --failed requeues the failed messages it is
+// asked for and leaves the others alone; its flags are checked.
+func TestReplayFailedCommand(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := time.Now().Add(-48 * time.Hour).UTC()
+	envs := []*store.Envelope{
+		{ID: "a1", Sender: "acme", ReceivedAt: old, ControlID: "A1", DedupKey: "acme|A1"},
+		{ID: "a2", Sender: "acme", ReceivedAt: time.Now().UTC(), ControlID: "A2", DedupKey: "acme|A2"},
+		{ID: "a3", Sender: "acme", ReceivedAt: time.Now().UTC(), ControlID: "A3", DedupKey: "acme|A3"},
+		{ID: "b1", Sender: "beta", ReceivedAt: time.Now().UTC(), ControlID: "B1", DedupKey: "beta|B1"},
+	}
+	for _, e := range envs {
+		e.Channel, e.Kind, e.MessageType, e.Status, e.Raw = "mllp", "hl7v2", "ADT^A01", "received", []byte("MSH|^~\\&|")
+	}
+	if _, err := db.InsertEnvelopes(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a1", "a2", "b1"} {
+		if err := db.MarkFailed(ctx, id, "PID-7: not a date"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() string {
+		var out []string
+		for _, id := range []string{"a1", "a2", "a3", "b1"} {
+			e, err := db.GetEnvelope(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, id+":"+e.Status)
+		}
+		return strings.Join(out, " ")
+	}
+	replay := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if err := run(ctx, append([]string{"replay", "--data-dir", dir}, args...), &out, &errb); err != nil {
+			t.Fatalf("replay %v: %v %s", args, err, errb.String())
+		}
+		return out.String()
+	}
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	if out := replay("--failed", "--sender", "acme", "--since", since); !strings.HasPrefix(out, "requeued 1 failed messages") {
+		t.Fatalf("output %q", out)
+	}
+	if got := status(); got != "a1:failed a2:received a3:received b1:failed" {
+		t.Fatalf("after --sender acme --since: %s", got)
+	}
+	if out := replay("--failed", "b1", "a3"); !strings.HasPrefix(out, "requeued 1 failed messages") {
+		t.Fatalf("output %q", out)
+	}
+	if got := status(); got != "a1:failed a2:received a3:received b1:received" {
+		t.Fatalf("after naming b1 and a3: %s", got)
+	}
+	for _, bad := range [][]string{
+		{"--failed", "--subscriber", "lab"},
+		{"--sender", "acme", "--subscriber", "lab", "--since", since},
+		{"--failed", "--since", "yesterday"},
+	} {
+		var out, errb bytes.Buffer
+		if err := run(ctx, append([]string{"replay", "--data-dir", dir}, bad...), &out, &errb); err == nil {
+			t.Errorf("replay %v must fail", bad)
+		}
+	}
+	if got := status(); got != "a1:failed a2:received a3:received b1:received" {
+		t.Fatalf("a refused command changed the store: %s", got)
+	}
+}
+
 func TestProcsDefault(t *testing.T) {
 	old := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(old)

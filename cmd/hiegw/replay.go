@@ -12,23 +12,45 @@ import (
 	"github.com/hiegw/hiegw/internal/store"
 )
 
+const replayUsage = `usage: hiegw replay --subscriber S --since TIME [store flags]
+       hiegw replay --failed [--sender S] [--since TIME] [store flags] [MESSAGE-ID...]
+
+The first form queues a subscriber's events again from the store. The second
+puts messages whose processing failed back in the processing queue, after a
+mapping fix: all of them, a sender's, those received since a time, or the
+messages named. A gateway running on the same store picks them up at its next
+poll and processes them with the mappings it holds now.
+
+`
+
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hiegw replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	sub := fs.String("subscriber", "", "subscriber whose events to publish again (required)")
-	since := fs.String("since", "", "RFC 3339 time, e.g. 2026-11-01T00:00:00Z (required)")
+	fs.Usage = func() { fmt.Fprint(stderr, replayUsage); fs.PrintDefaults() }
+	failed := fs.Bool("failed", false, "requeue messages whose processing failed instead of publishing events again")
+	sub := fs.String("subscriber", "", "subscriber whose events to publish again")
+	sender := fs.String("sender", "", "with --failed: only this sender's messages")
+	since := fs.String("since", "", "RFC 3339 time, e.g. 2026-11-01T00:00:00Z: events queued, or with --failed messages received, since then")
 	cfgArgs := fs.String("config", "", "configuration file of the gateway (for its store)")
 	dataDir := fs.String("data-dir", "", "data directory of the gateway's embedded store")
 	dsn := fs.String("postgres-dsn", "", "PostgreSQL DSN of the gateway's store")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *sub == "" || *since == "" {
-		return fmt.Errorf("replay: --subscriber and --since are required")
+	switch {
+	case *failed && *sub != "":
+		return fmt.Errorf("replay: --subscriber publishes events again; --failed requeues messages: give one")
+	case !*failed && (*sub == "" || *since == ""):
+		return fmt.Errorf("replay: --subscriber and --since are required (or --failed to requeue failed messages)")
+	case !*failed && (*sender != "" || fs.NArg() > 0):
+		return fmt.Errorf("replay: --sender and message ids choose failed messages: add --failed")
 	}
-	t, err := time.Parse(time.RFC3339, *since)
-	if err != nil {
-		return fmt.Errorf("replay: --since: %w", err)
+	var t time.Time
+	if *since != "" {
+		var err error
+		if t, err = time.Parse(time.RFC3339, *since); err != nil {
+			return fmt.Errorf("replay: --since: %w", err)
+		}
 	}
 	var cargs []string
 	for k, v := range map[string]string{"--config": *cfgArgs, "--data-dir": *dataDir, "--postgres-dsn": *dsn} {
@@ -46,6 +68,16 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer db.Close()
+	if *failed {
+		n, err := db.Requeue(ctx, store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t})
+		if err != nil {
+			return err
+		}
+		_ = db.Audit(ctx, store.AuditEntry{Actor: "cli", Action: "message.reprocess", Target: *sender, Outcome: "ok",
+			Detail: fmt.Sprintf("%d requeued", n)})
+		fmt.Fprintf(stdout, "requeued %d failed messages; the running gateway processes them again\n", n)
+		return nil
+	}
 	n, err := db.ReplayOutbox(ctx, *sub, t)
 	if err != nil {
 		return err

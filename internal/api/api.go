@@ -30,7 +30,7 @@ type Store interface {
 	PatientByIdentifier(ctx context.Context, system, value string) (string, error)
 	OutboxCounts(ctx context.Context) ([]store.OutboxStats, error)
 	CountEnvelopes(ctx context.Context) (map[string]int64, error)
-	Requeue(ctx context.Context, sender string, ids []string) (int64, error)
+	Requeue(ctx context.Context, f store.RequeueFilter) (int64, error)
 	Audit(ctx context.Context, e store.AuditEntry) error
 	AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error)
 	RecentAppAcks(ctx context.Context, p store.AppAckPage) ([]store.AppAck, error)
@@ -271,14 +271,15 @@ func (a *api) getMessage(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) reprocess(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Sender string   `json:"sender"`
-		IDs    []string `json:"ids"`
+		Sender string    `json:"sender"`
+		IDs    []string  `json:"ids"`
+		Since  time.Time `json:"since"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "body: "+err.Error())
 		return
 	}
-	n, err := a.st.Requeue(r.Context(), req.Sender, req.IDs)
+	n, err := a.st.Requeue(r.Context(), store.RequeueFilter{Sender: req.Sender, IDs: req.IDs, Since: req.Since})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return

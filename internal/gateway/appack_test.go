@@ -244,7 +244,7 @@ func appAcks(t *testing.T, dsn string) {
 
 	// Processing the failed messages again (after a mapping fix, say) does
 	// not answer them twice.
-	if n, err := r.g.DB().Requeue(context.Background(), "goodhealth-adt", nil); err != nil || n != 5 {
+	if n, err := r.g.DB().Requeue(context.Background(), store.RequeueFilter{Sender: "goodhealth-adt"}); err != nil || n != 5 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	r.g.pipe.Rescan()

@@ -58,7 +58,7 @@ func TestRequeuedEnvelopeIsProcessedWithoutRestart(t *testing.T) {
 	p.Notify()
 	waitStatus(t, db, "e2", "processed")
 
-	if n, err := db.Requeue(ctx, "H", nil); err != nil || n != 1 {
+	if n, err := db.Requeue(ctx, store.RequeueFilter{Sender: "H"}); err != nil || n != 1 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	p.Rescan()
@@ -106,7 +106,7 @@ func TestRequeueElsewhereIsFound(t *testing.T) {
 	p.Notify()
 	waitStatus(t, db, "e1", "failed")
 	norm.fixed.Store(true)
-	if n, err := db.Requeue(ctx, "H", nil); err != nil || n != 1 {
+	if n, err := db.Requeue(ctx, store.RequeueFilter{Sender: "H"}); err != nil || n != 1 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	waitStatus(t, db, "e1", "processed") // within 10 s

@@ -496,21 +496,32 @@ func (db *DB) MarkFailed(ctx context.Context, id, reason string) error {
 	return nil
 }
 
-// Requeue puts failed envelopes back in the processing queue (after a
-// mapping fix); an empty id list requeues every failed envelope of sender
-// (every sender when empty too). It returns how many were requeued.
-func (db *DB) Requeue(ctx context.Context, sender string, ids []string) (int64, error) {
+// RequeueFilter chooses the failed envelopes to requeue; each field left
+// empty chooses them all.
+type RequeueFilter struct {
+	Sender string
+	IDs    []string
+	Since  time.Time // received at or after
+}
+
+// Requeue puts the failed envelopes f chooses back in the processing queue
+// (after a mapping fix) and returns how many.
+func (db *DB) Requeue(ctx context.Context, f RequeueFilter) (int64, error) {
 	if err := db.visible(ctx); err != nil {
 		return 0, err
 	}
 	q := `UPDATE envelopes SET status = 'received', error = '' WHERE status = 'failed'`
 	var args []any
-	if sender != "" {
+	if f.Sender != "" {
 		q += " AND sender = ?"
-		args = append(args, sender)
+		args = append(args, f.Sender)
 	}
-	if len(ids) > 0 {
-		in, inArgs, err := sqlx.In(" AND id IN (?)", ids)
+	if !f.Since.IsZero() {
+		q += " AND received_at >= ?"
+		args = append(args, f.Since.UTC())
+	}
+	if len(f.IDs) > 0 {
+		in, inArgs, err := sqlx.In(" AND id IN (?)", f.IDs)
 		if err != nil {
 			return 0, err
 		}
