@@ -9,7 +9,6 @@ import (
 
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/pipeline"
-	"github.com/hiegw/hiegw/internal/route"
 	"github.com/hiegw/hiegw/internal/store"
 )
 
@@ -43,11 +42,11 @@ type lateReads struct {
 func (l *lateReads) PendingEnvelopes(ctx context.Context, after int64, limit int) ([]store.Envelope, error) {
 	envs, err := l.DB.PendingEnvelopes(ctx, after, limit)
 	l.mu.Lock()
-	id := l.armed
+	id, p := l.armed, l.p
 	l.armed = ""
 	l.mu.Unlock()
 	if id != "" {
-		l.p.Wait() // the lane has finished the envelope and forgotten it
+		p.Wait() // the lane has finished the envelope and forgotten it
 		l.served <- struct{}{}
 	}
 	return envs, err
@@ -57,26 +56,14 @@ func (l *lateReads) PendingEnvelopes(ctx context.Context, after int64, limit int
 // its lane was processing it, and finished before the dispatcher looked at
 // the read, is not handed to a lane a second time.
 func TestOutOfDateReadDoesNotProcessAgain(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	db, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	norm := &heldNormalizer{entered: make(chan struct{}, 4), release: make(chan struct{})}
 	reads := &lateReads{DB: db, served: make(chan struct{}, 1)}
-	p := pipeline.New(reads, norm, route.NewRouter([]route.Subscription{route.DefaultSubscription}, nil),
-		pipeline.Options{Lanes: 2, Poll: time.Hour})
+	p := runPipeline(t, reads, norm, time.Hour)
+	reads.mu.Lock()
 	reads.p = p
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-
-	raw := msg("A01", "C1", person{auth: "H", mrn: "1", family: "DOE", given: "JANE", dob: "19800101", sex: "F"})
-	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{hl7Envelope("e1", "C1", raw)}); err != nil {
-		t.Fatal(err)
-	}
-	p.Notify()
+	reads.mu.Unlock()
+	insertA01(t, db, p, "e1", "C1", "1")
 	<-norm.entered // e1 is in its lane
 	reads.mu.Lock()
 	reads.armed = "e1"
@@ -97,6 +84,4 @@ func TestOutOfDateReadDoesNotProcessAgain(t *testing.T) {
 	if n := norm.calls.Load(); n != 1 {
 		t.Fatalf("e1 was normalised %d times, want 1", n)
 	}
-	cancel()
-	<-done
 }
