@@ -556,7 +556,7 @@ func (g *Gateway) Reload() error {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (g *Gateway) Run(ctx context.Context) error {
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
 	work.Add(3)
@@ -580,6 +580,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.log.Info("subscriptions reloaded", "count", n)
 	})
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
+	go g.watchJournal(workCtx, time.Second, errc)
 	if ret := time.Duration(g.cfg.Store.RawRetention); ret > 0 {
 		go g.purgeRaw(workCtx, ret, time.Hour)
 	}
@@ -611,7 +612,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
-		g.log.Error("listener failed; shutting down", "err", runErr)
+		g.log.Error("shutting down", "err", runErr)
 	}
 	g.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -640,6 +641,27 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.closeAll()
 	g.log.Info("stopped")
 	return runErr
+}
+
+// watchJournal stops the gateway when the embedded store's intake journal
+// has stopped (a write or sync failed, say on a full disk). Such a journal
+// refuses every message until the process restarts and recovers it, so the
+// gateway exits with the error for its supervisor (systemd, Kubernetes) to
+// restart it, rather than staying up and refusing everything.
+func (g *Gateway) watchJournal(ctx context.Context, every time.Duration, errc chan<- error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := g.db.JournalStopped(); err != nil {
+			errc <- fmt.Errorf("intake journal stopped, a restart recovers what it holds: %w", err)
+			return
+		}
+	}
 }
 
 func (g *Gateway) closeAll() {

@@ -315,6 +315,10 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 		j.buf = buf
 	}
 	if _, err := j.f.WriteAt(buf, j.off); err != nil {
+		var pe *os.PathError // names the file as it was created, before its rename
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		j.err = fmt.Errorf("journal: write %s: %w", j.path(j.seg), err)
 		return Pos{}, j.err
 	}

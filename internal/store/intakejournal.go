@@ -615,13 +615,24 @@ func (db *DB) JournalBacklog() int {
 	return len(db.ij.queue)
 }
 
+// JournalStopped returns the error that stopped the embedded store's intake
+// journal (a failed write or sync), or nil. A stopped journal refuses every
+// later envelope: what reached the disk is unknown until a restart recovers
+// it.
+func (db *DB) JournalStopped() error {
+	if db.ij == nil {
+		return nil
+	}
+	return db.ij.j.Err()
+}
+
 // journalErr reports a journal that stopped or an ingester that is failing.
 func (db *DB) journalErr() error {
 	ij := db.ij
 	if ij == nil {
 		return nil
 	}
-	if err := ij.j.Err(); err != nil {
+	if err := db.JournalStopped(); err != nil {
 		return err
 	}
 	ij.mu.Lock()
