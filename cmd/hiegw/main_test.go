@@ -154,6 +154,17 @@ func TestReplayFailedCommand(t *testing.T) {
 		}
 		return out.String()
 	}
+	out := replay("--failed", "--list", "--sender", "acme")
+	if !strings.Contains(out, "  a1  acme  ADT^A01  A1  attempts 1  PID-7: not a date\n") || !strings.Contains(out, "  a2  acme  ") ||
+		strings.Contains(out, "b1") || !strings.HasSuffix(out, "\n2 failed messages\n") {
+		t.Fatalf("--list --sender acme:\n%s", out)
+	}
+	if out := replay("--failed", "--list", "b1", "a3"); !strings.Contains(out, "  b1  beta  ") || !strings.HasSuffix(out, "\n1 failed messages\n") {
+		t.Fatalf("--list b1 a3:\n%s", out)
+	}
+	if got := status(); got != "a1:failed a2:failed a3:received b1:failed" {
+		t.Fatalf("--list changed the store: %s", got)
+	}
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	if out := replay("--failed", "--sender", "acme", "--since", since); !strings.HasPrefix(out, "requeued 1 failed messages") {
 		t.Fatalf("output %q", out)
@@ -171,6 +182,7 @@ func TestReplayFailedCommand(t *testing.T) {
 		{"--failed", "--subscriber", "lab"},
 		{"--sender", "acme", "--subscriber", "lab", "--since", since},
 		{"--failed", "--since", "yesterday"},
+		{"--list", "--subscriber", "lab", "--since", since},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(ctx, append([]string{"replay", "--data-dir", dir}, bad...), &out, &errb); err == nil {

@@ -13,13 +13,15 @@ import (
 )
 
 const replayUsage = `usage: hiegw replay --subscriber S --since TIME [store flags]
-       hiegw replay --failed [--sender S] [--since TIME] [store flags] [MESSAGE-ID...]
+       hiegw replay --failed [--list] [--sender S] [--since TIME] [store flags] [MESSAGE-ID...]
 
 The first form queues a subscriber's events again from the store. The second
 puts messages whose processing failed back in the processing queue, after a
 mapping fix: all of them, a sender's, those received since a time, or the
 messages named. A gateway running on the same store picks them up at its next
-poll and processes them with the mappings it holds now.
+poll and processes them with the mappings it holds now. With --list it prints
+the failed messages it would choose, each with the error that failed it, and
+requeues nothing.
 
 `
 
@@ -28,6 +30,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, replayUsage); fs.PrintDefaults() }
 	failed := fs.Bool("failed", false, "requeue messages whose processing failed instead of publishing events again")
+	list := fs.Bool("list", false, "with --failed: list the failed messages chosen, with their errors, and requeue nothing")
 	sub := fs.String("subscriber", "", "subscriber whose events to publish again")
 	sender := fs.String("sender", "", "with --failed: only this sender's messages")
 	since := fs.String("since", "", "RFC 3339 time, e.g. 2026-11-01T00:00:00Z: events queued, or with --failed messages received, since then")
@@ -42,8 +45,8 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("replay: --subscriber publishes events again; --failed requeues messages: give one")
 	case !*failed && (*sub == "" || *since == ""):
 		return fmt.Errorf("replay: --subscriber and --since are required (or --failed to requeue failed messages)")
-	case !*failed && (*sender != "" || fs.NArg() > 0):
-		return fmt.Errorf("replay: --sender and message ids choose failed messages: add --failed")
+	case !*failed && (*sender != "" || *list || fs.NArg() > 0):
+		return fmt.Errorf("replay: --sender, --list and message ids are for failed messages: add --failed")
 	}
 	var t time.Time
 	if *since != "" {
@@ -68,6 +71,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer db.Close()
+	if *failed && *list {
+		return listFailed(ctx, db, store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t}, stdout)
+	}
 	if *failed {
 		n, err := db.Requeue(ctx, store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t})
 		if err != nil {
@@ -85,5 +91,37 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	_ = db.Audit(ctx, store.AuditEntry{Actor: "cli", Action: "subscriber.replay", Target: *sub, Outcome: "ok",
 		Detail: fmt.Sprintf("%d events since %s", n, t.Format(time.RFC3339))})
 	fmt.Fprintf(stdout, "queued %d events of %s since %s; the running gateway publishes them\n", n, *sub, t.Format(time.RFC3339))
+	return nil
+}
+
+// listFailed prints the failed messages f chooses, newest first: when each
+// was received, its id, sender, type, control id, attempts and the error
+// that failed it (which names the field and the mapping rule).
+func listFailed(ctx context.Context, db *store.DB, f store.RequeueFilter, w io.Writer) error {
+	ids := map[string]bool{}
+	for _, id := range f.IDs {
+		ids[id] = true
+	}
+	n := 0
+	filter := store.EnvelopeFilter{Sender: f.Sender, Status: "failed", Since: f.Since, Limit: 500}
+	for {
+		es, err := db.ListEnvelopes(ctx, filter)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if len(ids) > 0 && !ids[e.ID] {
+				continue
+			}
+			n++
+			fmt.Fprintf(w, "%s  %s  %s  %s  %s  attempts %d  %s\n", e.ReceivedAt.UTC().Format(time.RFC3339), e.ID, e.Sender,
+				e.MessageType, e.ControlID, e.Attempts, e.Error)
+		}
+		if len(es) < filter.Limit {
+			break
+		}
+		filter.BeforeSeq = es[len(es)-1].Seq
+	}
+	fmt.Fprintf(w, "%d failed messages\n", n)
 	return nil
 }
