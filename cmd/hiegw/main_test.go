@@ -154,6 +154,8 @@ func TestReplayFailedCommand(t *testing.T) {
 		}
 		return out.String()
 	}
+	defer func(n int) { listPage = n }(listPage)
+	listPage = 1 // every page but the last full
 	out := replay("--failed", "--list", "--sender", "acme")
 	if !strings.Contains(out, "  a1  acme  ADT^A01  A1  attempts 1  PID-7: not a date\n") || !strings.Contains(out, "  a2  acme  ") ||
 		strings.Contains(out, "b1") || !strings.HasSuffix(out, "\n2 failed messages\n") {

@@ -94,6 +94,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// listPage is how many failed messages listFailed reads at a time.
+var listPage = 500
+
 // listFailed prints the failed messages f chooses, newest first: when each
 // was received, its id, sender, type, control id, attempts and the error
 // that failed it (which names the field and the mapping rule).
@@ -103,7 +106,7 @@ func listFailed(ctx context.Context, db *store.DB, f store.RequeueFilter, w io.W
 		ids[id] = true
 	}
 	n := 0
-	filter := store.EnvelopeFilter{Sender: f.Sender, Status: "failed", Since: f.Since, Limit: 500}
+	filter := store.EnvelopeFilter{Sender: f.Sender, Status: "failed", Since: f.Since, Limit: listPage}
 	for {
 		es, err := db.ListEnvelopes(ctx, filter)
 		if err != nil {
