@@ -54,6 +54,7 @@ type Normalizer interface {
 // Store is what the pipeline needs of the database.
 type Store interface {
 	PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]store.Envelope, error)
+	PendingUpTo(ctx context.Context, seq int64, limit int) ([]store.PendingKey, error)
 	InTx(ctx context.Context, fn func(*store.Tx) error) error
 	MarkFailed(ctx context.Context, id, reason string) error
 }
@@ -234,7 +235,6 @@ func (p *Pipeline) Run(ctx context.Context) {
 	t := time.NewTicker(p.o.Poll)
 	defer t.Stop()
 	ticks := 0
-	quiet := false // the last read from the start found less than a page pending
 	for {
 		if !p.gate(ctx) {
 			return
@@ -242,7 +242,6 @@ func (p *Pipeline) Run(ctx context.Context) {
 		if p.rescan.Swap(false) {
 			cursor = 0
 		}
-		fromStart := cursor == 0
 		p.mu.Lock()
 		clear(p.finished) // finished before this read begins: the read sees it as it is now
 		p.mu.Unlock()
@@ -272,9 +271,6 @@ func (p *Pipeline) Run(ctx context.Context) {
 				return
 			}
 		}
-		if fromStart && err == nil {
-			quiet = len(envs) < 512
-		}
 		if len(envs) == 512 {
 			continue
 		}
@@ -283,16 +279,39 @@ func (p *Pipeline) Run(ctx context.Context) {
 			return
 		case <-p.wake:
 		case <-t.C:
-			// Look again from the start, so that nothing a missed
-			// notification or a failed read skipped waits for a restart, and
-			// envelopes requeued by another process (hiegw replay --failed,
-			// another replica's API) are found: at every poll while few
-			// envelopes are pending (one short read), else now and then.
-			if ticks++; quiet || ticks%60 == 0 {
+			// Now and then look again from the start, so that nothing a
+			// missed notification or a failed read skipped waits for a
+			// restart; at once when envelopes behind the cursor are pending
+			// again.
+			if ticks++; ticks%60 == 0 || p.requeuedBehind(ctx, cursor) {
 				p.rescan.Store(true)
 			}
 		}
 	}
+}
+
+// requeuedBehind tells whether an envelope of this pipeline's partitions at
+// or before the cursor waits for processing while no lane has it: one
+// requeued by another process (hiegw replay --failed, another replica's
+// API), which only a read from the start finds. It reads ids and senders
+// only, not bodies.
+func (p *Pipeline) requeuedBehind(ctx context.Context, cursor int64) bool {
+	if cursor == 0 {
+		return false
+	}
+	keys, err := p.st.PendingUpTo(ctx, cursor, 512)
+	if err != nil {
+		return false // the rescan every sixty polls still comes
+	}
+	for _, k := range keys {
+		p.mu.Lock()
+		busy := p.inflight[k.ID] || p.finished[k.ID]
+		p.mu.Unlock()
+		if !busy && p.owns(k.Sender) {
+			return true
+		}
+	}
+	return false
 }
 
 // Wait blocks until every envelope handed to a lane so far is done.

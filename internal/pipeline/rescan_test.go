@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,9 +84,8 @@ func TestRequeuedEnvelopeIsProcessedWithoutRestart(t *testing.T) {
 }
 
 // TestRequeueElsewhereIsFound: an envelope requeued without a word to this
-// pipeline (by hiegw replay --failed, or another replica's API) is found by
-// the next polls while few envelopes are pending, not only by the rescan
-// every sixty polls.
+// pipeline (by hiegw replay --failed, or another replica's API) is found at
+// the next poll, not only by the rescan every sixty polls.
 func TestRequeueElsewhereIsFound(t *testing.T) {
 	db := openDB(t)
 	norm := &flaky{}
@@ -112,4 +112,75 @@ func waitStatus(t *testing.T, db *store.DB, id, want string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// busyNormalizer fails C1 until fixed and holds C2 until released.
+type busyNormalizer struct {
+	flaky
+	entered, release chan struct{}
+}
+
+func (b *busyNormalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
+	if m.Get("MSH-10") == "C2" {
+		b.entered <- struct{}{}
+		<-b.release
+	}
+	return b.flaky.NormalizeHL7(sender, m)
+}
+
+// fromStart counts the reads of pending envelopes from the start (the ones
+// that read again the bodies of envelopes already in lanes).
+type fromStart struct {
+	*store.DB
+	n atomic.Int32
+}
+
+func (f *fromStart) PendingEnvelopes(ctx context.Context, after int64, limit int) ([]store.Envelope, error) {
+	if after == 0 {
+		f.n.Add(1)
+	}
+	return f.DB.PendingEnvelopes(ctx, after, limit)
+}
+
+// otherLane is a sender whose lane, of two, is not sender H's.
+func otherLane() string {
+	lane := func(s string) uint32 { h := fnv.New32a(); h.Write([]byte(s)); return h.Sum32() % 2 }
+	for _, s := range []string{"K", "L", "M", "N", "P"} {
+		if lane(s) != lane("H") {
+			return s
+		}
+	}
+	panic("no sender on the other lane")
+}
+
+// TestRequeueBehindFoundWhileBusy: while an envelope is in a lane, polls do
+// not read pending envelopes from the start again (their bodies would be
+// read once a second for nothing), yet a failed envelope requeued behind
+// the cursor is found at the next poll.
+func TestRequeueBehindFoundWhileBusy(t *testing.T) {
+	db := openDB(t)
+	reads := &fromStart{DB: db}
+	norm := &busyNormalizer{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(norm.release)
+	p := runPipeline(t, reads, norm, 200*time.Millisecond) // sixty polls: 12 s
+	insertA01(t, db, p, "e1", "C1", "1")
+	waitStatus(t, db, "e1", "failed")
+	raw := msg("A01", "C2", person{auth: "H", mrn: "2", family: "ROE", given: "RICH", dob: "19700101", sex: "M"})
+	e2 := hl7Envelope("e2", "C2", raw)
+	e2.Sender = otherLane()
+	if _, err := db.InsertEnvelopes(context.Background(), []*store.Envelope{e2}); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	<-norm.entered // e2 is in its lane, pending, behind the cursor
+	before := reads.n.Load()
+	time.Sleep(time.Second) // five polls
+	if n := reads.n.Load() - before; n != 0 {
+		t.Fatalf("%d reads from the start while only an envelope in a lane was pending", n)
+	}
+	norm.fixed.Store(true)
+	if n, err := db.Requeue(context.Background(), store.RequeueFilter{IDs: []string{"e1"}}); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	waitStatus(t, db, "e1", "processed") // within 10 s, e2 still held
 }

@@ -258,6 +258,26 @@ func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) (
 	return out, nil
 }
 
+// PendingKey names an envelope waiting for processing.
+type PendingKey struct {
+	ID     string `db:"id"`
+	Sender string `db:"sender"`
+}
+
+// PendingUpTo returns the ids and senders of up to limit envelopes waiting
+// for processing at or before seq, oldest first, without their bodies: a
+// cheap way for the pipeline to learn that envelopes behind its cursor are
+// pending again (requeued by another process).
+func (db *DB) PendingUpTo(ctx context.Context, seq int64, limit int) ([]PendingKey, error) {
+	var out []PendingKey
+	err := db.log.SelectContext(ctx, &out, db.rebind(`SELECT id, sender FROM envelopes
+		WHERE status = 'received' AND seq <= ? ORDER BY seq LIMIT ?`), seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending envelopes: %w", err)
+	}
+	return out, nil
+}
+
 const finishedEnvelope = `SELECT envelope_id, patient_id, mapping_version, processed_at FROM processed_envelopes
  WHERE envelope_id = ?`
 
