@@ -161,20 +161,20 @@ func TestReplayFailedCommand(t *testing.T) {
 		strings.Contains(out, "b1") || !strings.HasSuffix(out, "\n2 failed messages\n") {
 		t.Fatalf("--list --sender acme:\n%s", out)
 	}
-	if out := replay("--failed", "--list", "b1", "a3"); !strings.Contains(out, "  b1  beta  ") || !strings.HasSuffix(out, "\n1 failed messages\n") {
+	if out := replay("--failed", "--list", "b1", "a3"); !strings.Contains(out, "  b1  beta  ") || !strings.HasSuffix(out, "\n1 failed message\n") {
 		t.Fatalf("--list b1 a3:\n%s", out)
 	}
 	if got := status(); got != "a1:failed a2:failed a3:received b1:failed" {
 		t.Fatalf("--list changed the store: %s", got)
 	}
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	if out := replay("--failed", "--sender", "acme", "--since", since); !strings.HasPrefix(out, "requeued 1 failed messages") {
+	if out := replay("--failed", "--sender", "acme", "--since", since); !strings.HasPrefix(out, "requeued 1 failed message;") {
 		t.Fatalf("output %q", out)
 	}
 	if got := status(); got != "a1:failed a2:received a3:received b1:failed" {
 		t.Fatalf("after --sender acme --since: %s", got)
 	}
-	if out := replay("--failed", "b1", "a3"); !strings.HasPrefix(out, "requeued 1 failed messages") {
+	if out := replay("--failed", "b1", "a3"); !strings.HasPrefix(out, "requeued 1 failed message;") {
 		t.Fatalf("output %q", out)
 	}
 	if got := status(); got != "a1:failed a2:received a3:received b1:received" {

@@ -81,7 +81,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		_ = db.Audit(ctx, store.AuditEntry{Actor: "cli", Action: "message.reprocess", Target: *sender, Outcome: "ok",
 			Detail: fmt.Sprintf("%d requeued", n)})
-		fmt.Fprintf(stdout, "requeued %d failed messages; the running gateway processes them again\n", n)
+		fmt.Fprintf(stdout, "requeued %s; the running gateway processes them again\n", failedMessages(n))
 		return nil
 	}
 	n, err := db.ReplayOutbox(ctx, *sub, t)
@@ -125,6 +125,13 @@ func listFailed(ctx context.Context, db *store.DB, f store.RequeueFilter, w io.W
 		}
 		filter.BeforeSeq = es[len(es)-1].Seq
 	}
-	fmt.Fprintf(w, "%d failed messages\n", n)
+	fmt.Fprintln(w, failedMessages(int64(n)))
 	return nil
+}
+
+func failedMessages(n int64) string {
+	if n == 1 {
+		return "1 failed message"
+	}
+	return fmt.Sprintf("%d failed messages", n)
 }
