@@ -806,6 +806,8 @@ func (g *Gateway) registerSFTPMetrics() {
 		stat("hiegw_sftp_files_accepted_total", "Uploaded files committed by intake and moved to processed/.", func(s sftpd.Stats) uint64 { return s.Accepted }),
 		stat("hiegw_sftp_files_rejected_total", "Uploaded files rejected and moved to failed/.", func(s sftpd.Stats) uint64 { return s.Rejected }),
 		stat("hiegw_sftp_accept_errors_total", "Uploaded files intake could not commit (left in inbox/ and retried).", func(s sftpd.Stats) uint64 { return s.AcceptErrors }),
+		stat("hiegw_sftp_panics_total", "SFTP requests failed and connections closed after a panic (a defect of hiegw; the stack is in the error log).",
+			func(s sftpd.Stats) uint64 { return s.Panics }),
 	)
 }
 

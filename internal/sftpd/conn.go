@@ -48,8 +48,10 @@ func (c *idleConn) Write(p []byte) (int, error) {
 
 func (s *Server) handleConn(nc net.Conn) {
 	defer s.wg.Done()
-	defer nc.Close()
 	c := &conn{nc: nc, peer: nc.RemoteAddr().String()}
+	account := ""
+	defer func() { s.recovered(recover(), "connection", account, c.peer) }() // after the close below
+	defer nc.Close()
 	if !s.trackConn(c, true) {
 		return
 	}
@@ -68,12 +70,18 @@ func (s *Server) handleConn(nc net.Conn) {
 	if a == nil { // cannot happen: the callbacks only admit known accounts
 		return
 	}
+	account = a.name
 	s.stats.logins.Add(1)
 	s.authSucceeded(nc.RemoteAddr())
 	s.log.Info("sftp login", "account", a.name, "peer", c.peer, "method", sc.Permissions.Extensions[extMethod])
 
 	// Global requests (tcpip-forward and the like) are all refused.
 	go func() {
+		defer func() {
+			if s.recovered(recover(), "connection", a.name, c.peer) {
+				nc.Close()
+			}
+		}()
 		for req := range reqs {
 			if req.Type == "tcpip-forward" || req.Type == "streamlocal-forward@openssh.com" {
 				s.refuse(a, c, "forwarding request", "type", req.Type)
@@ -106,6 +114,11 @@ func (s *Server) handleConn(nc net.Conn) {
 		go func() {
 			defer wg.Done()
 			defer open.Add(-1)
+			defer func() {
+				if s.recovered(recover(), "session", a.name, c.peer) {
+					ch.Close()
+				}
+			}()
 			s.serveSession(a, c, ch, creqs)
 		}()
 	}
@@ -141,8 +154,9 @@ func (s *Server) serveSession(a *account, c *conn, ch ssh.Channel, reqs <-chan *
 			done = make(chan struct{})
 			go func() {
 				defer close(done)
+				defer ch.Close() // ends the request loop, after a panic too
+				defer func() { s.recovered(recover(), "session", a.name, c.peer) }()
 				s.serveSFTP(a, c, ch)
-				ch.Close() // ends the request loop
 			}()
 		}
 	}
@@ -152,7 +166,7 @@ func (s *Server) serveSession(a *account, c *conn, ch ssh.Channel, reqs <-chan *
 }
 
 func (s *Server) serveSFTP(a *account, c *conn, ch ssh.Channel) {
-	h := &handler{s: s, a: a, c: c}
+	h := guarded{&handler{s: s, a: a, c: c}}
 	rs := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithStartDirectory("/"+folderInbox))
 	err := rs.Serve()

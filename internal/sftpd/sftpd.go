@@ -131,11 +131,12 @@ type Stats struct {
 	Rejected       uint64 // files rejected (by intake, or too large when found by the rescan), moved to failed/
 	AcceptErrors   uint64 // intake errors; the file stays in inbox/ and is retried
 	LockedOut      uint64 // connections closed on accept because their address is locked out (not in Connections)
+	Panics         uint64 // requests failed and connections closed after a panic (a defect of hiegw)
 }
 
 type counters struct {
 	connections, logins, authFailures, refused, uploads, uploadFailures,
-	accepted, rejected, acceptErrors, lockedOut atomic.Uint64
+	accepted, rejected, acceptErrors, lockedOut, panics atomic.Uint64
 }
 
 // Server is an SFTP listener. Create it with New.
@@ -298,6 +299,7 @@ func (s *Server) Stats() Stats {
 		Rejected:       c.rejected.Load(),
 		AcceptErrors:   c.acceptErrors.Load(),
 		LockedOut:      c.lockedOut.Load(),
+		Panics:         c.panics.Load(),
 	}
 }
 
