@@ -2,10 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // Replicas that share one PostgreSQL database all receive; processing is
@@ -105,7 +108,7 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 		order[i] = (i + partitionOf(l.Owner)) % Partitions
 	}
 	for {
-		p.balance(ctx, order)
+		p.safeBalance(ctx, order)
 		select {
 		case <-ctx.Done():
 			return
@@ -113,6 +116,20 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 		case <-time.After(l.TTL / 3):
 		}
 	}
+}
+
+// safeBalance is balance under a recover: a panic (a defect of hiegw) ends
+// that round, logged with its stack, like a failed renewal; the next round
+// tries again, and leases not renewed meanwhile expire for other replicas
+// to take.
+func (p *Pipeline) safeBalance(ctx context.Context, order []int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.o.Logger.Error("pipeline: a lease round panicked, a defect of hiegw", "panic", defect.Describe(r),
+				"stack", string(debug.Stack()))
+		}
+	}()
+	p.balance(ctx, order)
 }
 
 // balance is one round of keepLease.

@@ -224,3 +224,40 @@ func TestLeaseLostCommitsNothing(t *testing.T) {
 		t.Fatalf("%d events, want 1", n)
 	}
 }
+
+// flakyLeases holds every lease it is asked for, and panics the first time.
+type flakyLeases struct {
+	mu       sync.Mutex
+	panicked bool
+}
+
+func (f *flakyLeases) HoldLease(_ context.Context, name, owner string, _ time.Duration) (bool, string, error) {
+	f.mu.Lock()
+	first := !f.panicked
+	f.panicked = true
+	f.mu.Unlock()
+	if first {
+		var m map[string]int
+		m[name]++ // a defect in a lease round
+	}
+	return true, owner, nil
+}
+
+func (f *flakyLeases) ReleaseLease(context.Context, string, string) error { return nil }
+
+func (f *flakyLeases) LiveLeases(context.Context, string) (int, error) { return 1, nil }
+
+// TestLeaseRoundSurvivesPanic: a panic in a round of the lease loop ends
+// that round only; the next one takes the partitions. Without the guard it
+// ends the test binary.
+func TestLeaseRoundSurvivesPanic(t *testing.T) {
+	db := openDB(t)
+	p := pipeline.New(db, pidNormalizer{}, &captureRouter{}, pipeline.Options{Lanes: 1, Poll: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Lease:  &pipeline.Lease{Store: &flakyLeases{}, Owner: "r1", TTL: 300 * time.Millisecond}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "every partition held after the panicking round", func() bool { return p.Partitions() == pipeline.Partitions })
+}
