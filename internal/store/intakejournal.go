@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/journal"
 	"github.com/jmoiron/sqlx"
 )
@@ -227,6 +229,20 @@ func (db *DB) ingest(ctx context.Context, batch []journaled, durable bool) error
 	})
 }
 
+// copyBatch is the copier's ingest under a recover: a panic (a defect of
+// hiegw) fails the copy like a database error, so the copier retries with
+// backoff, Ping reports it, and receipt goes on into the journal, instead
+// of the process ending and meeting the same batch at every start.
+func (db *DB) copyBatch(batch []journaled, durable bool) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("copy into the log panicked, a defect of hiegw: %s", defect.Describe(p))
+			db.ij.log.Error("intake journal: copy panicked", "panic", defect.Describe(p), "stack", string(debug.Stack()))
+		}
+	}()
+	return db.ingest(context.Background(), batch, durable)
+}
+
 // ingestLoop copies appended envelopes into the log until the store closes,
 // then copies the rest and empties the journal.
 func (db *DB) ingestLoop() {
@@ -265,7 +281,7 @@ func (db *DB) ingestLoop() {
 			// The commit that completes a segment is fsynced, so that
 			// the segment can go.
 			durable := end.Seg > ij.durable.Seg
-			err := db.ingest(context.Background(), batch, durable)
+			err := db.copyBatch(batch, durable)
 			if err != nil {
 				ij.mu.Lock()
 				ij.ingestErr = err

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // copyDir copies a data directory file by file: with the store still open
@@ -464,5 +467,49 @@ func TestMarkProcessedOfAnEnvelopeNotCopiedYet(t *testing.T) {
 		if e.Status != "processed" || e.PatientID != patient || e.MappingVersion != "v1" {
 			t.Errorf("%s: status %q patient %q mapping %q, want processed for %s", id, e.Status, e.PatientID, e.MappingVersion, patient)
 		}
+	}
+}
+
+// TestCopyPanicIsRetried: a panic while copying envelopes from the journal
+// into the log (here from a broken prepared statement, standing for a
+// defect) fails that copy like a database error: Ping reports it, receipt
+// goes on, and the copy succeeds once the defect is gone. Without the guard
+// the panic ends the test binary.
+func TestCopyPanicIsRetried(t *testing.T) {
+	ctx := context.Background()
+	db := TestEmbedded(t)
+	ins := &db.logStmts.insert
+	ins.mu.Lock()
+	if ins.st != nil {
+		ins.st.Close()
+	}
+	ins.st = &sqlx.Stmt{} // no statement inside: using it panics
+	ins.mu.Unlock()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("p1", "S", "1")}); err != nil {
+		t.Fatalf("receipt while the copy panics: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		err := db.Ping(ctx)
+		if err != nil && strings.Contains(err.Error(), "copy into the log panicked") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ping after the copy panicked: %v", err)
+		}
+	}
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("p2", "S", "2")}); err != nil {
+		t.Fatalf("receipt after the copy panicked: %v", err)
+	}
+	ins.mu.Lock()
+	ins.st = nil // prepared again at the next copy
+	ins.mu.Unlock()
+	for deadline := time.Now().Add(20 * time.Second); db.JournalBacklog() > 0 || db.Ping(ctx) != nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d envelopes not copied after the defect was gone (%v)", db.JournalBacklog(), db.Ping(ctx))
+		}
+	}
+	var inLog int
+	if err := db.log.Get(&inLog, `SELECT COUNT(*) FROM envelopes WHERE id IN ('p1', 'p2')`); err != nil || inLog != 2 {
+		t.Fatalf("log holds %d of the 2 envelopes (%v)", inLog, err)
 	}
 }
