@@ -242,8 +242,14 @@ func (p *Pipeline) Run(ctx context.Context) {
 		if p.rescan.Swap(false) {
 			cursor = 0
 		}
+		// What finished before this read begins, the read sees as it is now.
+		// (A map that grew large is replaced: clearing costs its capacity.)
 		p.mu.Lock()
-		clear(p.finished) // finished before this read begins: the read sees it as it is now
+		if len(p.finished) > 256 {
+			p.finished = map[string]bool{}
+		} else {
+			clear(p.finished)
+		}
 		p.mu.Unlock()
 		envs, err := p.st.PendingEnvelopes(ctx, cursor, 512)
 		if err != nil && ctx.Err() == nil {
