@@ -76,16 +76,23 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-func TestReplayCommand(t *testing.T) {
+// openDataDir opens an embedded store in a new data directory and keeps it
+// open until the test ends, as a gateway running beside the command would.
+func openDataDir(t *testing.T) (string, *store.DB) {
+	t.Helper()
 	dir := t.TempDir()
-	ctx := context.Background()
-	db, err := store.Open(ctx, store.Options{DataDir: dir})
+	db, err := store.Open(context.Background(), store.Options{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The gateway keeps running on the data directory while replay runs.
-	defer db.Close()
-	err = db.InTx(ctx, func(tx *store.Tx) error {
+	t.Cleanup(func() { db.Close() })
+	return dir, db
+}
+
+func TestReplayCommand(t *testing.T) {
+	ctx := context.Background()
+	dir, db := openDataDir(t)
+	err := db.InTx(ctx, func(tx *store.Tx) error {
 		return tx.AddOutbox(ctx,
 			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p1", Headers: map[string]string{}, Payload: []byte("a")},
 			store.OutboxEntry{Subscriber: "pharmacy", Topic: "rx", Key: "p2", Headers: map[string]string{}, Payload: []byte("b")},
@@ -110,13 +117,8 @@ func TestReplayCommand(t *testing.T) {
 // TestReplayFailedCommand: --failed requeues the failed messages it is
 // asked for and leaves the others alone; its flags are checked.
 func TestReplayFailedCommand(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := store.Open(ctx, store.Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	dir, db := openDataDir(t)
 	old := time.Now().Add(-48 * time.Hour).UTC()
 	envs := []*store.Envelope{
 		{ID: "a1", Sender: "acme", ReceivedAt: old, ControlID: "A1", DedupKey: "acme|A1"},

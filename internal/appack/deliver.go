@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -54,8 +53,7 @@ func (a *Acks) Run(ctx context.Context) {
 					// A panic (a defect of hiegw) ends this sender's round
 					// only; its acknowledgements are claimed again later.
 					if p := recover(); p != nil {
-						a.o.Logger.Error("application acks: delivery panicked, a defect of hiegw", "sender", s,
-							"panic", defect.Describe(p), "stack", string(debug.Stack()))
+						defect.Log(a.o.Logger, "application acks: delivery panicked, a defect of hiegw", p, "sender", s)
 					}
 					a.mu.Lock()
 					delete(a.running, s)

@@ -7,7 +7,9 @@ package defect
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
+	"runtime/debug"
 )
 
 // Describe returns what to say about the recovered panic value r.
@@ -16,4 +18,14 @@ func Describe(r any) string {
 		return re.Error()
 	}
 	return fmt.Sprintf("a panic of type %T", r)
+}
+
+// Log logs the recovered panic value r on log at error level, with msg and
+// args, what r was (Describe) and the stack of the calling goroutine, which
+// during the deferred call that recovered r still holds the panic's frames.
+// It returns Describe(r), for the error the caller makes of the panic.
+func Log(log *slog.Logger, msg string, r any, args ...any) string {
+	what := Describe(r)
+	log.Error(msg, append(args, "panic", what, "stack", string(debug.Stack()))...)
+	return what
 }

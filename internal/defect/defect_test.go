@@ -1,7 +1,9 @@
 package defect
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -26,5 +28,28 @@ func TestDescribe(t *testing.T) {
 			!strings.HasPrefix(got, "a panic of type ") {
 			t.Errorf("panic(%#v) described as %q: only its type may be named", v, got)
 		}
+	}
+}
+
+// panicsOnNilMap is where TestLog's panic happens; its name must be in the
+// logged stack.
+func panicsOnNilMap() {
+	var m map[string]int
+	m["x"]++
+}
+
+func TestLog(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var got string
+	func() {
+		defer func() { got = Log(log, "it broke", recover(), "envelope", "e1") }()
+		panicsOnNilMap()
+	}()
+	out := buf.String()
+	if got != "assignment to entry in nil map" || !strings.Contains(out, "level=ERROR") || !strings.Contains(out, `msg="it broke"`) ||
+		!strings.Contains(out, "envelope=e1") || !strings.Contains(out, `panic="assignment to entry in nil map"`) ||
+		!strings.Contains(out, "panicsOnNilMap") {
+		t.Fatalf("Log returned %q and logged:\n%s", got, out)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,8 +199,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) recoverConn(remote net.Addr) {
 	if r := recover(); r != nil {
 		s.panics.Add(1)
-		s.logger().Error("mllp connection closed after a panic, a defect of hiegw", "remote", remote.String(),
-			"panic", defect.Describe(r), "stack", string(debug.Stack()))
+		defect.Log(s.logger(), "mllp connection closed after a panic, a defect of hiegw", r, "remote", remote.String())
 	}
 }
 

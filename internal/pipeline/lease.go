@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -125,8 +124,7 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 func (p *Pipeline) safeBalance(ctx context.Context, order []int) {
 	defer func() {
 		if r := recover(); r != nil {
-			p.o.Logger.Error("pipeline: a lease round panicked, a defect of hiegw", "panic", defect.Describe(r),
-				"stack", string(debug.Stack()))
+			defect.Log(p.o.Logger, "pipeline: a lease round panicked, a defect of hiegw", r)
 		}
 	}()
 	p.balance(ctx, order)

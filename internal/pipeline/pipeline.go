@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,7 +260,7 @@ func (p *Pipeline) Run(ctx context.Context) {
 				continue // another replica's partition
 			}
 			p.mu.Lock()
-			busy := p.inflight[e.ID] || p.finished[e.ID]
+			busy := p.handedOut(e.ID)
 			if !busy {
 				p.inflight[e.ID] = true
 			}
@@ -296,6 +295,10 @@ func (p *Pipeline) Run(ctx context.Context) {
 	}
 }
 
+// handedOut tells whether envelope id is in a lane, or finished while the
+// dispatcher's current read was under way; p.mu is held.
+func (p *Pipeline) handedOut(id string) bool { return p.inflight[id] || p.finished[id] }
+
 // requeuedBehind tells whether an envelope of this pipeline's partitions at
 // or before the cursor waits for processing while no lane has it: one
 // requeued by another process (hiegw replay --failed, another replica's
@@ -311,7 +314,7 @@ func (p *Pipeline) requeuedBehind(ctx context.Context, cursor int64) bool {
 	}
 	for _, k := range keys {
 		p.mu.Lock()
-		busy := p.inflight[k.ID] || p.finished[k.ID]
+		busy := p.handedOut(k.ID)
 		p.mu.Unlock()
 		if !busy && p.owns(k.Sender) {
 			return true
@@ -461,9 +464,7 @@ func (p *Pipeline) guarded(e store.Envelope, fn func() error) (err error) {
 		if r == nil {
 			return
 		}
-		what := defect.Describe(r)
-		p.o.Logger.Error("processing panicked, a defect of hiegw", "envelope", e.ID, "panic", what,
-			"stack", string(debug.Stack()))
+		what := defect.Log(p.o.Logger, "processing panicked, a defect of hiegw", r, "envelope", e.ID)
 		err = &ContentError{Err: fmt.Errorf("internal error in hiegw while processing (%s); reprocess the message once hiegw is fixed", what)}
 	}()
 	return fn()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -149,8 +148,7 @@ func (r *Relay) Run(ctx context.Context) {
 func (r *Relay) safeOnce(ctx context.Context) (n int, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.o.Logger.Error("outbox relay panicked, a defect of hiegw", "panic", defect.Describe(p), "stack", string(debug.Stack()))
-			n, err = 0, fmt.Errorf("relay panicked: %s", defect.Describe(p))
+			n, err = 0, fmt.Errorf("relay panicked: %s", defect.Log(r.o.Logger, "outbox relay panicked, a defect of hiegw", p))
 		}
 	}()
 	return r.Once(ctx)

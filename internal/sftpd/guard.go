@@ -2,7 +2,6 @@ package sftpd
 
 import (
 	"io"
-	"runtime/debug"
 
 	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/pkg/sftp"
@@ -22,8 +21,7 @@ func (s *Server) recovered(p any, what, account, peer string) bool {
 		return false
 	}
 	s.stats.panics.Add(1)
-	s.log.Error("sftp "+what+" failed after a panic, a defect of hiegw", "account", account, "peer", peer,
-		"panic", defect.Describe(p), "stack", string(debug.Stack()))
+	defect.Log(s.log, "sftp "+what+" failed after a panic, a defect of hiegw", p, "account", account, "peer", peer)
 	return true
 }
 

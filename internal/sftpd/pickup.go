@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -324,9 +323,8 @@ func (s *Server) accept(env *intake.Envelope) (rc intake.Receipt, err error) {
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("sftp intake panicked, a defect of hiegw", "account", env.Sender, "file", env.Filename,
-				"panic", defect.Describe(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("intake panicked: %s", defect.Describe(p))
+			what := defect.Log(s.log, "sftp intake panicked, a defect of hiegw", p, "account", env.Sender, "file", env.Filename)
+			err = fmt.Errorf("intake panicked: %s", what)
 		}
 	}()
 	return s.in.Accept(ctx, env)

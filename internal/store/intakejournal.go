@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,8 +235,7 @@ func (db *DB) ingest(ctx context.Context, batch []journaled, durable bool) error
 func (db *DB) copyBatch(batch []journaled, durable bool) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("copy into the log panicked, a defect of hiegw: %s", defect.Describe(p))
-			db.ij.log.Error("intake journal: copy panicked", "panic", defect.Describe(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("copy into the log panicked, a defect of hiegw: %s", defect.Log(db.ij.log, "intake journal: copy panicked", p))
 		}
 	}()
 	return db.ingest(context.Background(), batch, durable)
