@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,6 +38,15 @@ func checkResult(t *testing.T, r *Result) {
 	}
 }
 
+// noDefect fails when a mapping panicked: the engine recovers a panic into
+// an AE with the stack, which a fuzzer must still report.
+func noDefect(t *testing.T, err error) {
+	t.Helper()
+	if me := (*MapError)(nil); errors.As(err, &me) && me.Stack != nil {
+		t.Fatalf("mapping panicked: %s\n%s", me.Msg, me.Stack)
+	}
+}
+
 // FuzzMapHL7 maps whatever the HL7 v2 parser accepts with the shipped set:
 // the gateway maps every message it has stored, so no message may make the
 // mapping panic.
@@ -49,7 +59,9 @@ func FuzzMapHL7(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r, err := s.MapHL7("FUZZ", m); err == nil {
+		r, err := s.MapHL7("FUZZ", m)
+		noDefect(t, err)
+		if err == nil {
 			checkResult(t, r)
 		}
 	})
@@ -64,7 +76,9 @@ func FuzzMapCCDA(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r, err := s.MapCCDA("FUZZ", doc); err == nil {
+		r, err := s.MapCCDA("FUZZ", doc)
+		noDefect(t, err)
+		if err == nil {
 			checkResult(t, r)
 		}
 	})

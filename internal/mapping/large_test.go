@@ -50,6 +50,7 @@ func mapJSON(t *testing.T, s *Set, raw []byte) string {
 func resultJSON(t *testing.T) func(*Result, error) string {
 	return func(r *Result, err error) string {
 		t.Helper()
+		noDefect(t, err)
 		if err != nil {
 			return "error: " + err.Error()
 		}
