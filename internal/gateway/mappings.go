@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -62,7 +63,11 @@ func (g *Gateway) mappingsReloaded(err error) {
 	s.reloads.WithLabelValues(s.outcome).Inc()
 	if err != nil {
 		s.refused.Set(1)
-		g.log.Error("mapping reload refused; the previous set keeps serving", "version", version, "err", err)
+		args := []any{"version", version, "err", err}
+		if de := (*mapping.DefectError)(nil); errors.As(err, &de) {
+			args = append(args, "stack", string(de.Stack))
+		}
+		g.log.Error("mapping reload refused; the previous set keeps serving", args...)
 		return
 	}
 	s.refused.Set(0)

@@ -380,3 +380,18 @@ func TestPanicIsAnApplicationError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A panic while compiling refuses the set with a DefectError carrying the
+// stack, rather than ending the gateway that compiles a changed set while it
+// runs. A nil file stands in for a compiler defect.
+func TestCompilePanicRefusesTheSet(t *testing.T) {
+	s, err := compileSet("x", []*srcFile{nil})
+	var de *DefectError
+	if s != nil || !errors.As(err, &de) {
+		t.Fatalf("got %v, %v; want a DefectError", s, err)
+	}
+	if !strings.Contains(de.What, "nil pointer") || !strings.Contains(string(de.Stack), "compileSet") ||
+		!strings.Contains(err.Error(), "not in the files") {
+		t.Errorf("defect %q, stack %.200s, error %q", de.What, de.Stack, err)
+	}
+}

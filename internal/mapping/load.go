@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	_ "time/tzdata" // timezones named in mapping files must load on any host
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // Set is a compiled, immutable mapping set: the default mappings, every
@@ -317,7 +320,15 @@ func scalarList(f *srcFile, n *yaml.Node, errs *errorList, what string) []*yaml.
 	return nil
 }
 
-func compileSet(dir string, files []*srcFile) (*Set, error) {
+func compileSet(dir string, files []*srcFile) (set *Set, err error) {
+	// The gateway compiles a changed set while it runs (file watcher,
+	// SIGHUP): a defect of the compiler refuses the set, like an error in
+	// it, and the set serving stays.
+	defer func() {
+		if r := recover(); r != nil {
+			set, err = nil, &DefectError{What: defect.Describe(r), Stack: debug.Stack()}
+		}
+	}()
 	errs := &errorList{}
 	s := &Set{version: hashFiles(files), dir: dir, senders: map[string]*profile{},
 		tables: map[string]*codeTable{}, paths: map[string]*hpath{}, xpaths: map[string]*xpath{}, ruleFile: map[string]string{}}
