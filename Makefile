@@ -28,20 +28,24 @@ interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, O
 	bash .ci/interop $(BIN)
 	bash .ci/browser/run.sh $(BIN)
 
-fuzz: ## a short fuzz run of every parser (FUZZTIME=10m for a long one)
-	$(GO) test ./internal/mllp -run '^$$' -fuzz FuzzReadFrame -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/ccda -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzUnescape$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzAddEnterpriseID$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/journal -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/store -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/intake -run '^$$' -fuzz '^FuzzAccept$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapHL7$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapCCDA$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesHL7$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesCCDA$$' -fuzztime $${FUZZTIME:-30s}
+fuzz: ## a short fuzz run of every parser and file loader (FUZZTIME=10m for a long one; FUZZMIN=3s bounds the minimising of each new input, 60s in Go)
+	$(GO) test ./internal/mllp -run '^$$' -fuzz FuzzReadFrame -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/ccda -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzUnescape$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/hl7 -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzAddEnterpriseID$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/journal -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/store -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/intake -run '^$$' -fuzz '^FuzzAccept$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapHL7$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzMapCCDA$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesHL7$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzIndexesCCDA$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/mapping -run '^$$' -fuzz '^FuzzCompileSet$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzParseSubscriptions$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzConfigFile$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/sftpd -run '^$$' -fuzz '^FuzzSFTPSession$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline
