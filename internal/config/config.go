@@ -369,6 +369,12 @@ func (c *Config) readFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	return c.decode(path, data)
+}
+
+// decode reads a configuration file's content over c; path names it in
+// errors.
+func (c *Config) decode(path string, data []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {

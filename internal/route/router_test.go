@@ -17,7 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func resource(t *testing.T, js string) fhir.Resource {
+func resource(t testing.TB, js string) fhir.Resource {
 	t.Helper()
 	var r fhir.Resource
 	if err := json.Unmarshal([]byte(js), &r); err != nil {
