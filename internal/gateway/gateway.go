@@ -470,9 +470,9 @@ func (g *Gateway) startHTTP() error {
 	}
 	// A client may take a minute to send a request (bodies are at most 1 MB)
 	// and keep an idle connection two; responses, such as a long patient
-	// record, are not cut short.
-	g.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		IdleTimeout: 2 * time.Minute}
+	// record, are not cut short, but one that stops reading is cut off.
+	g.httpSrv = &http.Server{Handler: api.CutStalledReaders(h, api.DefaultWriteStall), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	if g.cfg.HTTP.TLS.Enabled() {
 		tc, err := serverTLS(g.cfg.HTTP.TLS)
 		if err != nil {
