@@ -46,6 +46,7 @@ fuzz: ## a short fuzz run of every parser and file loader (FUZZTIME=10m for a lo
 	$(GO) test ./internal/route -run '^$$' -fuzz '^FuzzParseSubscriptions$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzConfigFile$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
 	$(GO) test ./internal/sftpd -run '^$$' -fuzz '^FuzzSFTPSession$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
+	$(GO) test ./internal/gateway -run '^$$' -fuzz '^FuzzAPI$$' -fuzztime $${FUZZTIME:-30s} -fuzzminimizetime $${FUZZMIN:-3s}
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/hl7 ./internal/mapping ./internal/ccda ./internal/mpi ./internal/store ./internal/route ./internal/pipeline

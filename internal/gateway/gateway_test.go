@@ -26,7 +26,7 @@ type running struct {
 	done chan error
 }
 
-func testConfig(t *testing.T, dataDir, dsn string) *config.Config {
+func testConfig(t testing.TB, dataDir, dsn string) *config.Config {
 	t.Helper()
 	c := config.Default()
 	c.DataDir = dataDir
@@ -41,7 +41,7 @@ func testConfig(t *testing.T, dataDir, dsn string) *config.Config {
 	return c
 }
 
-func start(t *testing.T, c *config.Config) *running {
+func start(t testing.TB, c *config.Config) *running {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -57,7 +57,7 @@ func start(t *testing.T, c *config.Config) *running {
 	return r
 }
 
-func (r *running) shutdown(t *testing.T) {
+func (r *running) shutdown(t testing.TB) {
 	t.Helper()
 	r.stop()
 	select {
@@ -70,7 +70,7 @@ func (r *running) shutdown(t *testing.T) {
 	}
 }
 
-func send(t *testing.T, addr string, msg []byte) *hl7.Message {
+func send(t testing.TB, addr string, msg []byte) *hl7.Message {
 	t.Helper()
 	cl, err := mllp.Dial(context.Background(), addr, nil)
 	if err != nil {
@@ -88,7 +88,7 @@ func send(t *testing.T, addr string, msg []byte) *hl7.Message {
 	return ack
 }
 
-func readFile(t *testing.T, name string) []byte {
+func readFile(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", name))
 	if err != nil {
