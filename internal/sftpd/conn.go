@@ -167,7 +167,7 @@ func (s *Server) serveSession(a *account, c *conn, ch ssh.Channel, reqs <-chan *
 
 func (s *Server) serveSFTP(a *account, c *conn, ch ssh.Channel) {
 	h := guarded{&handler{s: s, a: a, c: c}}
-	rs := sftp.NewRequestServer(ch, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+	rs := sftp.NewRequestServer(newOpenBarrier(ch), sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithStartDirectory("/"+folderInbox))
 	err := rs.Serve()
 	rs.Close()
