@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -201,13 +203,73 @@ func TestReplayFailedCommand(t *testing.T) {
 func TestProcsDefault(t *testing.T) {
 	old := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(old)
-	if got := procsDefault(func(string) string { return "" }); got != old+spareProcs || runtime.GOMAXPROCS(0) != got {
+	none := func(string) string { return "" }
+	if got := procsDefault(none, 0); got != old+spareProcs || runtime.GOMAXPROCS(0) != got {
 		t.Errorf("GOMAXPROCS unset: reported %d, in force %d, want %d", got, runtime.GOMAXPROCS(0), old+spareProcs)
 	}
 	runtime.GOMAXPROCS(old)
+	if got := procsDefault(none, float64(runtime.NumCPU())); got != old+spareProcs {
+		t.Errorf("a CPU limit of every CPU: %d, want the spare Ps too (%d)", got, old+spareProcs)
+	}
+	runtime.GOMAXPROCS(old)
+	if runtime.NumCPU() > 1 {
+		if got := procsDefault(none, 0.5); got != old || runtime.GOMAXPROCS(0) != old {
+			t.Errorf("under a CPU limit: reported %d, in force %d; the runtime's own reading must stand (%d)", got, runtime.GOMAXPROCS(0), old)
+		}
+	}
 	env := map[string]string{"GOMAXPROCS": "1"}
-	if got := procsDefault(func(k string) string { return env[k] }); got != old || runtime.GOMAXPROCS(0) != old {
+	if got := procsDefault(func(k string) string { return env[k] }, 0); got != old || runtime.GOMAXPROCS(0) != old {
 		t.Errorf("GOMAXPROCS set: reported %d, in force %d; the runtime's own reading must stand (%d)", got, runtime.GOMAXPROCS(0), old)
+	}
+}
+
+// TestCPULimit reads made-up control-group trees: cgroup v2 and v1, limits
+// on the group or an ancestor, a container's view whose path is absent under
+// its mount, and none.
+func TestCPULimit(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		want  float64
+	}{
+		{"v2 on the group", map[string]string{
+			"proc/self/cgroup":                       "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/cpu.max": "150000 100000\n",
+			"sys/fs/cgroup/cpu.max":                  "max 100000\n"}, 1.5},
+		{"v2 smaller on an ancestor", map[string]string{
+			"proc/self/cgroup":          "0::/a/b\n",
+			"sys/fs/cgroup/a/b/cpu.max": "300000 100000\n",
+			"sys/fs/cgroup/a/cpu.max":   "50000 100000\n"}, 0.5},
+		{"v2 none", map[string]string{
+			"proc/self/cgroup":      "0::/\n",
+			"sys/fs/cgroup/cpu.max": "max 100000\n"}, 0},
+		{"v1 in a container", map[string]string{
+			"proc/self/cgroup":                            "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
+			"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us":  "200000\n",
+			"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2},
+		{"v1 none", map[string]string{
+			"proc/self/cgroup":                    "1:cpu:/\n2:cpuacct:/\n",
+			"sys/fs/cgroup/cpu/cpu.cfs_quota_us":  "-1\n",
+			"sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, 0},
+		{"unreadable", map[string]string{"proc/self/cgroup": "garbage"}, 0},
+	}
+	for _, c := range cases {
+		root := t.TempDir()
+		for name, body := range c.files {
+			p := filepath.Join(root, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := cpuLimit(root); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := cpuLimit(t.TempDir()); got != 0 {
+		t.Errorf("no /proc: %v", got)
 	}
 }
 
