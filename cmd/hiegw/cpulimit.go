@@ -20,11 +20,6 @@ func cpuLimit(root string) float64 {
 	}
 	defer f.Close()
 	limit := 0.0
-	keep := func(l float64) {
-		if l > 0 && (limit == 0 || l < limit) {
-			limit = l
-		}
-	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// hierarchy-ID:controller-list:path
@@ -33,7 +28,7 @@ func cpuLimit(root string) float64 {
 			continue
 		}
 		if parts[0] == "0" && parts[1] == "" {
-			keep(walkLimit(filepath.Join(root, "sys/fs/cgroup"), parts[2], readCPUMax))
+			limit = lower(limit, walkLimit(filepath.Join(root, "sys/fs/cgroup"), parts[2], readCPUMax))
 			continue
 		}
 		for _, c := range strings.Split(parts[1], ",") {
@@ -41,7 +36,7 @@ func cpuLimit(root string) float64 {
 				continue
 			}
 			for _, mount := range []string{"cpu", "cpu,cpuacct", "cpuacct,cpu"} {
-				keep(walkLimit(filepath.Join(root, "sys/fs/cgroup", mount), parts[2], readCFSQuota))
+				limit = lower(limit, walkLimit(filepath.Join(root, "sys/fs/cgroup", mount), parts[2], readCFSQuota))
 			}
 		}
 	}
@@ -56,13 +51,19 @@ func cpuLimit(root string) float64 {
 func walkLimit(mount, p string, read func(dir string) float64) float64 {
 	limit := 0.0
 	for p = path.Clean("/" + p); ; p = path.Dir(p) {
-		if l := read(filepath.Join(mount, filepath.FromSlash(p))); l > 0 && (limit == 0 || l < limit) {
-			limit = l
-		}
+		limit = lower(limit, read(filepath.Join(mount, filepath.FromSlash(p))))
 		if p == "/" {
 			return limit
 		}
 	}
+}
+
+// lower returns the smaller of two limits, 0 standing for none.
+func lower(a, b float64) float64 {
+	if a == 0 || b > 0 && b < a {
+		return b
+	}
+	return a
 }
 
 // readCPUMax reads cgroup v2's "QUOTA PERIOD" (QUOTA "max": no limit).

@@ -71,11 +71,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer db.Close()
+	chosen := store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t}
 	if *failed && *list {
-		return listFailed(ctx, db, store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t}, stdout)
+		return listFailed(ctx, db, chosen, stdout)
 	}
 	if *failed {
-		n, err := db.Requeue(ctx, store.RequeueFilter{Sender: *sender, IDs: fs.Args(), Since: t})
+		n, err := db.Requeue(ctx, chosen)
 		if err != nil {
 			return err
 		}

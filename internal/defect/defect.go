@@ -29,3 +29,17 @@ func Log(log *slog.Logger, msg string, r any, args ...any) string {
 	log.Error(msg, append(args, "panic", what, "stack", string(debug.Stack()))...)
 	return what
 }
+
+// Recover, deferred, recovers a panic of the calling function, logs it with
+// Log under msg and args, and, when err is not nil, sets *err to an error
+// reading "msg: what". The function then returns as if it had failed.
+func Recover(log *slog.Logger, msg string, err *error, args ...any) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	what := Log(log, msg, r, args...)
+	if err != nil {
+		*err = fmt.Errorf("%s: %s", msg, what)
+	}
+}

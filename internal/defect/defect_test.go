@@ -53,3 +53,36 @@ func TestLog(t *testing.T) {
 		t.Fatalf("Log returned %q and logged:\n%s", got, out)
 	}
 }
+
+// Recover, deferred, ends the panic, logs it like Log and makes the error;
+// with a nil error pointer it only logs; without a panic it does nothing.
+func TestRecover(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	run := func(fail bool) (err error) {
+		defer Recover(log, "the copy panicked", &err, "batch", 3)
+		if fail {
+			panicsOnNilMap()
+		}
+		return errors.New("its own error")
+	}
+	if err := run(true); err == nil || err.Error() != "the copy panicked: assignment to entry in nil map" {
+		t.Fatalf("error after a panic: %v", err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, `msg="the copy panicked"`) || !strings.Contains(out, "batch=3") ||
+		!strings.Contains(out, "panicsOnNilMap") {
+		t.Fatalf("logged:\n%s", out)
+	}
+	buf.Reset()
+	if err := run(false); err == nil || err.Error() != "its own error" || buf.Len() != 0 {
+		t.Fatalf("without a panic: %v, logged %q", err, buf.String())
+	}
+	func() {
+		defer Recover(log, "a round panicked", nil)
+		panicsOnNilMap()
+	}()
+	if !strings.Contains(buf.String(), `msg="a round panicked"`) {
+		t.Fatalf("with no error to set, logged:\n%s", buf.String())
+	}
+}

@@ -122,11 +122,7 @@ func (p *Pipeline) keepLease(ctx context.Context) {
 // tries again, and leases not renewed meanwhile expire for other replicas
 // to take.
 func (p *Pipeline) safeBalance(ctx context.Context, order []int) {
-	defer func() {
-		if r := recover(); r != nil {
-			defect.Log(p.o.Logger, "pipeline: a lease round panicked, a defect of hiegw", r)
-		}
-	}()
+	defer defect.Recover(p.o.Logger, "pipeline: a lease round panicked, a defect of hiegw", nil)
 	p.balance(ctx, order)
 }
 

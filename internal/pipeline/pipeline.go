@@ -312,11 +312,10 @@ func (p *Pipeline) requeuedBehind(ctx context.Context, cursor int64) bool {
 	if err != nil {
 		return false // the rescan every sixty polls still comes
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, k := range keys {
-		p.mu.Lock()
-		busy := p.handedOut(k.ID)
-		p.mu.Unlock()
-		if !busy && p.owns(k.Sender) {
+		if !p.handedOut(k.ID) && p.owns(k.Sender) {
 			return true
 		}
 	}

@@ -146,11 +146,7 @@ func (r *Relay) Run(ctx context.Context) {
 // and its stack logged: the gateway goes on receiving and processing, and
 // the rows of the batch are claimed again once their claim expires.
 func (r *Relay) safeOnce(ctx context.Context) (n int, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			n, err = 0, fmt.Errorf("relay panicked: %s", defect.Log(r.o.Logger, "outbox relay panicked, a defect of hiegw", p))
-		}
-	}()
+	defer defect.Recover(r.o.Logger, "outbox relay panicked, a defect of hiegw", &err)
 	return r.Once(ctx)
 }
 

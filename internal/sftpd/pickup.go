@@ -321,12 +321,7 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 func (s *Server) accept(env *intake.Envelope) (rc intake.Receipt, err error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, acceptTimeout)
 	defer cancel()
-	defer func() {
-		if p := recover(); p != nil {
-			what := defect.Log(s.log, "sftp intake panicked, a defect of hiegw", p, "account", env.Sender, "file", env.Filename)
-			err = fmt.Errorf("intake panicked: %s", what)
-		}
-	}()
+	defer defect.Recover(s.log, "sftp intake panicked, a defect of hiegw", &err, "account", env.Sender, "file", env.Filename)
 	return s.in.Accept(ctx, env)
 }
 

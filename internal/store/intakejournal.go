@@ -233,11 +233,7 @@ func (db *DB) ingest(ctx context.Context, batch []journaled, durable bool) error
 // backoff, Ping reports it, and receipt goes on into the journal, instead
 // of the process ending and meeting the same batch at every start.
 func (db *DB) copyBatch(batch []journaled, durable bool) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("copy into the log panicked, a defect of hiegw: %s", defect.Log(db.ij.log, "intake journal: copy panicked", p))
-		}
-	}()
+	defer defect.Recover(db.ij.log, "copy into the log panicked, a defect of hiegw", &err)
 	return db.ingest(context.Background(), batch, durable)
 }
 
