@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hiegw/hiegw/internal/api"
+	"github.com/hiegw/hiegw/internal/defect"
+	"github.com/hiegw/hiegw/internal/mapping"
 	"github.com/hiegw/hiegw/internal/store"
 )
 
@@ -288,5 +290,34 @@ func TestGCDefault(t *testing.T) {
 	}
 	if now := debug.SetGCPercent(100); now != 100 {
 		t.Errorf("GOGC=50: the target was changed to %d; the runtime's own reading of GOGC must stand", now)
+	}
+}
+
+// The analyst's tools print the stack of a defect of hiegw, in the
+// compiler (defect.Error) or in a mapping (MapError with a stack), and
+// nothing more for an error in the input.
+func TestReportErr(t *testing.T) {
+	compile := func() (err error) {
+		defer defect.Catch("internal error in hiegw while compiling", &err)
+		var m map[string]int
+		m["x"]++
+		return nil
+	}
+	for _, c := range []struct {
+		err   error
+		stack bool
+	}{
+		{compile(), true},
+		{fmt.Errorf("dry run: %w", &mapping.MapError{Code: mapping.CodeApplication, Stack: []byte("goroutine 7 [running]:\nengine.go:311")}), true},
+		{fmt.Errorf("dry run: %w", &mapping.MapError{Code: mapping.CodeRequiredMissing}), false},
+		{errors.New("check mappings: 2 problem(s)"), false},
+	} {
+		var buf bytes.Buffer
+		reportErr(&buf, c.err)
+		out := buf.String()
+		if !strings.HasPrefix(out, c.err.Error()+"\n") || strings.Contains(out, "goroutine ") != c.stack ||
+			strings.Contains(out, "please report it") != c.stack {
+			t.Errorf("%v printed:\n%s", c.err, out)
+		}
 	}
 }

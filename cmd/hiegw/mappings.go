@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/mapping"
 )
 
@@ -22,7 +24,7 @@ func runMappings(_ context.Context, args []string, stdout, stderr io.Writer) err
 			dir = args[1]
 		}
 		if err := mapping.Check(stdout, dir); err != nil {
-			fmt.Fprintln(stderr, err)
+			reportErr(stderr, err)
 			return exitCode(1)
 		}
 		return nil
@@ -44,7 +46,7 @@ func runMappings(_ context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		set, err := mapping.Load(*dir)
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			reportErr(stderr, err)
 			return exitCode(1)
 		}
 		target := fs.Arg(0)
@@ -64,11 +66,25 @@ func runMappings(_ context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		if err := mapping.DryRun(stdout, set, *sender, data); err != nil {
-			fmt.Fprintln(stderr, err)
+			reportErr(stderr, err)
 			return exitCode(1)
 		}
 		return nil
 	}
 	fmt.Fprintf(stderr, "hiegw mappings: unknown subcommand %q\n", args[0])
 	return exitCode(2)
+}
+
+// reportErr prints an analyst's tool's error and, when hiegw recovered a
+// panic of its own (compiling the set, mapping a message), the stack to
+// send with a report: the analyst's files are not at fault then.
+func reportErr(w io.Writer, err error) {
+	fmt.Fprintln(w, err)
+	stack := defect.StackOf(err)
+	if me := (*mapping.MapError)(nil); stack == nil && errors.As(err, &me) {
+		stack = me.Stack
+	}
+	if stack != nil {
+		fmt.Fprintf(w, "\nThis is a defect of hiegw, not of the input: please report it with this stack.\n%s", stack)
+	}
 }

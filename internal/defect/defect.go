@@ -6,6 +6,7 @@
 package defect
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -42,4 +43,35 @@ func Recover(log *slog.Logger, msg string, err *error, args ...any) {
 	if err != nil {
 		*err = fmt.Errorf("%s: %s", msg, what)
 	}
+}
+
+// Error is a recovered panic returned as an error, for a caller that
+// decides where to log it: a reload that refuses a new file and keeps the
+// old one, a command that prints it. Msg says what was being done and that
+// the fault is hiegw's, What is Describe of the panic value and Stack the
+// panicking goroutine's stack.
+type Error struct {
+	Msg   string
+	What  string
+	Stack []byte
+}
+
+func (e *Error) Error() string { return e.Msg + " (" + e.What + ")" }
+
+// Catch, deferred, recovers a panic of the calling function and sets *err
+// to an *Error with msg, the panic's description and the stack. Unlike
+// Recover it logs nothing.
+func Catch(msg string, err *error) {
+	if r := recover(); r != nil {
+		*err = &Error{Msg: msg, What: Describe(r), Stack: debug.Stack()}
+	}
+}
+
+// StackOf returns the stack of the *Error in err's chain, or nil.
+func StackOf(err error) []byte {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Stack
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package defect
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -84,5 +85,30 @@ func TestRecover(t *testing.T) {
 	}()
 	if !strings.Contains(buf.String(), `msg="a round panicked"`) {
 		t.Fatalf("with no error to set, logged:\n%s", buf.String())
+	}
+}
+
+// Catch, deferred, turns a panic into an *Error with the message, the
+// description and the stack, found again by StackOf through wrapping; it
+// leaves a function that did not panic alone.
+func TestCatch(t *testing.T) {
+	run := func(fail bool) (err error) {
+		defer Catch("internal error while reading the file", &err)
+		if fail {
+			panicsOnNilMap()
+		}
+		return errors.New("its own error")
+	}
+	err := run(true)
+	var e *Error
+	if !errors.As(err, &e) || err.Error() != "internal error while reading the file (assignment to entry in nil map)" ||
+		!strings.Contains(string(e.Stack), "panicsOnNilMap") {
+		t.Fatalf("error after a panic: %v", err)
+	}
+	if st := StackOf(fmt.Errorf("reload: %w", err)); !bytes.Equal(st, e.Stack) {
+		t.Errorf("StackOf a wrapped Error: %.100q", st)
+	}
+	if err := run(false); err == nil || err.Error() != "its own error" || StackOf(err) != nil {
+		t.Errorf("without a panic: %v, stack %q", err, StackOf(err))
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/hiegw/hiegw/internal/broker"
 	"github.com/hiegw/hiegw/internal/ccda"
 	"github.com/hiegw/hiegw/internal/config"
+	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/intake"
 	"github.com/hiegw/hiegw/internal/journal"
 	"github.com/hiegw/hiegw/internal/mapping"
@@ -543,15 +544,35 @@ func (g *Gateway) Reload() error {
 	g.mappingsReloaded(err)
 	if g.cfg.Subscriptions.File != "" {
 		subs, serr := route.LoadSubscriptions(g.cfg.Subscriptions.File)
-		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", len(subs)), serr)
-		if serr != nil {
-			g.log.Error("subscriptions reload refused; the previous set keeps serving", "err", serr)
-			return errors.Join(err, serr)
+		if serr == nil {
+			g.router.Swap(subs)
 		}
-		g.router.Swap(subs)
-		g.log.Info("subscriptions reloaded", "count", len(subs))
+		g.subscriptionsReloaded(len(subs), serr)
+		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// subscriptionsReloaded audits and logs a reload of the subscriptions
+// file, n subscriptions or a refusal, with the stack when a defect of
+// hiegw refused it.
+func (g *Gateway) subscriptionsReloaded(n int, err error) {
+	g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", n), err)
+	if err != nil {
+		g.log.Error("subscriptions reload refused; the previous set keeps serving", refusalArgs(err)...)
+		return
+	}
+	g.log.Info("subscriptions reloaded", "count", n)
+}
+
+// refusalArgs are the log attributes of a refused reload: the error, and
+// the stack when a defect of hiegw, not the file, refused it.
+func refusalArgs(err error, args ...any) []any {
+	args = append(args, "err", err)
+	if stack := defect.StackOf(err); stack != nil {
+		args = append(args, "stack", string(stack))
+	}
+	return args
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -571,14 +592,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go g.maps.Watch(workCtx, g.cfg.Mappings.Dir, time.Duration(g.cfg.Mappings.ReloadInterval), func(_ string, err error) {
 		g.mappingsReloaded(err)
 	})
-	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, func(n int, err error) {
-		g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", n), err)
-		if err != nil {
-			g.log.Error("subscriptions reload refused; the previous set keeps serving", "err", err)
-			return
-		}
-		g.log.Info("subscriptions reloaded", "count", n)
-	})
+	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, g.subscriptionsReloaded)
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go g.watchJournal(workCtx, time.Second, errc)
 	if ret := time.Duration(g.cfg.Store.RawRetention); ret > 0 {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -63,11 +62,7 @@ func (g *Gateway) mappingsReloaded(err error) {
 	s.reloads.WithLabelValues(s.outcome).Inc()
 	if err != nil {
 		s.refused.Set(1)
-		args := []any{"version", version, "err", err}
-		if de := (*mapping.DefectError)(nil); errors.As(err, &de) {
-			args = append(args, "stack", string(de.Stack))
-		}
-		g.log.Error("mapping reload refused; the previous set keeps serving", args...)
+		g.log.Error("mapping reload refused; the previous set keeps serving", refusalArgs(err, "version", version)...)
 		return
 	}
 	s.refused.Set(0)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // Error is one problem found while loading a mapping set, located in the file
@@ -110,15 +112,7 @@ func Errors(err error) []*Error {
 
 // DefectError is a panic while compiling a mapping set: a defect of hiegw,
 // not a problem in the files. The set is refused as if it had errors.
-type DefectError struct {
-	What  string // defect.Describe of the panic value
-	Stack []byte // for the log
-}
-
-func (e *DefectError) Error() string {
-	return "internal error in hiegw while compiling the mapping set, not in the files (" + e.What +
-		"); the set is refused"
-}
+type DefectError = defect.Error
 
 // Codes of HL7 table 0357 (message error condition codes) used by MapError.
 const (

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -324,11 +323,8 @@ func compileSet(dir string, files []*srcFile) (set *Set, err error) {
 	// The gateway compiles a changed set while it runs (file watcher,
 	// SIGHUP): a defect of the compiler refuses the set, like an error in
 	// it, and the set serving stays.
-	defer func() {
-		if r := recover(); r != nil {
-			set, err = nil, &DefectError{What: defect.Describe(r), Stack: debug.Stack()}
-		}
-	}()
+	// set is still nil then: results are only set by a return.
+	defer defect.Catch("internal error in hiegw while compiling the mapping set, not in the files; the set is refused", &err)
 	errs := &errorList{}
 	s := &Set{version: hashFiles(files), dir: dir, senders: map[string]*profile{},
 		tables: map[string]*codeTable{}, paths: map[string]*hpath{}, xpaths: map[string]*xpath{}, ruleFile: map[string]string{}}

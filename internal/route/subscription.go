@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // Formats a subscriber can receive.
@@ -86,7 +88,10 @@ func LoadSubscriptions(path string) ([]Subscription, error) {
 
 // ParseSubscriptions reads a subscriptions file's content; name is used in
 // error messages.
-func ParseSubscriptions(name string, data []byte) ([]Subscription, error) {
+func ParseSubscriptions(name string, data []byte) (_ []Subscription, err error) {
+	// The gateway parses a changed file while it runs (watcher, SIGHUP):
+	// a defect here refuses the file, the subscriptions serving stay.
+	defer defect.Catch("internal error in hiegw while reading subscriptions "+name+", not in the file; the file is refused", &err)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var f subscriptionsFile
