@@ -58,7 +58,7 @@ func (in *Intake) acceptMessage(ctx context.Context, env *Envelope) (Receipt, er
 	e.ACK = hl7.NewACK(h, d, ackCode(h, byte(outcome)), in.nextAckID(), now, details...)
 	ins, err := in.commit(ctx, e)
 	if err != nil {
-		in.log.Error("intake commit failed; answering AR so the sender retries", "sender", e.Sender, "control_id", h.ControlID, "err", err)
+		in.storeFailed(env, e.Sender, err)
 		ack := hl7.NewACK(h, d, ackCode(h, reject), in.nextAckID(), now, hl7.ErrorDetail{
 			Code: "207", Severity: "E", Message: "message not stored: the gateway's store is unavailable; send it again later"})
 		return Receipt{Status: StatusRejected, Reason: "store unavailable", ACK: ack}, fmt.Errorf("store envelope: %w", err)
@@ -222,7 +222,7 @@ func (in *Intake) RefuseOversize(ctx context.Context, env *Envelope, cause error
 	}
 	e.ACK = hl7.NewACK(h, d, ackCode(h, reject), in.nextAckID(), time.Now(), detail)
 	if _, err := in.commit(ctx, e); err != nil {
-		in.log.Error("store oversize message", "err", err)
+		in.storeFailed(env, e.Sender, err)
 	}
 	in.rejected.WithLabelValues(env.Channel).Inc()
 	return e.ACK

@@ -1,14 +1,19 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // dupStore detects duplicates by (sender, dedup key) like the real store,
@@ -167,6 +172,48 @@ func TestStoreDownIsNeverAcceptedPositively(t *testing.T) {
 	if perr != nil || ack.Get("MSA-1") != "AR" || ack.Get("ERR-3.1") != "207" {
 		t.Fatalf("want AR with ERR 207, got %q", rec.ACK)
 	}
+}
+
+// While the store is down every message is answered AR and counted, on
+// each channel, and the log gets one line for the first, not one each.
+func TestStoreDownIsCountedAndLoggedOnce(t *testing.T) {
+	var logged bytes.Buffer
+	reg := prometheus.NewRegistry()
+	in := New(&dupStore{fail: errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")},
+		Options{Logger: slog.New(slog.NewTextHandler(&logged, nil)), Registerer: reg})
+	defer in.Close()
+	for i := range 50 {
+		if _, err := in.Accept(context.Background(), &Envelope{Channel: ChannelMLLP, ReceivedAt: time.Now(), Peer: "10.0.0.9:4000",
+			Raw: goodMsg(fmt.Sprintf("S%d", i), "")}); err == nil {
+			t.Fatal("a failed commit must be an error")
+		}
+	}
+	in.RefuseOversize(context.Background(), &Envelope{Channel: ChannelMLLP, ReceivedAt: time.Now(), Raw: goodMsg("BIG", "")},
+		errors.New("frame larger than 1 MiB"))
+	if _, err := in.Accept(context.Background(), &Envelope{Channel: ChannelSFTP, Sender: "emr", ReceivedAt: time.Now(),
+		Raw: goodMsg("F1", "")}); err == nil {
+		t.Fatal("a failed file commit must be an error")
+	}
+	if got := counterValue(t, in.storeFailures.WithLabelValues(ChannelMLLP)); got != 51 {
+		t.Errorf("MLLP store failures counted: %v, want 51", got)
+	}
+	if got := counterValue(t, in.storeFailures.WithLabelValues(ChannelSFTP)); got != 1 {
+		t.Errorf("SFTP store failures counted: %v, want 1", got)
+	}
+	out := logged.String()
+	if n := strings.Count(out, "\n"); n != 1 || !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "connection refused") ||
+		!strings.Contains(out, "peer=10.0.0.9:4000") || !strings.Contains(out, "more_since_last_line=0") {
+		t.Errorf("%d lines logged:\n%s", n, out)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 func TestFileKinds(t *testing.T) {

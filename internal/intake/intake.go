@@ -23,6 +23,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hiegw/hiegw/internal/hl7"
+	"github.com/hiegw/hiegw/internal/lograte"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -123,6 +124,8 @@ type Intake struct {
 	gathering         *time.Timer // armed while a short group waits for more
 
 	received, duplicates, rejected *prometheus.CounterVec
+	storeFailures                  *prometheus.CounterVec
+	failLog                        *lograte.Limiter // storeFailed's lines
 	batchSize                      prometheus.Histogram
 	commitSeconds                  prometheus.Histogram
 	ackSeq                         atomic.Uint64
@@ -163,6 +166,10 @@ func New(st Store, opt Options) *Intake {
 			Help: "Envelopes recognised as duplicates, by channel."}, []string{"channel"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_rejected_total",
 			Help: "Envelopes stored as rejected, by channel."}, []string{"channel"}),
+		storeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_store_failures_total",
+			Help: "Envelopes the store could not take, so not acknowledged as received (MLLP: answered AR, send again), by channel."},
+			[]string{"channel"}),
+		failLog: lograte.New(10 * time.Second),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_batch_size",
 			Help: "Envelopes per intake transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_seconds",
@@ -170,12 +177,24 @@ func New(st Store, opt Options) *Intake {
 	}
 	in.idle.L = &in.mu
 	if opt.Registerer != nil {
-		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.batchSize, in.commitSeconds)
+		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.storeFailures, in.batchSize, in.commitSeconds)
 	}
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
 	in.ackSeq.Store(uint64(seed[0])<<16 | uint64(seed[1])<<8 | uint64(seed[2]))
 	return in
+}
+
+// storeFailed counts an envelope that the store could not take, whose
+// sender is answered AR and sends it again, and logs it: while the store
+// stays down every message fails, so after the first line at most one in
+// 10 s says how many more there were (the metric counts each).
+func (in *Intake) storeFailed(env *Envelope, sender string, err error) {
+	in.storeFailures.WithLabelValues(env.Channel).Inc()
+	if ok, held := in.failLog.Allow(); ok {
+		in.log.Error("intake could not store a message; answering AR so the sender retries", "channel", env.Channel,
+			"sender", sender, "peer", env.Peer, "err", err, "more_since_last_line", held)
+	}
 }
 
 // Close refuses new envelopes and returns once those already queued are
@@ -394,6 +413,7 @@ func (in *Intake) acceptFile(ctx context.Context, env *Envelope) (Receipt, error
 	}
 	ins, err := in.commit(ctx, e)
 	if err != nil {
+		in.storeFailures.WithLabelValues(env.Channel).Inc() // the caller logs it, and keeps the file
 		return Receipt{}, fmt.Errorf("store envelope: %w", err)
 	}
 	in.count(env.Channel, kind, ins)
