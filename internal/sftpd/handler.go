@@ -116,12 +116,21 @@ func (h *handler) osError(op string, err error) error {
 		h.s.refuse(h.a, h.c, "path escapes the folder", "op", op)
 		return errDenied
 	}
-	h.s.log.Warn("sftp file operation failed", "account", h.a.name, "op", op, "err", err)
+	h.s.log.Warn("sftp file operation failed", "account", h.a.name, "op", op, "err", withoutPath(err))
 	return errFailed
 }
 
-func (h *handler) deny(op, p string) error {
-	h.s.refuse(h.a, h.c, "path", "op", op, "path", p)
+// deny refuses a request on paths outside what the account may do. The
+// info line names the folders only; the paths, whose file names may hold
+// a patient's name or MRN, are logged at debug level.
+func (h *handler) deny(op string, paths ...string) error {
+	dirs := make([]string, len(paths))
+	for i, p := range paths {
+		dirs[i] = path.Dir(path.Clean("/" + p))
+	}
+	h.s.refuse(h.a, h.c, "path", "op", op, "folder", strings.Join(dirs, " -> "))
+	h.s.log.Debug("sftp request refused (the path at debug level)", "account", h.a.name, "peer", h.c.peer, "op", op,
+		"path", strings.Join(paths, " -> "))
 	return errDenied
 }
 
@@ -199,7 +208,7 @@ func (h *handler) rename(r *sftp.Request) error {
 	src, ok1 := parseLocation(r.Filepath)
 	dst, ok2 := parseLocation(r.Target)
 	if !ok1 || !ok2 || src.folder != folderInbox || dst.folder != folderInbox || src.name == "" || dst.name == "" {
-		return h.deny("rename", r.Filepath+" -> "+r.Target)
+		return h.deny("rename", r.Filepath, r.Target)
 	}
 	h.c.busy.Add(1)
 	defer h.c.busy.Add(-1)
@@ -297,4 +306,19 @@ func (l listerAt) ListAt(dst []os.FileInfo, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// withoutPath returns the text of a file system error without the path it
+// names (whose file name may hold a patient's name or MRN): the operation
+// and the cause.
+func withoutPath(err error) string {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &le):
+		return le.Op + ": " + le.Err.Error()
+	case errors.As(err, &pe):
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }

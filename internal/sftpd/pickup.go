@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +137,7 @@ func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 	u.mu.Unlock()
 	n, err := u.f.WriteAt(p, off)
 	if err != nil {
-		u.h.s.log.Warn("sftp write failed", "account", u.h.a.name, "file", u.name, "err", err)
+		u.h.s.logFile(slog.LevelWarn, "sftp write failed", u.name, err, "account", u.h.a.name)
 		u.mu.Lock()
 		if u.err == nil {
 			u.err = errUploadFailed
@@ -186,14 +188,14 @@ func (u *upload) Close() error {
 		if u.staged != "" {
 			a.root.Remove(u.rel())
 		} // a temporary name stays, so the client can resume it
-		s.log.Info("sftp upload aborted; not picked up", "account", a.name, "peer", h.c.peer, "file", u.name, "err", terr)
+		s.logFile(slog.LevelInfo, "sftp upload aborted; not picked up", u.name, terr, "account", a.name, "peer", h.c.peer)
 		return terr
 	case werr != nil || serr != nil || cerr != nil:
 		a.removeWriter(u)
 		s.stats.uploadFailures.Add(1)
 		a.root.Remove(u.rel())
-		s.log.Info("sftp upload failed; partial file discarded", "account", a.name, "peer", h.c.peer, "file", u.name,
-			"err", errors.Join(werr, serr, cerr))
+		s.logFile(slog.LevelInfo, "sftp upload failed; partial file discarded", u.name, errors.Join(werr, serr, cerr),
+			"account", a.name, "peer", h.c.peer)
 		if werr != nil {
 			return werr
 		}
@@ -216,7 +218,7 @@ func (u *upload) Close() error {
 	if err != nil {
 		a.root.Remove(u.rel())
 		s.stats.uploadFailures.Add(1)
-		s.log.Warn("sftp upload could not be moved into inbox", "account", a.name, "file", u.name, "err", err)
+		s.logFile(slog.LevelWarn, "sftp upload could not be moved into inbox", u.name, err, "account", a.name)
 		return errUploadFailed
 	}
 	s.stats.uploads.Add(1)
@@ -282,7 +284,7 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 		// Only files placed by other means can be this large.
 		s.stats.rejected.Add(1)
 		reason := "file exceeds the size limit of " + strconv.FormatInt(s.cfg.MaxFileSize, 10) + " bytes"
-		s.log.Warn("sftp file too large; moved to failed", "account", a.name, "file", name)
+		s.logFile(slog.LevelWarn, "sftp file too large; moved to failed", name, nil, "account", a.name, "bytes", fi.Size())
 		return s.file(a, name, folderFailed, reason)
 	}
 	raw, err := a.root.ReadFile(rel)
@@ -300,18 +302,18 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 	rc, err := s.accept(env)
 	if err != nil {
 		s.stats.acceptErrors.Add(1)
-		s.log.Warn("sftp intake failed; file left in inbox for retry", "account", a.name, "file", name, "err", err)
+		s.logFile(slog.LevelWarn, "sftp intake failed; file left in inbox for retry", name, err, "account", a.name)
 		return fmt.Errorf("pickup: accept: %w", err)
 	}
 	if rc.Status == intake.StatusRejected {
 		s.stats.rejected.Add(1)
-		s.log.Info("sftp file rejected by intake", "account", a.name, "file", name, "envelope", rc.EnvelopeID,
+		s.logFile(slog.LevelInfo, "sftp file rejected by intake", name, nil, "account", a.name, "envelope", rc.EnvelopeID,
 			"duplicate", rc.Duplicate)
 		return s.file(a, name, folderFailed, rc.Reason)
 	}
 	s.stats.accepted.Add(1)
-	s.log.Info("sftp file accepted", "account", a.name, "file", name, "envelope", rc.EnvelopeID, "duplicate", rc.Duplicate,
-		"bytes", len(raw))
+	s.logFile(slog.LevelInfo, "sftp file accepted", name, nil, "account", a.name, "envelope", rc.EnvelopeID,
+		"duplicate", rc.Duplicate, "bytes", len(raw))
 	return s.file(a, name, folderProcessed, "")
 }
 
@@ -321,7 +323,7 @@ func (s *Server) pickup(a *account, name, peer string, receivedAt time.Time) err
 func (s *Server) accept(env *intake.Envelope) (rc intake.Receipt, err error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, acceptTimeout)
 	defer cancel()
-	defer defect.Recover(s.log, "sftp intake panicked, a defect of hiegw", &err, "account", env.Sender, "file", env.Filename)
+	defer defect.Recover(s.log, "sftp intake panicked, a defect of hiegw", &err, "account", env.Sender, "bytes", len(env.Raw))
 	return s.in.Accept(ctx, env)
 }
 
@@ -342,11 +344,11 @@ func (s *Server) file(a *account, name, folder, reason string) error {
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		// another gateway process sharing Root filed it first
-		s.log.Info("sftp file already moved out of inbox", "account", a.name, "file", name)
+		s.logFile(slog.LevelInfo, "sftp file already moved out of inbox", name, nil, "account", a.name)
 		return nil
 	}
 	if err != nil {
-		s.log.Error("sftp could not move file out of inbox", "account", a.name, "file", name, "to", folder, "err", err)
+		s.logFile(slog.LevelError, "sftp could not move file out of inbox", name, err, "account", a.name, "to", folder)
 		return fmt.Errorf("pickup: move to %s: %w", folder, err)
 	}
 	return nil
@@ -477,3 +479,51 @@ func syncDir(r *os.Root, dir string) error {
 	}
 	return err
 }
+
+// logFile logs msg about the file name at level without the name, and, when
+// the logger writes debug lines, the same with the name at debug level: an
+// EMR's file names may hold a patient's name or MRN, and the log carries
+// such data only at debug level. err (may be nil) is logged with the name
+// cut out of its text, where a path holds it.
+func (s *Server) logFile(level slog.Level, msg, name string, err error, args ...any) {
+	ctx := context.Background()
+	if err != nil {
+		args = append(args, "err", withoutName(err, name))
+	}
+	s.log.Log(ctx, level, msg, args...)
+	if level > slog.LevelDebug && s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug(msg+" (file name at debug level)", append(args, "file", name)...)
+	}
+}
+
+// withoutName returns err's text with every path element that is name,
+// or holds it (a staging file), replaced by "<file>".
+func withoutName(err error, name string) string {
+	text := err.Error()
+	if name == "" {
+		return text
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(text, name)
+		if i < 0 {
+			break
+		}
+		// Widen the hit to the whole path element around it.
+		start, end := i, i+len(name)
+		for start > 0 && !isPathEnd(text[start-1]) {
+			start--
+		}
+		for end < len(text) && !isPathEnd(text[end]) {
+			end++
+		}
+		b.WriteString(text[:start])
+		b.WriteString("<file>")
+		text = text[end:]
+	}
+	b.WriteString(text)
+	return b.String()
+}
+
+// isPathEnd tells whether c ends a path element in an error's text.
+func isPathEnd(c byte) bool { return c == '/' || c == ' ' || c == ':' || c == '"' || c == '\'' }

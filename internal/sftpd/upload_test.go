@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,6 +433,68 @@ func TestLogsHoldNoContent(t *testing.T) {
 	}
 	if !strings.Contains(logs, "sftp file rejected by intake") {
 		t.Fatalf("no pickup logged:\n%s", logs)
+	}
+}
+
+// File names may hold a patient's name or MRN (EMRs name exports so), so
+// above debug level the log names no file: not when a file is accepted,
+// rejected, left for a retry, refused by policy, or fails to upload; and
+// not in an error's path. The debug lines carry the names.
+func TestLogsHoldNoFileNamesAboveDebug(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxFileSize = 4096 })
+	const marker = "ZZSMITHJOHN_MRN4455667"
+	c := h.sftp("alice")
+	if err := put(c, marker+"_accepted.hl7", sample(t)); err != nil {
+		t.Fatal(err)
+	}
+	h.in.setAccept(func(ctx context.Context, env *intake.Envelope) (intake.Receipt, error) {
+		return intake.Receipt{Status: intake.StatusRejected, Reason: "PID-3: missing"}, nil
+	})
+	if err := put(c, marker+"_rejected.hl7", sample(t)); err != nil {
+		t.Fatal(err)
+	}
+	h.in.setAccept(func(ctx context.Context, env *intake.Envelope) (intake.Receipt, error) {
+		return intake.Receipt{}, errors.New("store envelope: insert " + env.Filename + ": connection refused")
+	})
+	if err := put(c, marker+"_later.hl7", sample(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(c, marker+"_big.hl7", bytes.Repeat([]byte("x"), 5000)); err == nil {
+		t.Fatal("oversize upload succeeded")
+	}
+	if err := c.Remove("/processed/" + marker + "_accepted.hl7"); err == nil {
+		t.Fatal("remove in processed/ allowed")
+	}
+	if err := c.Rename(marker+"_later.hl7", "/processed/"+marker+".hl7"); err == nil {
+		t.Fatal("rename out of inbox/ allowed")
+	}
+	var above, debug []string
+	for _, line := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		if strings.Contains(line, "level=DEBUG") {
+			debug = append(debug, line)
+		} else {
+			above = append(above, line)
+		}
+	}
+	for _, msg := range []string{"sftp file accepted", "sftp file rejected by intake", "sftp intake failed; file left in inbox",
+		"sftp upload failed; partial file discarded", `what=path op=remove folder=/processed`, `what=path op=rename folder="/inbox -> /processed"`} {
+		if !slices.ContainsFunc(above, func(l string) bool { return strings.Contains(l, msg) }) {
+			t.Errorf("no line above debug level with %q", msg)
+		}
+	}
+	for _, l := range above {
+		if strings.Contains(l, "MRN4455667") {
+			t.Errorf("a file name above debug level: %s", l)
+		}
+	}
+	named := 0
+	for _, l := range debug {
+		if strings.Contains(l, marker) {
+			named++
+		}
+	}
+	if named < 6 {
+		t.Errorf("%d debug lines name the file, want one for each of the 6 above:\n%s", named, strings.Join(debug, "\n"))
 	}
 }
 
