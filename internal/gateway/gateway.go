@@ -71,6 +71,8 @@ type Gateway struct {
 	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
 	mllpLn, httpLn, pprofLn net.Listener
+	certs                   []*certFiles // the TLS listeners' certificates, reloaded when their files change (certs.go)
+	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
 
@@ -344,7 +346,7 @@ func (g *Gateway) startMLLP() error {
 		s.Allow = allow
 	}
 	if c.TLS.Enabled() {
-		tc, err := serverTLS(c.TLS)
+		tc, err := g.serverTLS("mllp", c.TLS)
 		if err != nil {
 			return fmt.Errorf("mllp.tls: %w (TLS was asked for; hiegw does not fall back to plain TCP)", err)
 		}
@@ -472,7 +474,7 @@ func (g *Gateway) startHTTP() error {
 	g.httpSrv = &http.Server{Handler: api.CutStalledReaders(h, api.DefaultWriteStall), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	if g.cfg.HTTP.TLS.Enabled() {
-		tc, err := serverTLS(g.cfg.HTTP.TLS)
+		tc, err := g.serverTLS("http", g.cfg.HTTP.TLS)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("http.tls: %w", err)
@@ -537,6 +539,9 @@ func (g *Gateway) DB() *store.DB { return g.db }
 // Reload compiles the mapping set again and swaps it in; a set with errors
 // is refused and the running one stays.
 func (g *Gateway) Reload() error {
+	for _, c := range g.certs {
+		c.refresh()
+	}
 	err := g.maps.Reload(g.cfg.Mappings.Dir)
 	g.mappingsReloaded(err)
 	if g.cfg.Subscriptions.File != "" {
@@ -560,6 +565,27 @@ func (g *Gateway) subscriptionsReloaded(n int, err error) {
 		return
 	}
 	g.log.Info("subscriptions reloaded", "count", n)
+}
+
+// watchCerts looks at the TLS listeners' certificate files every interval,
+// so that a renewed certificate is loaded (and its expiry shown in the
+// metrics) even before the next connection asks for it.
+func (g *Gateway) watchCerts(ctx context.Context, interval time.Duration) {
+	if len(g.certs) == 0 || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, c := range g.certs {
+				c.refresh()
+			}
+		}
+	}
 }
 
 // refusalArgs are the log attributes of a refused reload: the error, and
@@ -590,6 +616,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.mappingsReloaded(err)
 	})
 	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, g.subscriptionsReloaded)
+	go g.watchCerts(workCtx, time.Duration(g.cfg.Mappings.ReloadInterval))
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go g.watchJournal(workCtx, time.Second, errc)
 	if ret := time.Duration(g.cfg.Store.RawRetention); ret > 0 {
@@ -727,20 +754,22 @@ func allowList(entries []string) (func(net.Addr) bool, error) {
 	}, nil
 }
 
-func serverTLS(t config.TLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+// serverTLS is the tls.Config of a listener whose certificate and client
+// CA are read from t's files, and again when those change (certs.go).
+func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) {
+	if g.certNotAfter == nil {
+		g.certNotAfter = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hiegw_tls_certificate_not_after_seconds",
+			Help: "When the certificate a TLS listener serves expires, in Unix seconds, by listener."}, []string{"listener"})
+		g.reg.MustRegister(g.certNotAfter)
+	}
+	cf, err := newCertFiles(listener, t, g.log, g.certNotAfter, func(detail string, err error) {
+		g.auditReload("tls.reload", listener, detail, err)
+	})
 	if err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion(t)}
-	if t.ClientCA != "" {
-		pool, err := loadPool(t.ClientCA)
-		if err != nil {
-			return nil, err
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
+	g.certs = append(g.certs, cf)
+	return cf.config(), nil
 }
 
 func clientTLS(t config.TLS) (*tls.Config, error) {
