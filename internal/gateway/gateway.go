@@ -104,7 +104,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	if g.owner, err = ownerName(cfg.DataDir, journal.LocksAcrossProcesses); err != nil {
 		return err
 	}
-	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync}); err != nil {
+	if g.db, err = store.Open(ctx, store.Options{PostgresDSN: cfg.Store.PostgresDSN, DataDir: cfg.DataDir, Sync: cfg.Store.Sync, Logger: log}); err != nil {
 		return err
 	}
 	if journal.LocksAcrossProcesses {

@@ -106,7 +106,10 @@ type intakeJournal struct {
 
 // openIntakeJournal opens the journal in dir, ingests what an earlier run
 // left in it and starts the ingester.
-func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync bool) error {
+func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync bool, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
 	j, err := journal.Open(dir, journal.Options{NoSync: noSync})
 	if err != nil {
 		return err
@@ -117,7 +120,7 @@ func (db *DB) openIntakeJournal(ctx context.Context, dir, logPath string, noSync
 		return err
 	}
 	ij := &intakeJournal{
-		j: j, reader: reader, log: slog.Default(),
+		j: j, reader: reader, log: log,
 		pending: map[dedupKey]pendingEnv{}, maxBacklog: defaultMaxBacklog,
 		progress: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
@@ -192,7 +195,7 @@ func (db *DB) recoverJournal(ctx context.Context) error {
 		if err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error { return setJournalPos(ctx, tx, end) }); err != nil {
 			return fmt.Errorf("recover intake journal: %w", err)
 		}
-		slog.Default().Info("intake journal recovered", "envelopes", n)
+		db.ij.log.Info("intake journal recovered", "envelopes", n)
 	}
 	return db.ij.j.Reset()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -102,11 +103,16 @@ func TestJournalCrashRecovery(t *testing.T) {
 
 	crashed := t.TempDir()
 	copyDir(t, dir, crashed)
-	re, err := Open(ctx, Options{DataDir: crashed})
+	var logged bytes.Buffer
+	re, err := Open(ctx, Options{DataDir: crashed, Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer re.Close()
+	// The recovery is told on the logger given, in its format.
+	if out := logged.String(); !strings.Contains(out, `"msg":"intake journal recovered","envelopes":38`) {
+		t.Errorf("recovery logged %q", out)
+	}
 	counts, err := re.CountEnvelopes(ctx)
 	if err != nil || counts["received"] != 40 {
 		t.Fatalf("after recovery: %v %v, want 40 received", counts, err)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,9 @@ type Options struct {
 	// holds; InsertEnvelopes is refused) and without releasing the gateway's
 	// claims.
 	NoIntake bool
+	// Logger receives the embedded store's own log lines (the intake
+	// journal's recovery and copier); slog.Default() if nil.
+	Logger *slog.Logger
 
 	skipMigrate bool
 }
@@ -166,7 +170,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 			return nil, err
 		}
 		if !o.NoIntake {
-			if err := db.openIntakeJournal(ctx, journalDir(o.DataDir), filepath.Join(o.DataDir, "intake.db"), !db.durableSync); err != nil {
+			if err := db.openIntakeJournal(ctx, journalDir(o.DataDir), filepath.Join(o.DataDir, "intake.db"), !db.durableSync, o.Logger); err != nil {
 				db.Close()
 				return nil, err
 			}
