@@ -40,6 +40,7 @@ import (
 	"github.com/hiegw/hiegw/internal/route"
 	"github.com/hiegw/hiegw/internal/sftpd"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/hiegw/hiegw/internal/tick"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/crypto/ssh"
@@ -574,18 +575,12 @@ func (g *Gateway) watchCerts(ctx context.Context, interval time.Duration) {
 	if len(g.certs) == 0 || interval <= 0 {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, c := range g.certs {
-				c.refresh()
-			}
+	_ = tick.Every(ctx, interval, false, func() error {
+		for _, c := range g.certs {
+			c.refresh()
 		}
-	}
+		return nil
+	})
 }
 
 // refusalArgs are the log attributes of a refused reload: the error, and
@@ -687,18 +682,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 // gateway exits with the error for its supervisor (systemd, Kubernetes) to
 // restart it, rather than staying up and refusing everything.
 func (g *Gateway) watchJournal(ctx context.Context, every time.Duration, errc chan<- error) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	err := tick.Every(ctx, every, false, func() error {
 		if err := g.db.JournalStopped(); err != nil {
-			errc <- fmt.Errorf("intake journal stopped, a restart recovers what it holds: %w", err)
-			return
+			return fmt.Errorf("intake journal stopped, a restart recovers what it holds: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		errc <- err
 	}
 }
 
@@ -806,9 +797,7 @@ func loadPool(path string) (*x509.CertPool, error) {
 // purgeRaw removes raw message bodies older than ret every interval (and at
 // start), keeping the record and the message log.
 func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	_ = tick.Every(ctx, interval, true, func() error {
 		n, err := g.db.PurgeRaw(ctx, time.Now().Add(-ret))
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -818,12 +807,8 @@ func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
 			_ = g.db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "store.purge_raw", Outcome: "ok",
 				Detail: fmt.Sprintf("%d bodies older than %s", n, ret)})
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+		return nil
+	})
 }
 
 // registerSFTPMetrics exports the SFTP listener's counters.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/hiegw/hiegw/internal/tick"
 )
 
 // Holder serves the current mapping set and replaces it atomically. A new
@@ -47,21 +49,14 @@ func (h *Holder) Watch(ctx context.Context, dir string, interval time.Duration, 
 		interval = 2 * time.Second
 	}
 	refused := ""
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	_ = tick.Every(ctx, interval, false, func() error {
 		files, err := readTree(dir)
 		if err != nil {
-			continue
+			return nil
 		}
 		sum := hashFiles(files)
 		if sum == h.Current().Version() || sum == refused {
-			continue
+			return nil
 		}
 		s, err := compileSet(dir, files)
 		if err != nil {
@@ -74,5 +69,6 @@ func (h *Holder) Watch(ctx context.Context, dir string, interval time.Duration, 
 		if onResult != nil {
 			onResult(h.Current().Version(), err)
 		}
-	}
+		return nil
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/hiegw/hiegw/internal/tick"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -74,16 +75,10 @@ func (l *Lag) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 15 * time.Second
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	_ = tick.Every(ctx, interval, true, func() error {
 		if err := l.Refresh(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("outbox lag", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+		return nil
+	})
 }

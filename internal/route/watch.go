@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"time"
+
+	"github.com/hiegw/hiegw/internal/tick"
 )
 
 // Watch polls a subscriptions file every interval and swaps a valid new
@@ -17,17 +19,10 @@ func Watch(ctx context.Context, path string, interval time.Duration, rt *Router,
 		return
 	}
 	var last []byte
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	_ = tick.Every(ctx, interval, false, func() error {
 		data, err := os.ReadFile(path)
 		if err != nil || last != nil && bytes.Equal(data, last) {
-			continue
+			return nil
 		}
 		last = data
 		subs, err := ParseSubscriptions(path, data)
@@ -37,5 +32,6 @@ func Watch(ctx context.Context, path string, interval time.Duration, rt *Router,
 		if onReload != nil {
 			onReload(len(subs), err)
 		}
-	}
+		return nil
+	})
 }
