@@ -13,7 +13,7 @@ import (
 	"github.com/hiegw/hiegw/internal/hl7"
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // dupStore detects duplicates by (sender, dedup key) like the real store,
@@ -194,10 +194,10 @@ func TestStoreDownIsCountedAndLoggedOnce(t *testing.T) {
 		Raw: goodMsg("F1", "")}); err == nil {
 		t.Fatal("a failed file commit must be an error")
 	}
-	if got := counterValue(t, in.storeFailures.WithLabelValues(ChannelMLLP)); got != 51 {
+	if got := testutil.ToFloat64(in.storeFailures.WithLabelValues(ChannelMLLP)); got != 51 {
 		t.Errorf("MLLP store failures counted: %v, want 51", got)
 	}
-	if got := counterValue(t, in.storeFailures.WithLabelValues(ChannelSFTP)); got != 1 {
+	if got := testutil.ToFloat64(in.storeFailures.WithLabelValues(ChannelSFTP)); got != 1 {
 		t.Errorf("SFTP store failures counted: %v, want 1", got)
 	}
 	out := logged.String()
@@ -205,15 +205,6 @@ func TestStoreDownIsCountedAndLoggedOnce(t *testing.T) {
 		!strings.Contains(out, "peer=10.0.0.9:4000") || !strings.Contains(out, "more_since_last_line=0") {
 		t.Errorf("%d lines logged:\n%s", n, out)
 	}
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 func TestFileKinds(t *testing.T) {

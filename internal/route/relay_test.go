@@ -14,7 +14,7 @@ import (
 
 	"github.com/hiegw/hiegw/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // backends runs fn against the embedded store and, when configured,
@@ -346,10 +346,10 @@ func TestLagGauges(t *testing.T) {
 		if err := l.Refresh(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if got := gaugeValue(t, l.pending, "a"); got != 2 {
+		if got := testutil.ToFloat64(l.pending.WithLabelValues("a")); got != 2 {
 			t.Errorf("pending{a} = %v", got)
 		}
-		if got := gaugeValue(t, l.age, "a"); got <= 0 {
+		if got := testutil.ToFloat64(l.age.WithLabelValues("a")); got <= 0 {
 			t.Errorf("lag{a} = %v, want > 0", got)
 		}
 		pub := &publisher{fn: func(_ int, msgs []Message) error {
@@ -364,25 +364,16 @@ func TestLagGauges(t *testing.T) {
 		if err := l.Refresh(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if gaugeValue(t, l.pending, "a") != 0 || gaugeValue(t, l.age, "a") != 0 {
-			t.Errorf("after publishing a: pending %v lag %v", gaugeValue(t, l.pending, "a"), gaugeValue(t, l.age, "a"))
+		if testutil.ToFloat64(l.pending.WithLabelValues("a")) != 0 || testutil.ToFloat64(l.age.WithLabelValues("a")) != 0 {
+			t.Errorf("after publishing a: pending %v lag %v", testutil.ToFloat64(l.pending.WithLabelValues("a")), testutil.ToFloat64(l.age.WithLabelValues("a")))
 		}
-		if gaugeValue(t, l.pending, "b") != 1 || gaugeValue(t, l.age, "b") <= 0 {
-			t.Errorf("b: pending %v lag %v", gaugeValue(t, l.pending, "b"), gaugeValue(t, l.age, "b"))
+		if testutil.ToFloat64(l.pending.WithLabelValues("b")) != 1 || testutil.ToFloat64(l.age.WithLabelValues("b")) <= 0 {
+			t.Errorf("b: pending %v lag %v", testutil.ToFloat64(l.pending.WithLabelValues("b")), testutil.ToFloat64(l.age.WithLabelValues("b")))
 		}
 	})
 }
 
 func vecValue(t *testing.T, v *prometheus.CounterVec, label string) float64 {
 	t.Helper()
-	return counterValue(t, v.WithLabelValues(label))
-}
-
-func gaugeValue(t *testing.T, v *prometheus.GaugeVec, label string) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := v.WithLabelValues(label).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
+	return testutil.ToFloat64(v.WithLabelValues(label))
 }

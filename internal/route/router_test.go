@@ -14,7 +14,7 @@ import (
 
 	"github.com/hiegw/hiegw/internal/fhir"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func resource(t testing.TB, js string) fhir.Resource {
@@ -126,7 +126,7 @@ func TestRouteEntriesAndCounters(t *testing.T) {
 	if string(v.Payload) != string(want) || v.Headers["hiegw-format"] != FormatHL7v2 || v.Key != "ENT-9" {
 		t.Errorf("hl7v2 entry: headers %v", v.Headers)
 	}
-	if got := counterValue(t, r.matched.WithLabelValues("v2")); got != 1 {
+	if got := testutil.ToFloat64(r.matched.WithLabelValues("v2")); got != 1 {
 		t.Errorf("matched{v2} = %v", got)
 	}
 	// A document source cannot be re-encoded as HL7 v2: the subscriber gets
@@ -137,7 +137,7 @@ func TestRouteEntriesAndCounters(t *testing.T) {
 	if len(out) != 2 || out[1].Headers["hiegw-format"] != FormatFHIR {
 		t.Fatalf("fallback entry: %+v", out)
 	}
-	if got := counterValue(t, r.fallback.WithLabelValues("v2")); got != 1 {
+	if got := testutil.ToFloat64(r.fallback.WithLabelValues("v2")); got != 1 {
 		t.Errorf("fallback{v2} = %v", got)
 	}
 	// No match is counted, not dropped silently.
@@ -145,7 +145,7 @@ func TestRouteEntriesAndCounters(t *testing.T) {
 	if out, _ := r.Route(ev); len(out) != 0 {
 		t.Fatalf("unexpected entries %+v", out)
 	}
-	if got := counterValue(t, r.unmatched); got != 1 {
+	if got := testutil.ToFloat64(r.unmatched); got != 1 {
 		t.Errorf("unmatched = %v", got)
 	}
 	if subs := r.Subscriptions(); len(subs) != 1 || subs[0].Name != "none" {
@@ -168,15 +168,6 @@ func TestFacilityFromMSH4(t *testing.T) {
 	if out, _ := r.Route(Event{Sender: "x", Facility: "SOUTHLAB", PatientID: "E", Raw: raw}); len(out) != 1 {
 		t.Fatal("Event.Facility ignored")
 	}
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 // TestEventBundleSplicesEncodedResources: a Bundle built from the resources'
