@@ -14,17 +14,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// certFiles serves a listener's certificate, key and client CA from their
-// files and reads them again when they change, so that a renewed
+// certFiles serves a certificate and key, and a listener's client CA, from
+// their files and reads them again when they change, so that a renewed
 // certificate (cert-manager, certbot, an operator's copy) or a client CA
 // with a new sender's authority takes effect for new connections without a
-// restart; connections already open keep theirs. Files that do not load
-// together (a certificate without its new key, half written) are refused
-// and the ones in force keep serving; they are tried again when they
-// change again.
+// restart; connections already open keep theirs. Listeners (MLLP, HTTP)
+// and clients (Kafka, application acknowledgements) use it. Files that do
+// not load together (a certificate without its new key, half written) are
+// refused and the ones in force keep serving; they are tried again when
+// they change again.
 type certFiles struct {
-	listener string // "mllp", "http"
+	endpoint string // "mllp", "http", "kafka", "mllp ack SENDER"
 	t        config.TLS
+	load     func(config.TLS) (*tls.Config, *x509.Certificate, error)
 	log      *slog.Logger
 	notAfter prometheus.Gauge
 	audit    func(detail string, err error)
@@ -38,12 +40,13 @@ type certFiles struct {
 // certCheckEvery bounds how often handshakes look at the files.
 const certCheckEvery = time.Second
 
-// newCertFiles loads t's files; an error stops start-up.
-func newCertFiles(listener string, t config.TLS, log *slog.Logger, notAfter *prometheus.GaugeVec,
-	audit func(detail string, err error)) (*certFiles, error) {
-	c := &certFiles{listener: listener, t: t, log: log, notAfter: notAfter.WithLabelValues(listener), audit: audit}
+// newCertFiles loads t's files with load (loadServerTLS, loadClientCert);
+// an error stops start-up.
+func newCertFiles(endpoint string, t config.TLS, load func(config.TLS) (*tls.Config, *x509.Certificate, error),
+	log *slog.Logger, notAfter *prometheus.GaugeVec, audit func(detail string, err error)) (*certFiles, error) {
+	c := &certFiles{endpoint: endpoint, t: t, load: load, log: log, notAfter: notAfter.WithLabelValues(endpoint), audit: audit}
 	c.stamp = c.stampNow()
-	tc, leaf, err := loadServerTLS(t)
+	tc, leaf, err := load(t)
 	if err != nil {
 		return nil, err
 	}
@@ -51,12 +54,17 @@ func newCertFiles(listener string, t config.TLS, log *slog.Logger, notAfter *pro
 	return c, nil
 }
 
-// config is the listener's tls.Config: each handshake gets the certificate
-// and client CA in force.
-func (c *certFiles) config() *tls.Config {
+// serverConfig is a listener's tls.Config: each handshake gets the
+// certificate and client CA in force.
+func (c *certFiles) serverConfig() *tls.Config {
 	return &tls.Config{MinVersion: minVersion(c.t), GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		return c.current(time.Now()), nil
 	}}
+}
+
+// clientCertificate gives a client's handshake the certificate in force.
+func (c *certFiles) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return &c.current(time.Now()).Certificates[0], nil
 }
 
 // current returns the tls.Config in force, first loading changed files
@@ -85,17 +93,17 @@ func (c *certFiles) refreshLocked() {
 		return
 	}
 	c.stamp = stamp
-	tc, leaf, err := loadServerTLS(c.t)
+	tc, leaf, err := c.load(c.t)
 	if err != nil {
-		c.log.Error("tls certificate files changed but do not load; the certificate in force keeps serving",
-			"listener", c.listener, "err", err)
-		c.audit(c.listener+" certificate", err)
+		c.log.Error("tls certificate files changed but do not load; the certificate in force stays",
+			"endpoint", c.endpoint, "err", err)
+		c.audit(c.endpoint+" certificate", err)
 		return
 	}
 	c.use(tc, leaf)
-	c.log.Info("tls certificate reloaded", "listener", c.listener, "subject", leaf.Subject.String(),
+	c.log.Info("tls certificate reloaded", "endpoint", c.endpoint, "subject", leaf.Subject.String(),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
-	c.audit(fmt.Sprintf("%s certificate %s, valid until %s", c.listener, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339)), nil)
+	c.audit(fmt.Sprintf("%s certificate %s, valid until %s", c.endpoint, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339)), nil)
 }
 
 func (c *certFiles) use(tc *tls.Config, leaf *x509.Certificate) {
@@ -137,4 +145,13 @@ func loadServerTLS(t config.TLS) (*tls.Config, *x509.Certificate, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return tc, cert.Leaf, nil
+}
+
+// loadClientCert reads a client's certificate and key.
+func loadClientCert(t config.TLS) (*tls.Config, *x509.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, cert.Leaf, nil
 }

@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/mllp/testcert"
 	"github.com/hiegw/hiegw/internal/store"
 )
@@ -69,7 +71,7 @@ func TestCertificateReload(t *testing.T) {
 	if got == first {
 		t.Fatal("the serial did not change")
 	}
-	if v := metric(t, r.g.HTTPAddr(), `hiegw_tls_certificate_not_after_seconds{listener="mllp"}`); v !=
+	if v := metric(t, r.g.HTTPAddr(), `hiegw_tls_certificate_not_after_seconds{endpoint="mllp"}`); v !=
 		fmt.Sprint(float64(renewed.TLS.Leaf.NotAfter.Unix())) {
 		t.Fatalf("expiry metric %q, want the renewed certificate's %v", v, renewed.TLS.Leaf.NotAfter)
 	}
@@ -109,5 +111,75 @@ func TestCertificateReload(t *testing.T) {
 	}
 	if _, err := servedSerial(t, addr, client); err != nil {
 		t.Fatalf("a client of the first authority: %v", err)
+	}
+}
+
+// hiegw's own client certificate, for application acknowledgements (and
+// Kafka), renewed on disk, is presented on the next connection without a
+// restart.
+func TestClientCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, "hie test CA")
+	c := testConfig(t, t.TempDir(), "")
+	cert, key := ca.Server(t, "hiegw").WriteFiles(t, dir, "server")
+	caFile := ca.WriteFile(t, dir, "ca")
+	c.MLLP.TLS = config.TLS{Cert: cert, Key: key, ClientCA: caFile}
+	gwCert, gwKey := ca.Client(t, "hiegw.example").WriteFiles(t, dir, "hiegw-client")
+	app := &senderApp{addr: freePort(t)}
+	c.MLLP.Senders = []config.MLLPSender{{Name: "goodhealth-adt", CertCN: "adt.goodhealth.example",
+		AckAddr: app.addr, AckTLS: config.TLS{CA: caFile, Cert: gwCert, Key: gwKey}}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var presented []string // serials of the client certificates hiegw presented
+	recv := ca.Server(t, "goodhealth receiver")
+	app.tls = &tls.Config{Certificates: []tls.Certificate{recv.TLS}, ClientCAs: ca.Pool(),
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			mu.Lock()
+			defer mu.Unlock()
+			presented = append(presented, cs.PeerCertificates[0].SerialNumber.String())
+			return nil
+		}}
+	app.start(t)
+	defer app.stop(t)
+	r := start(t, c)
+	defer r.shutdown(t)
+	leaf := ca.Client(t, "adt.goodhealth.example")
+	adt := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{leaf.TLS}}
+	lastPresented := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(presented) == 0 {
+			return ""
+		}
+		return presented[len(presented)-1]
+	}
+	deliver := func(control string) string {
+		t.Helper()
+		if _, err := sendTLS(r.g.MLLPAddr(), adt, adtAck("GOODHEALTH", control, "AL", "AL", true)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the application ACK of "+control, func() bool {
+			for _, m := range app.received() {
+				if m.Get("MSA-2") == control {
+					return true
+				}
+			}
+			return false
+		})
+		return lastPresented()
+	}
+	first := deliver("C1")
+	renewed := ca.Client(t, "hiegw.example")
+	renewed.WriteFiles(t, dir, "hiegw-client")
+	_ = r.g.Reload()
+	if got, want := deliver("C2"), renewed.TLS.Leaf.SerialNumber.String(); got != want || got == first {
+		t.Fatalf("after renewal hiegw presented %s (first %s), want %s", got, first, want)
+	}
+	if v := metric(t, r.g.HTTPAddr(), `hiegw_tls_certificate_not_after_seconds{endpoint="mllp ack goodhealth-adt"}`); v !=
+		fmt.Sprint(float64(renewed.TLS.Leaf.NotAfter.Unix())) {
+		t.Fatalf("expiry metric %q", v)
 	}
 }

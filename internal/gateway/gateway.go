@@ -145,7 +145,7 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
-	routes, err := appAckRoutes(cfg)
+	routes, err := g.appAckRoutes()
 	if err != nil {
 		return err
 	}
@@ -206,12 +206,13 @@ func gatherDelay(d config.Duration) time.Duration {
 // sender's name (mllp.senders[].ack_addr, ack_tls), or for senders known by
 // their messages, MSH-4 else MSH-3 (mllp.ack_routes). Validate has made sure
 // that no name has two.
-func appAckRoutes(cfg *config.Config) (map[string]appack.Route, error) {
+func (g *Gateway) appAckRoutes() (map[string]appack.Route, error) {
+	cfg := g.cfg
 	routes := map[string]appack.Route{}
 	add := func(name, addr string, t config.TLS, setting string) error {
 		r := appack.Route{Addr: addr}
 		if t.Enabled() {
-			tc, err := clientTLS(t)
+			tc, err := g.clientTLS("mllp ack "+name, t)
 			if err != nil {
 				return fmt.Errorf("%s: %w", setting, err)
 			}
@@ -314,7 +315,7 @@ func (g *Gateway) startBroker() error {
 	ko := route.KafkaOptions{Brokers: brokers, SASLUser: g.cfg.Kafka.SASL.User, SASLPassword: g.cfg.Kafka.SASL.Password,
 		SASLMechanism: g.cfg.Kafka.SASL.Mechanism, Compression: g.cfg.Kafka.Compression}
 	if g.cfg.Kafka.TLS.Enabled() {
-		tc, err := clientTLS(g.cfg.Kafka.TLS)
+		tc, err := g.clientTLS("kafka", g.cfg.Kafka.TLS)
 		if err != nil {
 			return fmt.Errorf("kafka.tls: %w", err)
 		}
@@ -748,22 +749,18 @@ func allowList(entries []string) (func(net.Addr) bool, error) {
 // serverTLS is the tls.Config of a listener whose certificate and client
 // CA are read from t's files, and again when those change (certs.go).
 func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) {
-	if g.certNotAfter == nil {
-		g.certNotAfter = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hiegw_tls_certificate_not_after_seconds",
-			Help: "When the certificate a TLS listener serves expires, in Unix seconds, by listener."}, []string{"listener"})
-		g.reg.MustRegister(g.certNotAfter)
-	}
-	cf, err := newCertFiles(listener, t, g.log, g.certNotAfter, func(detail string, err error) {
-		g.auditReload("tls.reload", listener, detail, err)
-	})
+	cf, err := g.certFiles(listener, t, loadServerTLS)
 	if err != nil {
 		return nil, err
 	}
-	g.certs = append(g.certs, cf)
-	return cf.config(), nil
+	return cf.serverConfig(), nil
 }
 
-func clientTLS(t config.TLS) (*tls.Config, error) {
+// clientTLS is the tls.Config of a client (Kafka, application
+// acknowledgements): servers verified with t.CA (the system's roots when
+// empty), and t's client certificate, if any, read again when its files
+// change (certs.go).
+func (g *Gateway) clientTLS(endpoint string, t config.TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: minVersion(t)}
 	if t.CA != "" {
 		pool, err := loadPool(t.CA)
@@ -773,13 +770,31 @@ func clientTLS(t config.TLS) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if t.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		cf, err := g.certFiles(endpoint, t, loadClientCert)
 		if err != nil {
 			return nil, err
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.GetClientCertificate = cf.clientCertificate
 	}
 	return tc, nil
+}
+
+// certFiles loads an endpoint's certificate files and keeps them for the
+// watcher, the reload and the expiry metric.
+func (g *Gateway) certFiles(endpoint string, t config.TLS, load func(config.TLS) (*tls.Config, *x509.Certificate, error)) (*certFiles, error) {
+	if g.certNotAfter == nil {
+		g.certNotAfter = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hiegw_tls_certificate_not_after_seconds",
+			Help: "When the certificate an endpoint (listener or client) presents expires, in Unix seconds."}, []string{"endpoint"})
+		g.reg.MustRegister(g.certNotAfter)
+	}
+	cf, err := newCertFiles(endpoint, t, load, g.log, g.certNotAfter, func(detail string, err error) {
+		g.auditReload("tls.reload", endpoint, detail, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.certs = append(g.certs, cf)
+	return cf, nil
 }
 
 func loadPool(path string) (*x509.CertPool, error) {
