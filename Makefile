@@ -24,7 +24,7 @@ test: vet ## every test that needs nothing installed (PostgreSQL tests too when 
 test-postgres: ## the same tests with the local PostgreSQL
 	HIEGW_TEST_POSTGRES_DSN='$(PG_DSN)' $(GO) test ./...
 
-interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, OpenSSH sftp, Chromium
+interop: build ## real clients nobody here wrote: python3-hl7 mllp_send, kcat, OpenSSH sftp, promtool, Chromium
 	bash .ci/interop $(BIN)
 	bash .ci/browser/run.sh $(BIN)
 
