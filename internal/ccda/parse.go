@@ -98,6 +98,11 @@ func Parse(data []byte, lim Limits) (*Document, error) {
 	tree := etree.NewDocument()
 	tree.ReadSettings = etree.ReadSettings{CharsetReader: charsetReader, MaxDepth: lim.MaxDepth + 1}
 	if err := tree.ReadFromBytes(data); err != nil {
+		if errors.Is(err, etree.ErrXML) {
+			if located := locateMalformed(data); located != nil {
+				return nil, located
+			}
+		}
 		return nil, xmlError(err)
 	}
 	root := tree.Root()
@@ -188,6 +193,46 @@ func xmlError(err error) error {
 		return &Error{Err: ErrTooDeep}
 	}
 	return &Error{Err: ErrMalformed, Msg: "not well-formed XML: " + err.Error()}
+}
+
+// locateMalformed finds where data is not well-formed when etree could
+// only say that it is not (etree reads raw tokens, so an end tag that does
+// not match or an element never closed shows only as an unbalanced tree):
+// encoding/xml's strict tokenizer, which checks both, runs over it again and
+// the first error is returned with its line; an element left open is named
+// with the line of its start tag. It returns nil if it finds nothing.
+func locateMalformed(data []byte) *Error {
+	type open struct {
+		name string
+		line int
+	}
+	var stack []open
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	dec.CharsetReader = charsetReader
+	for {
+		line, _ := dec.InputPos()
+		tok, err := dec.Token()
+		if err != nil {
+			var se *xml.SyntaxError
+			switch {
+			case errors.As(err, &se) && se.Msg == "unexpected EOF" && len(stack) > 0:
+				top := stack[len(stack)-1]
+				return &Error{Line: top.line, Err: ErrMalformed,
+					Msg: "not well-formed XML: element <" + top.name + "> is never closed (the input ends inside it)"}
+			case errors.As(err, &se):
+				return &Error{Line: se.Line, Err: ErrMalformed, Msg: "not well-formed XML: " + redactEntities(se.Msg)}
+			}
+			return nil
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			stack = append(stack, open{t.Name.Local, line})
+		case xml.EndElement:
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		}
+	}
 }
 
 // prescan walks the raw bytes once, before any tree is built, and refuses

@@ -142,6 +142,20 @@ func TestErrorLocations(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Path != "/ClinicalDocument/recordTarget[1]" {
 		t.Errorf("missing patientRole error %v: want path /ClinicalDocument/recordTarget[1]", err)
 	}
+	// An end tag that does not match, and an element never closed: etree
+	// only says the tree is unbalanced; the error names the line and the
+	// element.
+	_, err = Parse([]byte(strings.Replace(minimalDoc, "<effectiveTime", "<a>\n<b></a>\n<effectiveTime", 1)), DefaultLimits)
+	if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) || pe.Line != strings.Count(minimalDoc[:strings.Index(minimalDoc, "<effectiveTime")], "\n")+2 ||
+		!strings.Contains(err.Error(), "element <b> closed by </a>") {
+		t.Errorf("mismatched end tag: %v", err)
+	}
+	truncated := minimalDoc[:strings.Index(minimalDoc, "<given>")+len("<given>")]
+	_, err = Parse([]byte(truncated), DefaultLimits)
+	if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) || pe.Line != strings.Count(truncated, "\n")+1 ||
+		!strings.Contains(err.Error(), "element <given> is never closed") {
+		t.Errorf("truncated document: %v", err)
+	}
 	lim := Limits{MaxDepth: 4}
 	_, err = Parse([]byte(`<ClinicalDocument xmlns="urn:hl7-org:v3"><a><b><c><d/><e></e></c></b></a></ClinicalDocument>`), lim)
 	if !errors.As(err, &pe) || pe.Path != "/ClinicalDocument/a/b/c/e" {
