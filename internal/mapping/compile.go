@@ -130,6 +130,11 @@ func (c *compiler) compile(f *srcFile, n *yaml.Node, kind exprKind, names map[st
 			msg = fe.Message
 			off = offsetOf(src, fe.Line, fe.Column)
 		}
+		if strings.Contains(msg, "unexpected token EOF") || strings.Contains(msg, "literal not terminated") {
+			if at, what := unclosed(src); at >= 0 {
+				msg, off = what+" is not closed", at
+			}
+		}
 		c.errs.add(pm.errAt(off, "expression: "+msg))
 		return nil
 	}
@@ -419,4 +424,39 @@ func (pm *posMap) errAt(off int, msg string) *Error {
 		}
 	}
 	return &Error{File: pm.f.name, Line: line, Column: col, Msg: msg, Source: pm.f.line(line)}
+}
+
+// unclosed finds the bracket or string that an expression ending too early
+// left open: the byte offset where it opens and what it is ("'('", "a
+// string"), or -1. The expression library says only "unexpected token
+// EOF" or "literal not terminated", at the end.
+func unclosed(src string) (int, string) {
+	var open []int // offsets of the open brackets
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; c {
+		case '"', '\'', '`':
+			j := i + 1
+			for j < len(src) && src[j] != c {
+				if src[j] == '\\' && c != '`' {
+					j++
+				}
+				j++
+			}
+			if j >= len(src) {
+				return i, "a string"
+			}
+			i = j
+		case '(', '[', '{':
+			open = append(open, i)
+		case ')', ']', '}':
+			if len(open) > 0 {
+				open = open[:len(open)-1]
+			}
+		}
+	}
+	if len(open) == 0 {
+		return -1, ""
+	}
+	at := open[len(open)-1]
+	return at, "'" + src[at:at+1] + "'"
 }

@@ -70,6 +70,19 @@ func TestErrorsAreLocated(t *testing.T) {
 		// "date(" starts at column 18; the error is at the end of the expression
 		findErr(t, errs, "senders/acme.yaml", 4, 32, "expression:")
 	})
+	t.Run("bracket not closed", func(t *testing.T) {
+		errs := loadErrors(t, "senders/acme.yaml", `resources:
+  patient:
+    elements:
+      birthDate: date(v("PID-7")
+      gender: lookup("administrative-sex", v('PID-8))
+`)
+		// The error points where the bracket or string opens, not at the
+		// end where the expression library stops: date( at column 18
+		// leaves its '(' at 22; the string 'PID-8)) opens at column 46.
+		findErr(t, errs, "senders/acme.yaml", 4, 22, "expression: '(' is not closed")
+		findErr(t, errs, "senders/acme.yaml", 5, 46, "expression: a string is not closed")
+	})
 	t.Run("unknown function", func(t *testing.T) {
 		errs := loadErrors(t, "senders/acme.yaml", `resources:
   patient:
