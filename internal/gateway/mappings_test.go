@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hiegw/hiegw/internal/store"
 )
 
 // TestMappingReloadRefusedThenFixed: an analyst's broken file is refused on
@@ -89,5 +92,26 @@ func TestUnmappedCodesAreCounted(t *testing.T) {
 	}
 	if m := metric(t, r.g.HTTPAddr(), `hiegw_mapping_unmapped_codes_total{table="lab"}`); m != "1" {
 		t.Fatalf("unmapped codes counted %q, want 1", m)
+	}
+}
+
+// An ADT^A01 without PID is answered AE with an ERR at PID, code 100
+// (required segment missing), and stored as rejected, rather than stored as
+// an Encounter about nobody.
+func TestMessageWithoutPatientRefused(t *testing.T) {
+	r := start(t, testConfig(t, t.TempDir(), ""))
+	defer r.shutdown(t)
+	msg := "MSH|^~\\&|ADT|GOODHEALTH|HIEGW|HIE|20261124083000||ADT^A01^ADT_A01|NOPID1|P|2.5.1\rEVN|A01|20261124083000\rPV1|1|I|4W^401^A\r"
+	ack, err := sendTLS(r.g.MLLPAddr(), nil, []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Get("MSA-1") != "AE" || ack.Get("ERR-2") != "PID" || ack.Get("ERR-3.1") != "100" ||
+		!strings.Contains(ack.Get("ERR-8"), "required segment PID missing") {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	envs, err := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "NOPID1"})
+	if err != nil || len(envs) != 1 || envs[0].Status != "rejected" || !strings.Contains(envs[0].Error, "PID") {
+		t.Fatalf("stored %+v, %v", envs, err)
 	}
 }

@@ -333,8 +333,12 @@ func (st *state) mapEntry(entry *msgEntry) (*Result, error) {
 		if rr == nil {
 			continue
 		}
+		made := len(st.produced) + len(st.aliases)
 		if err := st.produce(rr); err != nil {
 			return nil, err
+		}
+		if rr.required && len(st.produced)+len(st.aliases) == made {
+			return nil, st.requiredMissing(rr)
 		}
 	}
 	// ids must be unique inside one result
@@ -408,6 +412,23 @@ func (st *state) invalid(pr produced, probs []string) error {
 		msg += fmt.Sprintf(" (and %d more problems)", len(probs)-1)
 	}
 	return &MapError{Location: st.prodLoc(&pr), Field: path, Rule: rule, Msg: "invalid FHIR output: " + msg, Code: CodeApplication}
+}
+
+// requiredMissing is the error for a required resource rule that made
+// nothing: the segment (or C-CDA path) it reads is missing, or its
+// condition held for none. HL7 error 100: a required segment is missing.
+func (st *state) requiredMissing(rr *resRule) *MapError {
+	e := &MapError{Field: rr.typ, Rule: rr.pos, Code: CodeSegmentSequence}
+	switch {
+	case rr.each != nil && st.doc == nil && !slices.Contains(st.names, rr.each.seg):
+		e.Location = rr.each.seg
+		e.Msg = "required segment " + rr.each.seg + " missing: the message has none, and the rule makes its " + rr.typ + " from it"
+	case rr.xeach != nil && st.doc != nil:
+		e.Msg = "the document has no element the rule makes its required " + rr.typ + " from"
+	default:
+		e.Msg = "no " + rr.typ + " made, which the rule requires (its condition held for nothing in the message)"
+	}
+	return e
 }
 
 // prodLoc is where a produced resource came from: its segment (OBX^3) or

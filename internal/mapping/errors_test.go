@@ -311,6 +311,10 @@ func TestMapErrors(t *testing.T) {
 		{"no identifier", "MSH|^~\\&|A|B|C|D|20240110093000||ADT^A01|1|P|2.5.1\rPID|1||||Doe^Jo||19700301\r", "PID^1^3", "Patient.id", CodeRequiredMissing},
 		{"not a date", "MSH|^~\\&|A|B|C|D|20240110093000||ADT^A01|1|P|2.5.1\rPID|1||SECRET123^^^H^MR||Doe^Jo||19701399\r", "PID^1^7^1", "Patient.birthDate", CodeDataType},
 		{"required missing", "MSH|^~\\&|A|B|C|D|20240110093000||ADT^A01|1|P|2.5.1\rPID|1||SECRET123^^^H^MR||Doe^Jo\r", "PID^1^7", "Patient.birthDate", CodeRequiredMissing},
+		// The default patient rule is required: an ADT with no PID would
+		// make an Encounter about nobody. A sender's override of the rule
+		// keeps it required.
+		{"required segment missing", "MSH|^~\\&|A|B|C|D|20240110093000||ADT^A01|1|P|2.5.1\rEVN|A01|20240110\rPV1|1|I|SECRET123\r", "PID", "Patient", CodeSegmentSequence},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -328,6 +332,12 @@ func TestMapErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A sender may turn the requirement off: then the message maps to its
+	// Encounter alone.
+	writeFile(t, dir, "senders/nopid.yaml", "resources:\n  patient:\n    required: false\n")
+	if r, err := mustLoad(t, dir).MapHL7("nopid", parse(t, cases[3].msg)); err != nil || len(r.Resources) != 1 || r.Resources[0].Type() != "Encounter" {
+		t.Errorf("with required: false: %v, %v", r, err)
 	}
 	// the same bad date in an element not marked required is left out with a warning
 	r, err := s.MapHL7("other", parse(t, cases[1].msg))

@@ -90,6 +90,9 @@ type resRule struct {
 	id    []*program
 	elems []*elemRule
 	pos   string // file:line
+	// required: a message for which the rule makes no resource (its each
+	// finds no segment or node, its when holds for none) is refused.
+	required bool
 }
 
 // elemRule fills one element path of a resource (or of a nested object).
@@ -615,7 +618,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var resKeys = []string{"type", "each", "when", "id", "elements"}
+var resKeys = []string{"type", "each", "when", "id", "required", "elements"}
 
 // resource compiles a resource rule; base is the default's rule of the same
 // name when a sender overrides it. names are the rule names ref() may use.
@@ -676,6 +679,13 @@ func (c *compiler) resource(f *srcFile, key, n *yaml.Node, base *resRule, names 
 	}
 	if w := fields["when"]; w != nil {
 		r.when = c.compile(f, w, kindBool, names)
+	}
+	if v := fields["required"]; v != nil {
+		b, err := strconv.ParseBool(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil {
+			c.errs.add(f.errAt(v, "expected true or false"))
+		}
+		r.required = b
 	}
 	if id := fields["id"]; id != nil {
 		r.id = nil
