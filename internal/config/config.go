@@ -172,6 +172,10 @@ type Config struct {
 		// message is settled (processed or rejected); 0 keeps them. The
 		// record, the message log row and its ACK stay.
 		RawRetention Duration `yaml:"raw_retention"`
+		// OutboxRetention is how long published events (their FHIR Bundles:
+		// PHI) are kept in the outbox; 0 keeps them. Replay reaches back as
+		// far as this. Events not yet published and dead-lettered ones stay.
+		OutboxRetention Duration `yaml:"outbox_retention"`
 	} `yaml:"store"`
 	Mappings struct {
 		Dir            string   `yaml:"dir"`
@@ -511,6 +515,9 @@ func (c *Config) Validate() error {
 	c.validateAckRoutes(bad, addr, tlsPair)
 	if c.Store.RawRetention < 0 || (c.Store.RawRetention > 0 && c.Store.RawRetention < Duration(time.Hour)) {
 		bad("store.raw_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.RawRetention)
+	}
+	if c.Store.OutboxRetention < 0 || (c.Store.OutboxRetention > 0 && c.Store.OutboxRetention < Duration(time.Hour)) {
+		bad("store.outbox_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.OutboxRetention)
 	}
 	if s := strings.ToLower(c.Store.Sync); s != "full" && s != "normal" {
 		bad("store.sync", "%q is not full or normal", c.Store.Sync)

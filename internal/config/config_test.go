@@ -95,6 +95,22 @@ func TestLeaseTTL(t *testing.T) {
 	}
 }
 
+// Both retentions are 0 (keep) or at least an hour, and named when wrong.
+func TestRetentions(t *testing.T) {
+	for ret, ok := range map[time.Duration]bool{0: true, time.Hour: true, 30 * 24 * time.Hour: true,
+		time.Minute: false, -time.Hour: false} {
+		c := Default()
+		c.Store.RawRetention, c.Store.OutboxRetention = Duration(ret), 0
+		if err := c.Validate(); ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "store.raw_retention") {
+			t.Errorf("store.raw_retention %s: %v", ret, err)
+		}
+		c.Store.RawRetention, c.Store.OutboxRetention = 0, Duration(ret)
+		if err := c.Validate(); ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "store.outbox_retention") {
+			t.Errorf("store.outbox_retention %s: %v", ret, err)
+		}
+	}
+}
+
 func TestKafkaCompression(t *testing.T) {
 	c := Default()
 	if c.Kafka.Compression != "snappy" {

@@ -615,8 +615,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go g.watchCerts(workCtx, time.Duration(g.cfg.Mappings.ReloadInterval))
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go g.watchJournal(workCtx, time.Second, errc)
-	if ret := time.Duration(g.cfg.Store.RawRetention); ret > 0 {
-		go g.purgeRaw(workCtx, ret, time.Hour)
+	if g.cfg.Store.RawRetention > 0 || g.cfg.Store.OutboxRetention > 0 {
+		go g.enforceRetention(workCtx, time.Hour)
 	}
 	go func() {
 		if err := g.mllpSrv.Serve(g.mllpLn); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
@@ -809,21 +809,33 @@ func loadPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// purgeRaw removes raw message bodies older than ret every interval (and at
-// start), keeping the record and the message log.
-func (g *Gateway) purgeRaw(ctx context.Context, ret, interval time.Duration) {
+// enforceRetention removes, at start and every interval, the raw message
+// bodies older than store.raw_retention and the published events older
+// than store.outbox_retention (both hold PHI); the record and the message
+// log stay.
+func (g *Gateway) enforceRetention(ctx context.Context, interval time.Duration) {
 	_ = tick.Every(ctx, interval, true, func() error {
-		n, err := g.db.PurgeRaw(ctx, time.Now().Add(-ret))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			g.log.Warn("purge of raw message bodies failed", "err", err)
-		case n > 0:
-			g.log.Info("raw message bodies removed after retention", "count", n, "retention", ret.String())
-			_ = g.db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "store.purge_raw", Outcome: "ok",
-				Detail: fmt.Sprintf("%d bodies older than %s", n, ret)})
-		}
+		g.purge(ctx, "raw message bodies", "store.purge_raw", time.Duration(g.cfg.Store.RawRetention), g.db.PurgeRaw)
+		g.purge(ctx, "published events", "store.purge_outbox", time.Duration(g.cfg.Store.OutboxRetention), g.db.PurgeOutbox)
 		return nil
 	})
+}
+
+// purge runs one retention: f removes what is older than ret (none when
+// ret is 0), which is logged and audited.
+func (g *Gateway) purge(ctx context.Context, what, action string, ret time.Duration, f func(context.Context, time.Time) (int64, error)) {
+	if ret <= 0 {
+		return
+	}
+	n, err := f(ctx, time.Now().Add(-ret))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		g.log.Warn("purge of "+what+" failed", "err", err)
+	case n > 0:
+		g.log.Info(what+" removed after retention", "count", n, "retention", ret.String())
+		_ = g.db.Audit(ctx, store.AuditEntry{Actor: "system", Action: action, Outcome: "ok",
+			Detail: fmt.Sprintf("%d %s older than %s", n, what, ret)})
+	}
 }
 
 // registerSFTPMetrics exports the SFTP listener's counters.

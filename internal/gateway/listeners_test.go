@@ -125,9 +125,10 @@ func TestSFTPUploadBecomesEvents(t *testing.T) {
 	}
 }
 
-// TestRawRetentionPurgesSettledBodies: past the retention, a processed
-// message's body (PHI) goes; the message log row and the record stay.
-func TestRawRetentionPurgesSettledBodies(t *testing.T) {
+// TestRetentionPurges: past the retentions, a processed message's body and
+// its published event (PHI both) go; the message log row and the record
+// stay.
+func TestRetentionPurges(t *testing.T) {
 	r := start(t, testConfig(t, t.TempDir(), ""))
 	defer r.shutdown(t)
 	if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
@@ -148,9 +149,18 @@ func TestRawRetentionPurgesSettledBodies(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	waitFor(t, "the event published", func() bool {
+		c, err := db.OutboxCounts(context.Background())
+		return err == nil && len(c) == 1 && c[0].Sent == 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	r.g.purgeRaw(ctx, time.Nanosecond, 50*time.Millisecond)
+	r.g.cfg.Store.RawRetention = config.Duration(time.Nanosecond)
+	r.g.cfg.Store.OutboxRetention = config.Duration(time.Nanosecond)
+	r.g.enforceRetention(ctx, 50*time.Millisecond)
+	if c, err := db.OutboxCounts(context.Background()); err != nil || len(c) != 0 {
+		t.Fatalf("outbox after the purge: %+v, %v", c, err)
+	}
 	e, err := db.GetEnvelope(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
@@ -162,12 +172,12 @@ func TestRawRetentionPurgesSettledBodies(t *testing.T) {
 		t.Fatalf("the record went with the body: %d resources, %v", len(rs), err)
 	}
 	entries, _ := db.AuditLog(context.Background(), 50)
-	var audited bool
+	audited := map[string]bool{}
 	for _, a := range entries {
-		audited = audited || a.Action == "store.purge_raw"
+		audited[a.Action] = true
 	}
-	if !audited {
-		t.Fatal("the purge was not audited")
+	if !audited["store.purge_raw"] || !audited["store.purge_outbox"] {
+		t.Fatalf("the purges were not audited: %v", audited)
 	}
 }
 

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -296,4 +299,38 @@ func (db *DB) releaseClaimsOf(ctx context.Context, owner string) error {
 		}
 		return nil
 	})
+}
+
+// purgeBatch bounds the rows one statement of PurgeOutbox deletes, so that
+// a first purge of a large outbox does not hold one long transaction.
+var purgeBatch = 5000 // tests lower it
+
+// PurgeOutbox deletes the outbox rows of published events created before t
+// (their payloads are FHIR Bundles: protected health information). Events
+// not yet published and dead-lettered ones stay, whatever their age; replay
+// reaches back only as far as the rows kept. Rows are created in seq order,
+// so the rows before t are found from the first row at or after t, without
+// an index on the creation time. It returns how many rows it deleted.
+func (db *DB) PurgeOutbox(ctx context.Context, before time.Time) (int64, error) {
+	var bound int64
+	err := db.x.GetContext(ctx, &bound, db.rebind(`SELECT seq FROM outbox WHERE created_at >= ? ORDER BY seq LIMIT 1`), before.UTC())
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		bound = math.MaxInt64
+	case err != nil:
+		return 0, fmt.Errorf("purge outbox: %w", err)
+	}
+	var total int64
+	for {
+		res, err := db.x.ExecContext(ctx, db.rebind(`DELETE FROM outbox WHERE seq IN
+			(SELECT seq FROM outbox WHERE seq < ? AND sent_at IS NOT NULL ORDER BY seq LIMIT ?)`), bound, purgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("purge outbox: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < int64(purgeBatch) {
+			return total, nil
+		}
+	}
 }
