@@ -57,6 +57,15 @@ func (n normalizer) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normal
 			notes = append(notes, store.Note{Kind: store.NoteWarning, Detail: w.Error()})
 		}
 	}
+	// Where the message departs from its type's structure in its version
+	// (a segment out of place, one the structure does not have, a required
+	// one missing), located, for the analyst who looks after the feed; it
+	// does not stop the message. Segment names only, never values.
+	if _, sw, serr := m.Structure(); serr == nil {
+		for _, w := range sw {
+			notes = append(notes, store.Note{Kind: store.NoteWarning, Detail: "structure: " + w.Location() + ": " + w.Detail})
+		}
+	}
 	return pipeline.Normalized{Event: ev, Resources: res.Resources, Notes: notes, Keep: res.Keep}, nil
 }
 

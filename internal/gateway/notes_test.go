@@ -106,3 +106,39 @@ func TestMisdeclaredCharsetIsNoted(t *testing.T) {
 	}
 	t.Fatalf("no located charset warning among the notes %+v", notes)
 }
+
+// TestStructureDeparturesAreNoted: a message whose segments depart from
+// its structure (a segment the structure does not have, one out of place)
+// is processed, and its notes say where, by segment, without values.
+func TestStructureDeparturesAreNoted(t *testing.T) {
+	r := start(t, testConfig(t, t.TempDir(), ""))
+	defer r.shutdown(t)
+	msg := "MSH|^~\\&|ADT|GOODHEALTH|HIEGW|HIE|20261124083000||ADT^A01^ADT_A01|STRUCT1|P|2.5.1\r" +
+		"EVN|A01|20261124083000\rPID|1||4455667^^^GOODHEALTH^MR||QWERTY^ANN||19620101|F\rPV1|1|I|4W^401^A\r" +
+		"FOO|QWERTYSECRET\rEVN|A01|20261124083000\r"
+	if ack := send(t, r.g.MLLPAddr(), []byte(msg)); ack.Get("MSA-1") != "AA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	var notes []store.Note
+	waitFor(t, "STRUCT1 processed", func() bool {
+		envs, err := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "STRUCT1"})
+		if err != nil || len(envs) != 1 || envs[0].Status != "processed" {
+			return false
+		}
+		notes, err = r.g.DB().EnvelopeNotes(context.Background(), envs[0].ID)
+		return err == nil
+	})
+	var got []string
+	for _, n := range notes {
+		if strings.HasPrefix(n.Detail, "structure: ") {
+			got = append(got, n.Detail)
+		}
+		if strings.Contains(n.Detail, "QWERTY") {
+			t.Errorf("a note quotes the message: %q", n.Detail)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "FOO^1") || !strings.Contains(got[1], "EVN^2") ||
+		!strings.Contains(got[1], "out of place") {
+		t.Fatalf("structure notes %q", got)
+	}
+}
