@@ -622,6 +622,12 @@ func TestCompose(t *testing.T) {
 			t.Errorf("hiegw does not wait for %s", s)
 		}
 	}
+	// The image has no shell or curl: the health check is hiegw's own, on
+	// the HTTP port.
+	if test := fmt.Sprint(list(get(h, "healthcheck"), "test")); !strings.Contains(test, "/usr/local/bin/hiegw health") ||
+		!strings.Contains(test, fmt.Sprintf("127.0.0.1:%d/readyz", defaultPorts(t)["http"])) {
+		t.Errorf("hiegw's compose health check %s: want hiegw health on the HTTP port's /readyz", test)
+	}
 
 	// The environment file and configuration the service mounts load with
 	// hiegw's loader and point at the other services.
@@ -695,6 +701,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var from, user, expose []string
+	var health string
 	cgoOff := false
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
@@ -708,6 +715,8 @@ func TestDockerfile(t *testing.T) {
 			user = append(user, f[1])
 		case "EXPOSE":
 			expose = append(expose, f[1:]...)
+		case "HEALTHCHECK":
+			health = line
 		case "RUN":
 			if strings.Contains(line, "CGO_ENABLED=0") && strings.Contains(line, "go build") {
 				cgoOff = true
@@ -729,6 +738,11 @@ func TestDockerfile(t *testing.T) {
 		if !slices.Contains(expose, strconv.Itoa(port)) {
 			t.Errorf("EXPOSE lacks %s (%d)", name, port)
 		}
+	}
+	// The instruction continues on the next line; the whole text is checked.
+	if i := strings.Index(string(data), "HEALTHCHECK"); health == "" || i < 0 ||
+		!strings.Contains(string(data)[i:], `CMD ["/usr/local/bin/hiegw", "health", "--url", "http://127.0.0.1:`+strconv.Itoa(defaultPorts(t)["http"])+`/healthz"]`) {
+		t.Error("no HEALTHCHECK running hiegw health against /healthz on the HTTP port")
 	}
 }
 

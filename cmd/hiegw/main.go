@@ -83,6 +83,7 @@ commands:
   mpi eval FILE...      measure patient matching (precision, recall, F1) on a linkage data set
   replay                re-publish a subscriber's events since a time; --failed: requeue failed messages
   token                 make an API bearer token and the hash to configure for it
+  health                exit 0 if a running gateway is ready (GET /readyz), 1 with its answer if not
   version               print the version
 
 Run "hiegw <command> -h" for the flags of a command.
@@ -106,6 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReplay(ctx, args[1:], stdout, stderr)
 	case "token":
 		return runToken(stdout)
+	case "health":
+		return runHealth(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "hiegw %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -319,5 +322,57 @@ func TestReportErr(t *testing.T) {
 			strings.Contains(out, "please report it") != c.stack {
 			t.Errorf("%v printed:\n%s", c.err, out)
 		}
+	}
+}
+
+// hiegw health exits 0 on a ready answer, 1 with the gateway's reason on
+// any other, and 1 when nothing answers; over https with --ca.
+func TestHealth(t *testing.T) {
+	ready := true
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"store": "journal: no space left on device"}`)
+			return
+		}
+		fmt.Fprint(w, `{"store": "ok"}`)
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	health := func(args ...string) (string, string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), append([]string{"health"}, args...), &out, &errb)
+		return out.String(), errb.String(), err
+	}
+	if out, _, err := health("--url", srv.URL+"/readyz"); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("ready: %v %q", err, out)
+	}
+	ready = false
+	var ec exitCode
+	if _, errs, err := health("--url", srv.URL+"/readyz"); !errors.As(err, &ec) || ec != 1 || !strings.Contains(errs, "503") ||
+		!strings.Contains(errs, "no space left") {
+		t.Fatalf("not ready: %v %q", err, errs)
+	}
+	closed := httptest.NewServer(h)
+	closed.Close()
+	if _, _, err := health("--url", closed.URL+"/readyz", "--timeout", "2s"); !errors.As(err, &ec) || ec != 1 {
+		t.Fatalf("nothing listening: %v", err)
+	}
+	ready = true
+	tlsSrv := httptest.NewTLSServer(h)
+	defer tlsSrv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := health("--url", tlsSrv.URL+"/readyz"); !errors.As(err, &ec) || ec != 1 {
+		t.Fatalf("https without its CA: %v", err)
+	}
+	if out, _, err := health("--url", tlsSrv.URL+"/readyz", "--ca", caFile); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("https with --ca: %v %q", err, out)
 	}
 }
