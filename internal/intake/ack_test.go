@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,6 +207,60 @@ func TestStoreDownIsCountedAndLoggedOnce(t *testing.T) {
 	if n := strings.Count(out, "\n"); n != 1 || !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "connection refused") ||
 		!strings.Contains(out, "peer=10.0.0.9:4000") || !strings.Contains(out, "more_since_last_line=0") {
 		t.Errorf("%d lines logged:\n%s", n, out)
+	}
+}
+
+// flakyStore fails its first fails commits with err, then stores like
+// dupStore.
+type flakyStore struct {
+	dupStore
+	fails int
+	err   error
+	calls int
+}
+
+func (f *flakyStore) InsertEnvelopes(ctx context.Context, envs []*store.Envelope) ([]store.Inserted, error) {
+	if f.calls++; f.calls <= f.fails {
+		return nil, f.err
+	}
+	return f.dupStore.InsertEnvelopes(ctx, envs)
+}
+
+// A commit that fails on a transient error (the database restarting) is
+// tried again within StoreRetry and the sender gets its AA; past the window,
+// or on an error that is not transient, the sender is answered AR at once.
+func TestTransientStoreErrorRetried(t *testing.T) {
+	restarting := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	cases := []struct {
+		name      string
+		fails     int
+		err       error
+		retry     time.Duration
+		want      string
+		wantCalls int
+	}{
+		{"restart shorter than the window", 3, restarting, 2 * time.Second, "AA", 4},
+		// Tried at 0, 50 and 150 ms; 200 more would pass the window. (A slow
+		// machine may fit fewer tries in it: at least one retry is asked.)
+		{"restart longer than the window", 100, restarting, 300 * time.Millisecond, "AR", 3},
+		{"not transient", 1, errors.New("disk full"), 2 * time.Second, "AR", 1},
+		{"retry off", 1, restarting, -1, "AR", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := &flakyStore{dupStore: dupStore{seen: map[string]store.Inserted{}}, fails: c.fails, err: c.err}
+			reg := prometheus.NewRegistry()
+			in := New(st, Options{StoreRetry: c.retry, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer in.Close()
+			rec, _ := in.Accept(context.Background(), &Envelope{Channel: ChannelMLLP, ReceivedAt: time.Now(), Raw: goodMsg("R1", "")})
+			ack, err := hl7.Parse(rec.ACK)
+			if err != nil || ack.Get("MSA-1") != c.want || st.calls > c.wantCalls || c.wantCalls > 1 && st.calls < 2 {
+				t.Fatalf("ACK %q after %d commits, want %s after %d", rec.ACK, st.calls, c.want, c.wantCalls)
+			}
+			if got := testutil.ToFloat64(in.storeRetries); got != float64(st.calls-1) {
+				t.Errorf("retries counted %v after %d commits", got, st.calls)
+			}
+		})
 	}
 }
 

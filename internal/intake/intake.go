@@ -88,8 +88,16 @@ type Options struct {
 	// group waits for them, so that one sync carries every connection's
 	// message rather than every other one. A lone sender never waits.
 	GatherDelay time.Duration
-	Registerer  prometheus.Registerer
-	Logger      *slog.Logger
+	// StoreRetry bounds how long a group commit that failed on a transient
+	// store error (store.Transient: PostgreSQL restarting, failing over, a
+	// dropped connection) is tried again before its senders are answered
+	// AR (default 2s; negative: not at all). The senders wait for their
+	// ACK meanwhile, and a blip of the database is not a refusal. A retry
+	// of a commit that had in fact succeeded finds its envelopes stored and
+	// answers as the first time.
+	StoreRetry time.Duration
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 	// ApplicationName/FacilityName fill MSH-3/MSH-4 of ACKs when the
 	// received message did not name a receiving application/facility.
 	ApplicationName string
@@ -125,6 +133,7 @@ type Intake struct {
 
 	received, duplicates, rejected *prometheus.CounterVec
 	storeFailures                  *prometheus.CounterVec
+	storeRetries                   prometheus.Counter
 	failLog                        *lograte.Limiter // storeFailed's lines
 	batchSize                      prometheus.Histogram
 	commitSeconds                  prometheus.Histogram
@@ -155,6 +164,9 @@ func New(st Store, opt Options) *Intake {
 	if opt.GatherDelay == 0 {
 		opt.GatherDelay = defaultGatherDelay
 	}
+	if opt.StoreRetry == 0 {
+		opt.StoreRetry = defaultStoreRetry
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -169,6 +181,8 @@ func New(st Store, opt Options) *Intake {
 		storeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_intake_store_failures_total",
 			Help: "Envelopes the store could not take, so not acknowledged as received (MLLP: answered AR, send again), by channel."},
 			[]string{"channel"}),
+		storeRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "hiegw_intake_store_retries_total",
+			Help: "Group commits tried again after a transient store error (a database restart or failover)."}),
 		failLog: lograte.New(10 * time.Second),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hiegw_intake_commit_batch_size",
 			Help: "Envelopes per intake transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
@@ -177,7 +191,8 @@ func New(st Store, opt Options) *Intake {
 	}
 	in.idle.L = &in.mu
 	if opt.Registerer != nil {
-		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.storeFailures, in.batchSize, in.commitSeconds)
+		opt.Registerer.MustRegister(in.received, in.duplicates, in.rejected, in.storeFailures, in.storeRetries, in.batchSize,
+			in.commitSeconds)
 	}
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
@@ -211,6 +226,7 @@ func (in *Intake) Close() {
 // Gathering: see Options.GatherDelay.
 const (
 	defaultGatherDelay = 300 * time.Microsecond
+	defaultStoreRetry  = 2 * time.Second
 	peakWindow         = 50 * time.Millisecond
 )
 
@@ -336,6 +352,13 @@ func (in *Intake) commitBatch(batch []*request, own *request) {
 	}
 	start := time.Now()
 	res, err := in.st.InsertEnvelopes(context.Background(), envs)
+	// A transient failure is tried again, with backoff, within StoreRetry.
+	for wait, until := 50*time.Millisecond, start.Add(in.opt.StoreRetry); err != nil && store.Transient(err) &&
+		time.Now().Add(wait).Before(until); wait = min(2*wait, time.Second) {
+		in.storeRetries.Inc()
+		time.Sleep(wait)
+		res, err = in.st.InsertEnvelopes(context.Background(), envs)
+	}
 	in.commitSeconds.Observe(time.Since(start).Seconds())
 	in.batchSize.Observe(float64(len(batch)))
 	if err == nil && len(res) != len(batch) {
