@@ -53,7 +53,7 @@ type Normalizer interface {
 // Store is what the pipeline needs of the database.
 type Store interface {
 	PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) ([]store.Envelope, error)
-	PendingUpTo(ctx context.Context, seq int64, limit int) ([]store.PendingKey, error)
+	PendingBetween(ctx context.Context, after, upTo int64, limit int) ([]store.PendingKey, error)
 	InTx(ctx context.Context, fn func(*store.Tx) error) error
 	MarkFailed(ctx context.Context, id, reason string) error
 }
@@ -303,24 +303,43 @@ func (p *Pipeline) handedOut(id string) bool { return p.inflight[id] || p.finish
 // or before the cursor waits for processing while no lane has it: one
 // requeued by another process (hiegw replay --failed, another replica's
 // API), which only a read from the start finds. It reads ids and senders
-// only, not bodies.
+// only, not bodies, a page at a time past the envelopes the lanes hold (at
+// most requeuePages pages; the rescan every sixty polls finds the rest).
 func (p *Pipeline) requeuedBehind(ctx context.Context, cursor int64) bool {
-	if cursor == 0 {
-		return false
-	}
-	keys, err := p.st.PendingUpTo(ctx, cursor, 512)
-	if err != nil {
-		return false // the rescan every sixty polls still comes
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, k := range keys {
-		if !p.handedOut(k.ID) && p.owns(k.Sender) {
-			return true
+	after := int64(0)
+	for range requeuePages {
+		if after >= cursor {
+			return false
 		}
+		keys, err := p.st.PendingBetween(ctx, after, cursor, requeuePage)
+		if err != nil {
+			return false // the rescan every sixty polls still comes
+		}
+		p.mu.Lock()
+		for _, k := range keys {
+			if !p.handedOut(k.ID) && p.owns(k.Sender) {
+				p.mu.Unlock()
+				return true
+			}
+		}
+		p.mu.Unlock()
+		if len(keys) < requeuePage {
+			return false
+		}
+		after = keys[len(keys)-1].Seq
 	}
 	return false
 }
+
+// A poll looks behind the cursor through at most requeuePages pages of
+// requeuePage pending envelopes: more than the lanes hold with up to 15 of
+// them (256 each, and the runs being processed), so that an envelope
+// requeued behind a full backlog is found at the next poll rather than at
+// the periodic rescan.
+const (
+	requeuePage  = 512
+	requeuePages = 8
+)
 
 // Wait blocks until every envelope handed to a lane so far is done.
 func (p *Pipeline) Wait() { p.idle.Wait() }

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync/atomic"
 	"testing"
@@ -183,4 +184,73 @@ func TestRequeueBehindFoundWhileBusy(t *testing.T) {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	waitStatus(t, db, "e1", "processed") // within 10 s, e2 still held
+}
+
+// holdSenders holds every message of the senders in held until release is
+// closed, and fails C-FAIL until fixed.
+type holdSenders struct {
+	flaky
+	held    map[string]bool
+	release chan struct{}
+}
+
+func (h *holdSenders) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
+	if h.held[sender] {
+		<-h.release
+	}
+	return h.flaky.NormalizeHL7(sender, m)
+}
+
+// TestRequeueBehindAFullBacklogFound: with more envelopes in the lanes than
+// one page of the look behind the cursor (512), an envelope requeued after
+// them is still found at the next poll, not at the rescan every sixty
+// polls.
+func TestRequeueBehindAFullBacklogFound(t *testing.T) {
+	db := openDB(t)
+	const lanes = 4
+	lane := func(s string) uint32 { h := fnv.New32a(); h.Write([]byte(s)); return h.Sum32() % lanes }
+	// A sender on each lane: three held with a backlog that their lanes'
+	// queues take whole (200 each, a queue holds 256), one whose message
+	// fails and is requeued.
+	var senders []string
+	seen := map[uint32]bool{}
+	for c := 'A'; len(senders) < lanes; c++ {
+		if s := string(c) + "X"; !seen[lane(s)] {
+			seen[lane(s)] = true
+			senders = append(senders, s)
+		}
+	}
+	norm := &holdSenders{held: map[string]bool{senders[0]: true, senders[1]: true, senders[2]: true}, release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := pipeline.New(db, norm, route.NewRouter([]route.Subscription{route.DefaultSubscription}, nil),
+		pipeline.Options{Lanes: lanes, Poll: 200 * time.Millisecond}) // sixty polls: 12 s
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); close(norm.release); <-done }()
+
+	var backlog []*store.Envelope
+	for i := range 600 {
+		s := senders[i%3]
+		raw := msg("A01", fmt.Sprint("B", i), person{auth: s, mrn: fmt.Sprint(i), family: "DOE", given: "JO", dob: "19800101", sex: "F"})
+		e := hl7Envelope(fmt.Sprint("b", i), fmt.Sprint("B", i), raw)
+		e.Sender = s
+		backlog = append(backlog, e)
+	}
+	if _, err := db.InsertEnvelopes(context.Background(), backlog); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	raw := msg("A01", "C-FAIL", person{auth: senders[3], mrn: "9", family: "ROE", given: "RICH", dob: "19700101", sex: "M"})
+	failing := hl7Envelope("e-fail", "C-FAIL", raw)
+	failing.Sender = senders[3]
+	if _, err := db.InsertEnvelopes(context.Background(), []*store.Envelope{failing}); err != nil {
+		t.Fatal(err)
+	}
+	p.Notify()
+	waitStatus(t, db, "e-fail", "failed")
+	norm.fixed.Store(true)
+	if n, err := db.Requeue(context.Background(), store.RequeueFilter{IDs: []string{"e-fail"}}); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	waitStatus(t, db, "e-fail", "processed") // within 10 s, the backlog still held
 }

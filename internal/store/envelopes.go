@@ -260,18 +260,20 @@ func (db *DB) PendingEnvelopes(ctx context.Context, afterSeq int64, limit int) (
 
 // PendingKey names an envelope waiting for processing.
 type PendingKey struct {
+	Seq    int64  `db:"seq"`
 	ID     string `db:"id"`
 	Sender string `db:"sender"`
 }
 
-// PendingUpTo returns the ids and senders of up to limit envelopes waiting
-// for processing at or before seq, oldest first, without their bodies: a
-// cheap way for the pipeline to learn that envelopes behind its cursor are
-// pending again (requeued by another process).
-func (db *DB) PendingUpTo(ctx context.Context, seq int64, limit int) ([]PendingKey, error) {
+// PendingBetween returns the sequence numbers, ids and senders of up to
+// limit envelopes waiting for processing after seq after and at or before
+// seq upTo, oldest first, without their bodies: a cheap way for the
+// pipeline to learn that envelopes behind its cursor are pending again
+// (requeued by another process), page by page.
+func (db *DB) PendingBetween(ctx context.Context, after, upTo int64, limit int) ([]PendingKey, error) {
 	var out []PendingKey
-	err := db.log.SelectContext(ctx, &out, db.rebind(`SELECT id, sender FROM envelopes
-		WHERE status = 'received' AND seq <= ? ORDER BY seq LIMIT ?`), seq, limit)
+	err := db.log.SelectContext(ctx, &out, db.rebind(`SELECT seq, id, sender FROM envelopes
+		WHERE status = 'received' AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`), after, upTo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending envelopes: %w", err)
 	}
