@@ -340,6 +340,17 @@ func TestMapCCDARefsAndErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "LOT-TEST") || strings.Contains(err.Error(), "Example") {
 		t.Errorf("error text carries document content: %v", err)
 	}
+
+	// the patient rule is required: a sender's rule that finds no patient
+	// refuses the document (error 100) rather than mapping it about nobody
+	s3 := ccdaSet(t, map[string]string{"senders/second.yaml": `resources:
+  ccda-patient:
+    each: /ClinicalDocument/recordTarget[2]/patientRole
+`})
+	_, err = s3.MapCCDA("second", doc)
+	if !errors.As(err, &me) || me.Code != CodeSegmentSequence || me.Field != "Patient" || !strings.Contains(me.Msg, "required Patient") {
+		t.Fatalf("no patient: %v", err)
+	}
 }
 
 // TestCDACodeSystemTables keeps the shipped OID tables in step with the
