@@ -109,7 +109,21 @@ func (c *certFiles) refreshLocked() {
 func (c *certFiles) use(tc *tls.Config, leaf *x509.Certificate) {
 	c.cur = tc
 	c.notAfter.Set(float64(leaf.NotAfter.Unix()))
+	// Said when the certificate is taken (at start, at each renewal); the
+	// metric is for alerting in between.
+	switch left := time.Until(leaf.NotAfter); {
+	case left <= 0:
+		c.log.Error("tls certificate has expired: peers will refuse it; write a renewed one over the files",
+			"endpoint", c.endpoint, "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case left < certWarnBefore:
+		c.log.Warn("tls certificate expires soon", "endpoint", c.endpoint,
+			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "days_left", int(left.Hours()/24))
+	}
 }
+
+// certWarnBefore: a certificate taken with less than this left is warned
+// about.
+const certWarnBefore = 14 * 24 * time.Hour
 
 // stampNow describes the files' sizes and modification times (following
 // links, as a Kubernetes secret's are swapped); a file that cannot be read

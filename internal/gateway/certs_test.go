@@ -95,6 +95,11 @@ func TestCertificateReload(t *testing.T) {
 	if !strings.Contains(logs.String(), "tls certificate files changed but do not load") {
 		t.Fatalf("the refusal was not logged:\n%s", logs.String())
 	}
+	// The test certificates live a day: taken at start and at renewal, each
+	// is warned about.
+	if n := strings.Count(logs.String(), `msg="tls certificate expires soon" endpoint=mllp`); n != 2 {
+		t.Errorf("%d expiry warnings, want 2 (start, renewal):\n%s", n, logs.String())
+	}
 
 	// A new sender's authority added to the client CA file: its client is
 	// accepted, and the old authority's clients still are.
