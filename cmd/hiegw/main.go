@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/hiegw/hiegw/internal/defect"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; a
@@ -61,9 +63,25 @@ func main() {
 			os.Exit(int(ec))
 		}
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "hiegw:", err)
+			report(os.Stderr, err)
 		}
 		os.Exit(2)
+	}
+}
+
+// report prints the error a command ended with and, for a defect of hiegw
+// it recovered from (defect.Error: say in the journal's recovery at start),
+// the stack to send with a report.
+func report(w io.Writer, err error) {
+	fmt.Fprintln(w, "hiegw:", err)
+	printStack(w, defect.StackOf(err))
+}
+
+// printStack asks for a report of a defect of hiegw with its stack, if
+// there is one.
+func printStack(w io.Writer, stack []byte) {
+	if stack != nil {
+		fmt.Fprintf(w, "\nThis is a defect of hiegw, not of the input or the configuration: please report it with this stack.\n%s", stack)
 	}
 }
 

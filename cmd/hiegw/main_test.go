@@ -376,3 +376,25 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("https with --ca: %v %q", err, out)
 	}
 }
+
+// A command that ends on a recovered defect (the intake journal's recovery
+// at start, say) prints its stack; any other error only its text.
+func TestReport(t *testing.T) {
+	start := func() (err error) {
+		defer defect.Catch("internal error in hiegw while recovering the intake journal", &err)
+		var m map[string]int
+		m["x"]++
+		return nil
+	}
+	var buf bytes.Buffer
+	report(&buf, fmt.Errorf("store: %w", start()))
+	if out := buf.String(); !strings.HasPrefix(out, "hiegw: store: internal error in hiegw while recovering") ||
+		!strings.Contains(out, "please report it") || !strings.Contains(out, "goroutine ") {
+		t.Errorf("defect reported as:\n%s", out)
+	}
+	buf.Reset()
+	report(&buf, errors.New("mllp.addr: not a host:port"))
+	if out := buf.String(); out != "hiegw: mllp.addr: not a host:port\n" {
+		t.Errorf("plain error reported as %q", out)
+	}
+}

@@ -84,7 +84,5 @@ func reportErr(w io.Writer, err error) {
 	if me := (*mapping.MapError)(nil); stack == nil && errors.As(err, &me) {
 		stack = me.Stack
 	}
-	if stack != nil {
-		fmt.Fprintf(w, "\nThis is a defect of hiegw, not of the input: please report it with this stack.\n%s", stack)
-	}
+	printStack(w, stack)
 }
