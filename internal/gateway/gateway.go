@@ -72,7 +72,7 @@ type Gateway struct {
 	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
 	mllpLn, httpLn, pprofLn net.Listener
-	certs                   []*certFiles // the TLS listeners' certificates, reloaded when their files change (certs.go)
+	certs                   []*certFiles // TLS certificates of listeners and clients, reloaded when their files change (certs.go)
 	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
@@ -538,8 +538,9 @@ func (g *Gateway) PprofAddr() string {
 // DB exposes the store (tests, commands).
 func (g *Gateway) DB() *store.DB { return g.db }
 
-// Reload compiles the mapping set again and swaps it in; a set with errors
-// is refused and the running one stays.
+// Reload (SIGHUP) reads again the TLS certificate files that changed, the
+// mapping set and the subscriptions file, and swaps in what loads; what
+// does not is refused and what runs stays.
 func (g *Gateway) Reload() error {
 	for _, c := range g.certs {
 		c.refresh()
@@ -828,12 +829,12 @@ func (g *Gateway) purge(ctx context.Context, what, action string, ret time.Durat
 		return
 	}
 	n, err := f(ctx, time.Now().Add(-ret))
-	switch {
-	case err != nil && ctx.Err() == nil:
+	if err != nil && ctx.Err() == nil {
 		g.log.Warn("purge of "+what+" failed", "err", err)
-	case n > 0:
+	}
+	if n > 0 { // also what a purge that failed part of the way removed
 		g.log.Info(what+" removed after retention", "count", n, "retention", ret.String())
-		_ = g.db.Audit(ctx, store.AuditEntry{Actor: "system", Action: action, Outcome: "ok",
+		_ = g.db.Audit(context.WithoutCancel(ctx), store.AuditEntry{Actor: "system", Action: action, Outcome: "ok",
 			Detail: fmt.Sprintf("%d %s older than %s", n, what, ret)})
 	}
 }
