@@ -43,6 +43,8 @@ type Listener struct {
 	Name     string `json:"name"` // mllp, sftp, http, broker
 	Addr     string `json:"addr"`
 	Security string `json:"security"` // e.g. "plain", "TLS", "mutual TLS", "SSH"
+	// CertNotAfter is when a TLS listener's certificate in force expires.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 }
 
 // ConsoleOptions configure the console.

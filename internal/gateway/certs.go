@@ -33,6 +33,7 @@ type certFiles struct {
 
 	mu      sync.Mutex
 	cur     *tls.Config
+	expiry  time.Time // the NotAfter of cur's certificate
 	stamp   string    // of the files last tried
 	checkAt time.Time // a handshake looks at the files again after this
 }
@@ -106,8 +107,16 @@ func (c *certFiles) refreshLocked() {
 	c.audit(fmt.Sprintf("%s certificate %s, valid until %s", c.endpoint, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339)), nil)
 }
 
+// expires is when the certificate in force expires.
+func (c *certFiles) expires() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.expiry
+}
+
+// use puts tc in force; c.mu is held, or c is not shared yet.
 func (c *certFiles) use(tc *tls.Config, leaf *x509.Certificate) {
-	c.cur = tc
+	c.cur, c.expiry = tc, leaf.NotAfter
 	c.notAfter.Set(float64(leaf.NotAfter.Unix()))
 	// Said when the certificate is taken (at start, at each renewal); the
 	// metric is for alerting in between.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -50,7 +51,7 @@ func sendOn(conn *tls.Conn) (int, error) {
 // certificate in force keeps serving; the expiry metric follows.
 func TestCertificateReload(t *testing.T) {
 	var logs syncBuffer
-	c, p, _ := secureConfig(t)
+	c, p, toks := secureConfig(t)
 	r := startLogged(t, c, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer r.shutdown(t)
 	addr, dir := r.g.MLLPAddr(), c.MLLP.TLS.Cert[:strings.LastIndex(c.MLLP.TLS.Cert, "/")]
@@ -78,6 +79,23 @@ func TestCertificateReload(t *testing.T) {
 	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
 		return e.Action == "tls.reload" && e.Target == "mllp" && e.Outcome == "ok"
 	})
+	// The console's listeners say until when the certificate in force holds.
+	code, body := apiGet(t, "http://"+r.g.HTTPAddr()+"/api/v1/console/status", toks["dashboard"])
+	var status struct {
+		Listeners []struct {
+			Name         string     `json:"name"`
+			CertNotAfter *time.Time `json:"cert_not_after"`
+		} `json:"listeners"`
+	}
+	if err := json.Unmarshal(body, &status); code != 200 || err != nil {
+		t.Fatalf("console status: %d %v", code, err)
+	}
+	for _, l := range status.Listeners {
+		if l.Name == "mllp" && (l.CertNotAfter == nil || !l.CertNotAfter.Equal(renewed.TLS.Leaf.NotAfter)) ||
+			l.Name == "http" && l.CertNotAfter != nil {
+			t.Errorf("console listener %s: certificate until %v (renewed: %v)", l.Name, l.CertNotAfter, renewed.TLS.Leaf.NotAfter)
+		}
+	}
 
 	// A certificate whose key is not there yet is refused; the renewed one
 	// keeps serving, also after a reload (SIGHUP).

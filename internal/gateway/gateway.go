@@ -502,6 +502,14 @@ func (g *Gateway) consoleListeners() []api.Listener {
 	}
 	ls := []api.Listener{{Name: "mllp", Addr: g.MLLPAddr(), Security: security(g.cfg.MLLP.TLS)},
 		{Name: "http", Addr: g.HTTPAddr(), Security: security(g.cfg.HTTP.TLS)}}
+	for i := range ls {
+		for _, c := range g.certs {
+			if c.endpoint == ls[i].Name {
+				t := c.expires().UTC()
+				ls[i].CertNotAfter = &t
+			}
+		}
+	}
 	if a := g.SFTPAddr(); a != "" {
 		ls = append(ls, api.Listener{Name: "sftp", Addr: a, Security: "SSH"})
 	}

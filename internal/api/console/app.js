@@ -69,6 +69,15 @@ function route() {
 
 // ---- status ---------------------------------------------------------------
 
+// certExpiry says when a TLS listener's certificate expires, marked when
+// fewer than 14 days are left (the gateway reloads a renewed one by itself).
+function certExpiry(iso) {
+  if (!iso) return null;
+  const left = new Date(iso).getTime() - Date.now();
+  return [' · certificate until ', fmtTime(iso),
+    left < 14 * 86400e3 ? [' ', h('span', { class: 'badge warning' }, left <= 0 ? 'expired' : 'expires soon')] : null];
+}
+
 const counterLabels = [
   ['received', 'Received'], ['processed', 'Processed'], ['failed', 'Failed'], ['rejected', 'Rejected'],
   ['duplicates', 'Duplicates'], ['published', 'Published'], ['publish_failures', 'Publish failures'],
@@ -140,7 +149,7 @@ async function statusView(el) {
     replace(listeners, s.listeners.length === 0 ? h('p', { class: 'empty' }, 'no listener reported') :
       h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Listener'), h('th', {}, 'Address'), h('th', {}, 'Security'), h('th', {}, 'State'))),
         h('tbody', {}, s.listeners.map((l) => h('tr', {}, h('td', {}, l.name), h('td', { class: 'mono' }, l.addr),
-          h('td', {}, l.security || ''), h('td', {}, badge('up')))))));
+          h('td', {}, l.security || '', certExpiry(l.cert_not_after)), h('td', {}, badge('up')))))));
     const mapped = new Set(s.mapped_senders || []);
     replace(senders, (s.senders || []).length === 0 ? h('p', { class: 'empty' }, 'no sender has sent anything yet') :
       h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Sender'), h('th', { class: 'num' }, 'Messages'),
