@@ -108,14 +108,17 @@ type Config struct {
 		LogMessageBodies bool `yaml:"log_message_bodies"`
 	} `yaml:"log"`
 	MLLP struct {
-		Addr            string       `yaml:"addr"`
-		TLS             TLS          `yaml:"tls"`
-		MaxMessageBytes int          `yaml:"max_message_bytes"`
-		IdleTimeout     Duration     `yaml:"idle_timeout"`
-		ReadTimeout     Duration     `yaml:"read_timeout"`
-		MaxConnections  int          `yaml:"max_connections"`
-		Allow           []string     `yaml:"allow"` // CIDRs or addresses; empty allows all
-		Senders         []MLLPSender `yaml:"senders"`
+		Addr            string   `yaml:"addr"`
+		TLS             TLS      `yaml:"tls"`
+		MaxMessageBytes int      `yaml:"max_message_bytes"`
+		IdleTimeout     Duration `yaml:"idle_timeout"`
+		ReadTimeout     Duration `yaml:"read_timeout"`
+		MaxConnections  int      `yaml:"max_connections"`
+		// MaxConnectionsPerAddress bounds the connections from one IP
+		// address (0: only max_connections bounds them).
+		MaxConnectionsPerAddress int          `yaml:"max_connections_per_address"`
+		Allow                    []string     `yaml:"allow"` // CIDRs or addresses; empty allows all
+		Senders                  []MLLPSender `yaml:"senders"`
 		// AckRoutes are the return addresses for application
 		// acknowledgements of senders named by MSH-4/MSH-3 rather than by
 		// a client certificate.
@@ -439,6 +442,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MLLP.IdleTimeout <= 0 || c.MLLP.ReadTimeout <= 0 {
 		bad("mllp.idle_timeout/read_timeout", "must be positive")
+	}
+	if c.MLLP.MaxConnections < 0 {
+		bad("mllp.max_connections", "must be 0 (no bound) or more, is %d", c.MLLP.MaxConnections)
+	}
+	if n := c.MLLP.MaxConnectionsPerAddress; n < 0 || c.MLLP.MaxConnections > 0 && n > c.MLLP.MaxConnections {
+		bad("mllp.max_connections_per_address", "must be 0 (no bound) to max_connections (%d), is %d", c.MLLP.MaxConnections, n)
 	}
 	if a := c.MLLP.AppAck; a.ReplyTimeout <= 0 || a.MinBackoff <= 0 || a.MaxBackoff <= 0 {
 		bad("mllp.app_ack", "reply_timeout, min_backoff and max_backoff must be positive (are %s, %s, %s)",

@@ -111,6 +111,25 @@ func TestRetentions(t *testing.T) {
 	}
 }
 
+// Connection bounds: none negative, the per-address one within the total.
+func TestMLLPConnectionBounds(t *testing.T) {
+	for _, c := range []struct {
+		total, perAddr int
+		bad            string
+	}{
+		{256, 0, ""}, {256, 16, ""}, {0, 16, ""}, {256, 256, ""},
+		{256, 300, "mllp.max_connections_per_address"}, {256, -1, "mllp.max_connections_per_address"},
+		{-1, 0, "mllp.max_connections"},
+	} {
+		cfg := Default()
+		cfg.MLLP.MaxConnections, cfg.MLLP.MaxConnectionsPerAddress = c.total, c.perAddr
+		err := cfg.Validate()
+		if c.bad == "" && err != nil || c.bad != "" && (err == nil || !strings.Contains(err.Error(), c.bad)) {
+			t.Errorf("max_connections %d, per address %d: %v", c.total, c.perAddr, err)
+		}
+	}
+}
+
 func TestKafkaCompression(t *testing.T) {
 	c := Default()
 	if c.Kafka.Compression != "snappy" {

@@ -332,13 +332,14 @@ func (g *Gateway) startBroker() error {
 func (g *Gateway) startMLLP() error {
 	c := g.cfg.MLLP
 	s := &mllp.Server{
-		Handler:      mllp.HandlerFunc(g.serveMLLP),
-		IdleTimeout:  time.Duration(c.IdleTimeout),
-		ReadTimeout:  time.Duration(c.ReadTimeout),
-		WriteTimeout: 30 * time.Second,
-		MaxFrameSize: c.MaxMessageBytes,
-		MaxConns:     c.MaxConnections,
-		Logger:       g.log,
+		Handler:         mllp.HandlerFunc(g.serveMLLP),
+		IdleTimeout:     time.Duration(c.IdleTimeout),
+		ReadTimeout:     time.Duration(c.ReadTimeout),
+		WriteTimeout:    30 * time.Second,
+		MaxFrameSize:    c.MaxMessageBytes,
+		MaxConns:        c.MaxConnections,
+		MaxConnsPerAddr: c.MaxConnectionsPerAddress,
+		Logger:          g.log,
 	}
 	if len(c.Allow) > 0 {
 		allow, err := allowList(c.Allow)

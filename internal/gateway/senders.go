@@ -77,7 +77,7 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer) *security {
 	s := &security{
 		senders: senders{list: cfg.MLLP.Senders},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_mllp_refused_connections_total",
-			Help: "MLLP connections refused before their first message, by reason (allow-list, too-many, tls-handshake, unknown-identity)."},
+			Help: "MLLP connections refused before their first message, by reason (allow-list, too-many, too-many-from-address, tls-handshake, unknown-identity)."},
 			[]string{"reason"}),
 		denied: prometheus.NewCounter(prometheus.CounterOpts{Name: "hiegw_mllp_facility_denied_total",
 			Help: "MLLP messages rejected because MSH-4 named a facility the sender may not send as."}),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,11 @@ type ConnInfo struct {
 
 // Reasons a connection is refused, passed to Server.OnRefuse.
 const (
-	RefusedAllowList = "allow-list"       // the peer's address is not allowed
-	RefusedTooMany   = "too-many"         // MaxConns reached
-	RefusedHandshake = "tls-handshake"    // no, untrusted or invalid client certificate, or no common TLS version
-	RefusedIdentity  = "unknown-identity" // Identify did not recognise the peer
+	RefusedAllowList = "allow-list"            // the peer's address is not allowed
+	RefusedTooMany   = "too-many"              // MaxConns reached
+	RefusedPerPeer   = "too-many-from-address" // MaxConnsPerAddr reached for the peer's address
+	RefusedHandshake = "tls-handshake"         // no, untrusted or invalid client certificate, or no common TLS version
+	RefusedIdentity  = "unknown-identity"      // Identify did not recognise the peer
 )
 
 // Handler answers frames. It is called once per frame, in order, for each
@@ -74,6 +76,11 @@ type Server struct {
 	MaxFrameSize int
 	// MaxConns bounds concurrent connections; 0 means unlimited.
 	MaxConns int
+	// MaxConnsPerAddr bounds the concurrent connections from one IP
+	// address, so that one sender that leaks connections (an interface
+	// engine reconnecting without closing) cannot take every place of
+	// MaxConns from the others; 0 means no bound but MaxConns.
+	MaxConnsPerAddr int
 	// Allow, when set, is asked for every new connection; false closes it.
 	Allow func(net.Addr) bool
 	// Identify, when set, names the peer of a new connection after the TLS
@@ -89,6 +96,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
+	perAddr   map[netip.Addr]int // open connections by peer address (MaxConnsPerAddr)
 	inFlight  sync.WaitGroup
 	closing   atomic.Bool
 	ctx       context.Context
@@ -168,10 +176,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.Close()
 			continue
 		}
+		addr, counted := s.takeAddr(c.RemoteAddr())
+		if !counted && s.MaxConnsPerAddr > 0 {
+			s.refuse(c.RemoteAddr(), RefusedPerPeer, fmt.Errorf("more than %d connections from %s", s.MaxConnsPerAddr, addr))
+			c.Close()
+			continue
+		}
 		if sem != nil {
 			select {
 			case sem <- struct{}{}:
 			default:
+				s.releaseAddr(addr, counted)
 				s.refuse(c.RemoteAddr(), RefusedTooMany, fmt.Errorf("more than %d connections", s.MaxConns))
 				c.Close()
 				continue
@@ -181,12 +196,47 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.inFlight.Add(1)
 		go func() {
 			defer s.inFlight.Done()
+			defer s.releaseAddr(addr, counted)
 			if sem != nil {
 				defer func() { <-sem }()
 			}
 			defer s.recoverConn(c.RemoteAddr())
 			s.serveConn(c)
 		}()
+	}
+}
+
+// takeAddr counts a new connection from remote's IP address against
+// MaxConnsPerAddr: counted is false when the address already has that many
+// (or when there is no bound, which counts nothing).
+func (s *Server) takeAddr(remote net.Addr) (addr netip.Addr, counted bool) {
+	if s.MaxConnsPerAddr <= 0 {
+		return netip.Addr{}, false
+	}
+	if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		addr = ap.Addr().Unmap()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr == nil {
+		s.perAddr = map[netip.Addr]int{}
+	}
+	if s.perAddr[addr] >= s.MaxConnsPerAddr {
+		return addr, false
+	}
+	s.perAddr[addr]++
+	return addr, true
+}
+
+// releaseAddr gives back a place takeAddr counted.
+func (s *Server) releaseAddr(addr netip.Addr, counted bool) {
+	if !counted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+		delete(s.perAddr, addr)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,4 +217,51 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// At most MaxConnsPerAddr connections from one address are served; the next
+// is refused (too-many-from-address) while the address's others stay, and
+// a place given back is taken again. Every test connection comes from
+// 127.0.0.1.
+func TestMaxConnsPerAddr(t *testing.T) {
+	ref := &refusals{}
+	s := &Server{Handler: echoHandler(), MaxConns: 10, MaxConnsPerAddr: 2, OnRefuse: ref.add}
+	addr := startServer(t, s)
+	dial := func() *Client {
+		t.Helper()
+		c, err := Dial(context.Background(), addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Timeout = 2 * time.Second
+		return c
+	}
+	c1, c2 := dial(), dial()
+	for i, c := range []*Client{c1, c2} {
+		if got, err := c.Send(context.Background(), []byte(fmt.Sprint("MSH|", i))); err != nil || string(got) != fmt.Sprint("ACK MSH|", i) {
+			t.Fatalf("connection %d: %q %v", i+1, got, err)
+		}
+	}
+	c3 := dial()
+	if _, err := c3.Send(context.Background(), []byte("MSH|3")); err == nil {
+		t.Fatal("a third connection from the address was served")
+	}
+	c3.Close()
+	if r := ref.wait(t, 1); r[0].reason != RefusedPerPeer || !strings.Contains(r[0].cause.Error(), "more than 2 connections from 127.0.0.1") {
+		t.Fatalf("refusal %+v", r[0])
+	}
+	if got, err := c1.Send(context.Background(), []byte("MSH|again")); err != nil || string(got) != "ACK MSH|again" {
+		t.Fatalf("the first connection after the refusal: %q %v", got, err)
+	}
+	c2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Active > 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c4 := dial()
+	defer c4.Close()
+	if got, err := c4.Send(context.Background(), []byte("MSH|4")); err != nil || string(got) != "ACK MSH|4" {
+		t.Fatalf("a connection after one closed: %q %v", got, err)
+	}
+	c1.Close()
 }
