@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -96,6 +97,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 func (g *Gateway) build(ctx context.Context) (err error) {
 	cfg, log := g.cfg, g.log
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Which build each replica runs, for dashboards and a mixed-version
+	// alert during a rolling upgrade.
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hiegw_build_info",
+		Help: "Always 1; the labels say which hiegw build runs and with which Go."}, []string{"version", "goversion"})
+	info.WithLabelValues(cfg.Version, runtime.Version()).Set(1)
+	g.reg.MustRegister(info)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}

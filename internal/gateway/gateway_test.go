@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +231,10 @@ func endToEnd(t *testing.T, dsn string) {
 	raw.Close()
 	if got := metric(t, r.g.HTTPAddr(), "hiegw_mllp_skipped_bytes_total"); got != "5" {
 		t.Fatalf("skipped bytes counted %s, want 5", got)
+	}
+	buildInfo := fmt.Sprintf(`hiegw_build_info{goversion=%q,version=%q}`, runtime.Version(), r.g.cfg.Version)
+	if got := metric(t, r.g.HTTPAddr(), buildInfo); got != "1" {
+		t.Fatalf("%s is %q, want 1", buildInfo, got)
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + r.g.HTTPAddr() + path)
