@@ -62,6 +62,10 @@ type Options struct {
 	// (as LocalPrincipal, an operator); the configuration refuses an empty
 	// list on any other address.
 	Tokens []Token
+	// CurrentTokens, when set, is asked for the tokens at every request
+	// instead of Tokens, so that tokens can be revoked or added while the
+	// gateway runs (its configuration reloaded on SIGHUP).
+	CurrentTokens func() []Token
 	// Public lists path prefixes served without a token to GET (static
 	// console assets holding no patient data); /healthz, /readyz and
 	// /metrics always are.
@@ -105,7 +109,7 @@ func Handler(st Store, o Options) http.Handler {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(failures)
 	}
-	return &authenticator{tokens: o.Tokens, public: o.Public, audit: st.Audit, next: mux,
+	return &authenticator{tokens: o.Tokens, current: o.CurrentTokens, public: o.Public, audit: st.Audit, next: mux,
 		onFail: func(step string) { failures.WithLabelValues(step).Inc() }}
 }
 

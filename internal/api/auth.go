@@ -128,11 +128,12 @@ var publicPrefixes = []string{"/console/"}
 // authenticator checks the bearer token of every request but the public
 // ones, puts the principal in the request's context, and audits refusals.
 type authenticator struct {
-	tokens []Token
-	public []string
-	audit  func(ctx context.Context, e store.AuditEntry) error
-	next   http.Handler
-	onFail func(reason string)
+	tokens  []Token
+	current func() []Token // when set, the tokens in force (Options.CurrentTokens)
+	public  []string
+	audit   func(ctx context.Context, e store.AuditEntry) error
+	next    http.Handler
+	onFail  func(reason string)
 }
 
 // cleanPath is the path the rules judge: cleaned like the mux does, so that
@@ -183,7 +184,11 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate returns the principal or why there is none.
 func (a *authenticator) authenticate(r *http.Request) (Principal, string) {
-	if len(a.tokens) == 0 {
+	tokens := a.tokens
+	if a.current != nil {
+		tokens = a.current()
+	}
+	if len(tokens) == 0 {
 		// No tokens: the configuration allows this on a loopback address only;
 		// refuse anyone else even so.
 		if ap, err := netip.ParseAddr(peer(r)); err == nil && ap.Unmap().IsLoopback() {
@@ -202,9 +207,9 @@ func (a *authenticator) authenticate(r *http.Request) (Principal, string) {
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	got := hex.EncodeToString(sum[:])
 	var found *Token
-	for i := range a.tokens {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(a.tokens[i].SHA256)) == 1 {
-			found = &a.tokens[i]
+	for i := range tokens {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(tokens[i].SHA256)) == 1 {
+			found = &tokens[i]
 		}
 	}
 	if found == nil {

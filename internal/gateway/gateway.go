@@ -21,8 +21,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/api"
@@ -73,7 +75,9 @@ type Gateway struct {
 	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
 	mllpLn, httpLn, pprofLn net.Listener
-	certs                   []*certFiles // TLS certificates of listeners and clients, reloaded when their files change (certs.go)
+	certs                   []*certFiles                   // TLS certificates of listeners and clients, reloaded when their files change (certs.go)
+	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
+	configSource            func() (*config.Config, error) // reads the configuration again (SetConfigSource)
 	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
@@ -472,8 +476,10 @@ func (g *Gateway) startHTTP() error {
 		Started: time.Now(), Listeners: g.consoleListeners, Version: g.cfg.Version}) {
 		extra[pattern] = ch
 	}
+	tokens := apiTokens(g.cfg.HTTP.Tokens)
+	g.tokens.Store(&tokens)
 	h := api.Handler(g.db, api.Options{Gatherer: g.reg, Checks: checks, OnRequeue: g.pipe.Rescan, Pipeline: g.pipe, Logger: g.log,
-		Extra: extra, Tokens: apiTokens(g.cfg.HTTP.Tokens), Registerer: g.reg})
+		Extra: extra, CurrentTokens: func() []api.Token { return *g.tokens.Load() }, Registerer: g.reg})
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -561,6 +567,7 @@ func (g *Gateway) Reload() error {
 	for _, c := range g.certs {
 		c.refresh()
 	}
+	terr := g.reloadTokens()
 	err := g.maps.Reload(g.cfg.Mappings.Dir)
 	g.mappingsReloaded(err)
 	if g.cfg.Subscriptions.File != "" {
@@ -569,9 +576,41 @@ func (g *Gateway) Reload() error {
 			g.router.Swap(subs)
 		}
 		g.subscriptionsReloaded(len(subs), serr)
-		return errors.Join(err, serr)
+		return errors.Join(terr, err, serr)
 	}
-	return err
+	return errors.Join(terr, err)
+}
+
+// SetConfigSource gives Reload a way to read the configuration again
+// (hiegw serve: the same file, environment and flags): the API's tokens are
+// then taken from it on SIGHUP, so that a token can be revoked or added
+// without a restart. Other settings still take effect at the next start.
+func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSource = f }
+
+// reloadTokens reads the configuration again and puts its API tokens in
+// force for the next request; a configuration that does not load changes
+// nothing. A change is logged (names and roles, never hashes) and audited.
+func (g *Gateway) reloadTokens() error {
+	if g.configSource == nil || g.tokens.Load() == nil {
+		return nil
+	}
+	cfg, err := g.configSource()
+	if err != nil {
+		err = fmt.Errorf("configuration not reloaded; the API tokens in force stay: %w", err)
+		g.log.Error("api tokens reload refused", "err", err)
+		g.auditReload("api.tokens_reload", "http.tokens", "", err)
+		return err
+	}
+	next := apiTokens(cfg.HTTP.Tokens)
+	if prev := g.tokens.Swap(&next); !slices.Equal(*prev, next) {
+		names := make([]string, len(next))
+		for i, t := range next {
+			names[i] = t.Name + " (" + string(t.Role) + ")"
+		}
+		g.log.Info("api tokens reloaded", "count", len(next), "tokens", strings.Join(names, ", "))
+		g.auditReload("api.tokens_reload", "http.tokens", fmt.Sprintf("%d tokens: %s", len(next), strings.Join(names, ", ")), nil)
+	}
+	return nil
 }
 
 // subscriptionsReloaded audits and logs a reload of the subscriptions

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -489,4 +490,54 @@ func TestHTTPOverTLS(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("a TLS 1.2 client was served")
 	}
+}
+
+// TestTokenRevokedOnReload: a token removed from the configuration stops
+// working at the next request after a reload (SIGHUP), a new one works, and
+// the change is audited; a configuration that does not load changes
+// nothing.
+func TestTokenRevokedOnReload(t *testing.T) {
+	c, _, toks := secureConfig(t)
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	base := "http://" + r.g.HTTPAddr() + "/api/v1/messages"
+	if code, _ := apiGet(t, base, toks["dashboard"]); code != 200 {
+		t.Fatalf("before: %d", code)
+	}
+	// The configuration now holds only a new token (and the operator's).
+	tok, hash, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := *c
+	next.HTTP.Tokens = []config.APIToken{c.HTTP.Tokens[0], {Name: "dashboard-2", Hash: hash, Role: config.RoleReadOnly}}
+	broken := errors.New("hiegw.yaml: line 3: unknown key")
+	var source error
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next, source })
+
+	source = broken
+	if err := r.g.Reload(); err == nil || !strings.Contains(err.Error(), "API tokens in force stay") {
+		t.Fatalf("reload of a broken configuration: %v", err)
+	}
+	if code, _ := apiGet(t, base, toks["dashboard"]); code != 200 {
+		t.Fatalf("after a refused reload the old token gets %d", code)
+	}
+	source = nil
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := apiGet(t, base, toks["dashboard"]); code != 401 {
+		t.Fatalf("the revoked token gets %d", code)
+	}
+	if code, _ := apiGet(t, base, tok); code != 200 {
+		t.Fatalf("the new token gets %d", code)
+	}
+	if code, _ := apiGet(t, base, toks["oncall"]); code != 200 {
+		t.Fatalf("the token kept gets %d", code)
+	}
+	e := waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool { return e.Action == "api.tokens_reload" && e.Outcome == "ok" })
+	if !strings.Contains(e.Detail, "dashboard-2 (read-only)") || strings.Contains(e.Detail, hash) {
+		t.Fatalf("audit %+v", e)
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool { return e.Action == "api.tokens_reload" && e.Outcome == "refused" })
 }
