@@ -69,6 +69,14 @@ function route() {
 
 // ---- status ---------------------------------------------------------------
 
+// refreshSoon shows the current page again after ms (to show the effect of
+// an action), unless the user has gone to another page meanwhile: a late
+// re-render would replace that page and drop what was clicked on it.
+function refreshSoon(ms) {
+  const here = location.hash;
+  setTimeout(() => { if (location.hash === here) route(); }, ms);
+}
+
 // certExpiry says when a TLS listener's certificate expires, marked when
 // fewer than 14 days are left (the gateway reloads a renewed one by itself).
 function certExpiry(iso) {
@@ -236,7 +244,7 @@ async function messagesView(el, qs) {
     try {
       const r = await call('/api/v1/messages/reprocess', { method: 'POST', body: { ids: [...selected] } });
       say(`${r.requeued} message(s) queued for processing again.`);
-      setTimeout(route, 800);
+      refreshSoon(800);
     } catch (e) { fail(e); }
   });
   reprocessAll.addEventListener('click', async () => {
@@ -245,7 +253,7 @@ async function messagesView(el, qs) {
     try {
       const r = await call('/api/v1/messages/reprocess', { method: 'POST', body: { sender: f.sender, ids: [] } });
       say(`${r.requeued} message(s) queued for processing again.`);
-      setTimeout(route, 800);
+      refreshSoon(800);
     } catch (e) { fail(e); }
   });
 
@@ -343,7 +351,7 @@ async function messageView(el, id) {
       try {
         const r = await call('/api/v1/messages/reprocess', { method: 'POST', body: { ids: [m.id] } });
         say(r.requeued ? 'Queued for processing again.' : 'Nothing queued: the message is no longer failed.');
-        setTimeout(route, 1000);
+        refreshSoon(1000);
       } catch (e) { fail(e); }
     });
     actions.append(btn);
