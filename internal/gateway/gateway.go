@@ -77,6 +77,7 @@ type Gateway struct {
 	mllpLn, httpLn, pprofLn net.Listener
 	certs                   []*certFiles                   // TLS certificates of listeners and clients, reloaded when their files change (certs.go)
 	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
+	allow                   atomic.Pointer[allowed]        // mllp.allow in force
 	configSource            func() (*config.Config, error) // reads the configuration again (SetConfigSource)
 	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
@@ -352,12 +353,12 @@ func (g *Gateway) startMLLP() error {
 		MaxConnsPerAddr: c.MaxConnectionsPerAddress,
 		Logger:          g.log,
 	}
-	if len(c.Allow) > 0 {
-		allow, err := allowList(c.Allow)
-		if err != nil {
-			return err
-		}
-		s.Allow = allow
+	if err := g.setAllow(c.Allow); err != nil {
+		return err
+	}
+	s.Allow = func(a net.Addr) bool {
+		cur := g.allow.Load()
+		return cur.fn == nil || cur.fn(a)
 	}
 	if c.TLS.Enabled() {
 		tc, err := g.serverTLS("mllp", c.TLS)
@@ -567,7 +568,7 @@ func (g *Gateway) Reload() error {
 	for _, c := range g.certs {
 		c.refresh()
 	}
-	terr := g.reloadTokens()
+	terr := g.reloadConfig()
 	err := g.maps.Reload(g.cfg.Mappings.Dir)
 	g.mappingsReloaded(err)
 	if g.cfg.Subscriptions.File != "" {
@@ -581,25 +582,60 @@ func (g *Gateway) Reload() error {
 	return errors.Join(terr, err)
 }
 
+// allowed is an MLLP allow-list in force: its entries as configured and
+// the test made of them (nil: every address).
+type allowed struct {
+	entries []string
+	fn      func(net.Addr) bool
+}
+
+// setAllow puts the allow-list entries in force (none: every address).
+func (g *Gateway) setAllow(entries []string) error {
+	a := &allowed{entries: slices.Clone(entries)}
+	if len(entries) > 0 {
+		fn, err := allowList(entries)
+		if err != nil {
+			return err
+		}
+		a.fn = fn
+	}
+	g.allow.Store(a)
+	return nil
+}
+
 // SetConfigSource gives Reload a way to read the configuration again
-// (hiegw serve: the same file, environment and flags): the API's tokens are
-// then taken from it on SIGHUP, so that a token can be revoked or added
-// without a restart. Other settings still take effect at the next start.
+// (hiegw serve: the same file, environment and flags): the API's tokens and
+// the MLLP allow-list are then taken from it on SIGHUP, so that a token can
+// be revoked or a sender's address allowed without a restart. Other
+// settings still take effect at the next start.
 func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSource = f }
 
-// reloadTokens reads the configuration again and puts its API tokens in
-// force for the next request; a configuration that does not load changes
-// nothing. A change is logged (names and roles, never hashes) and audited.
-func (g *Gateway) reloadTokens() error {
+// reloadConfig reads the configuration again and puts its API tokens in
+// force for the next request and its MLLP allow-list for the next
+// connection; a configuration that does not load changes nothing. A change
+// is logged (token names and roles, never hashes) and audited.
+func (g *Gateway) reloadConfig() error {
 	if g.configSource == nil || g.tokens.Load() == nil {
 		return nil
 	}
 	cfg, err := g.configSource()
 	if err != nil {
-		err = fmt.Errorf("configuration not reloaded; the API tokens in force stay: %w", err)
-		g.log.Error("api tokens reload refused", "err", err)
-		g.auditReload("api.tokens_reload", "http.tokens", "", err)
+		err = fmt.Errorf("configuration not reloaded; the API tokens and MLLP allow-list in force stay: %w", err)
+		g.log.Error("configuration reload refused", "err", err)
+		g.auditReload("config.reload", "configuration", "", err)
 		return err
+	}
+	if cur := g.allow.Load(); cur != nil && !slices.Equal(cur.entries, cfg.MLLP.Allow) {
+		if err := g.setAllow(cfg.MLLP.Allow); err != nil { // Load has validated them; kept for safety
+			g.auditReload("mllp.allow_reload", "mllp.allow", "", err)
+			return err
+		}
+		list := strings.Join(cfg.MLLP.Allow, ", ")
+		if list == "" {
+			list = "every address"
+		}
+		g.log.Info("mllp allow-list reloaded", "allow", list)
+		g.auditReload("mllp.allow_reload", "mllp.allow", list, nil)
 	}
 	next := apiTokens(cfg.HTTP.Tokens)
 	if prev := g.tokens.Swap(&next); !slices.Equal(*prev, next) {

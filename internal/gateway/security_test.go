@@ -516,7 +516,7 @@ func TestTokenRevokedOnReload(t *testing.T) {
 	r.g.SetConfigSource(func() (*config.Config, error) { return &next, source })
 
 	source = broken
-	if err := r.g.Reload(); err == nil || !strings.Contains(err.Error(), "API tokens in force stay") {
+	if err := r.g.Reload(); err == nil || !strings.Contains(err.Error(), "in force stay") {
 		t.Fatalf("reload of a broken configuration: %v", err)
 	}
 	if code, _ := apiGet(t, base, toks["dashboard"]); code != 200 {
@@ -539,5 +539,40 @@ func TestTokenRevokedOnReload(t *testing.T) {
 	if !strings.Contains(e.Detail, "dashboard-2 (read-only)") || strings.Contains(e.Detail, hash) {
 		t.Fatalf("audit %+v", e)
 	}
-	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool { return e.Action == "api.tokens_reload" && e.Outcome == "refused" })
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool { return e.Action == "config.reload" && e.Outcome == "refused" })
+}
+
+// TestAllowListReloaded: an address added to mllp.allow is let in after a
+// reload (SIGHUP) without a restart, and one removed is kept out; the
+// change is audited.
+func TestAllowListReloaded(t *testing.T) {
+	c := testConfig(t, t.TempDir(), "")
+	c.MLLP.Allow = []string{"192.0.2.0/24"}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	msg := readFile(t, "oru_r01.hl7")
+	if _, err := sendTLS(r.g.MLLPAddr(), nil, msg); err == nil {
+		t.Fatal("a peer outside the allow-list got an answer")
+	}
+	next := *c
+	next.MLLP.Allow = []string{"192.0.2.0/24", "127.0.0.1"}
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next, nil })
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := sendTLS(r.g.MLLPAddr(), nil, msg); err != nil || ack.Get("MSA-1") != "AA" {
+		t.Fatalf("after 127.0.0.1 was allowed: %v", err)
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "mllp.allow_reload" && e.Outcome == "ok" && e.Detail == "192.0.2.0/24, 127.0.0.1"
+	})
+	next2 := next
+	next2.MLLP.Allow = []string{"192.0.2.0/24"}
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next2, nil })
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendTLS(r.g.MLLPAddr(), nil, bytes.Replace(msg, []byte("LAB0001"), []byte("LAB0002"), 1)); err == nil {
+		t.Fatal("after 127.0.0.1 was removed, a new connection got an answer")
+	}
 }
