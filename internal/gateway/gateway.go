@@ -407,17 +407,9 @@ func (g *Gateway) startSFTP() error {
 		g.log.Info("sftp listener not started: no sender accounts configured (sftp.accounts)", "addr", c.Addr)
 		return nil
 	}
-	var accounts []sftpd.Account
-	for _, a := range c.Accounts {
-		acc := sftpd.Account{Name: a.Name, PasswordHash: a.PasswordHash}
-		if a.AuthorizedKeys != "" {
-			keys, err := readAuthorizedKeys(a.AuthorizedKeys)
-			if err != nil {
-				return fmt.Errorf("sftp.accounts %s: %w", a.Name, err)
-			}
-			acc.AuthorizedKeys = keys
-		}
-		accounts = append(accounts, acc)
+	accounts, err := sftpAccounts(c.Accounts)
+	if err != nil {
+		return err
 	}
 	hostKey := c.HostKey
 	if hostKey == "" {
@@ -582,6 +574,56 @@ func (g *Gateway) Reload() error {
 	return errors.Join(terr, err)
 }
 
+// sftpAccounts reads the configured SFTP accounts, their authorized_keys
+// files included.
+func sftpAccounts(cfg []config.SFTPAccount) ([]sftpd.Account, error) {
+	var accounts []sftpd.Account
+	for _, a := range cfg {
+		acc := sftpd.Account{Name: a.Name, PasswordHash: a.PasswordHash}
+		if a.AuthorizedKeys != "" {
+			keys, err := readAuthorizedKeys(a.AuthorizedKeys)
+			if err != nil {
+				return nil, fmt.Errorf("sftp.accounts %s: %w", a.Name, err)
+			}
+			acc.AuthorizedKeys = keys
+		}
+		accounts = append(accounts, acc)
+	}
+	return accounts, nil
+}
+
+// reloadSFTPAccounts puts the configured SFTP accounts in force on the
+// running listener (an EMR onboarded, a password or key rotated, an account
+// closed), audited by name; without a listener (none configured at start)
+// it says that a restart is needed.
+func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
+	if g.sftpSrv == nil {
+		if len(cfg) > 0 && g.cfg.SFTP.Addr != "" && len(g.cfg.SFTP.Accounts) == 0 {
+			g.log.Warn("sftp accounts configured but the SFTP listener was not started (it had none): restart hiegw to start it")
+		}
+		return nil
+	}
+	accounts, err := sftpAccounts(cfg)
+	if err == nil && len(accounts) == 0 {
+		err = errors.New("sftp.accounts: none left; the listener needs at least one (remove sftp.addr and restart to close it)")
+	}
+	var ch sftpd.AccountChanges
+	if err == nil {
+		ch, err = g.sftpSrv.SetAccounts(accounts)
+	}
+	if err != nil {
+		g.log.Error("sftp accounts reload refused; the accounts in force stay", "err", err)
+		g.auditReload("sftp.accounts_reload", "sftp.accounts", "", err)
+		return err
+	}
+	if len(ch.Added)+len(ch.Removed)+len(ch.Changed) > 0 {
+		detail := fmt.Sprintf("added %v, removed %v, credentials changed %v", ch.Added, ch.Removed, ch.Changed)
+		g.log.Info("sftp accounts reloaded", "added", ch.Added, "removed", ch.Removed, "changed", ch.Changed)
+		g.auditReload("sftp.accounts_reload", "sftp.accounts", detail, nil)
+	}
+	return nil
+}
+
 // allowed is an MLLP allow-list in force: its entries as configured and
 // the test made of them (nil: every address).
 type allowed struct {
@@ -604,38 +646,29 @@ func (g *Gateway) setAllow(entries []string) error {
 }
 
 // SetConfigSource gives Reload a way to read the configuration again
-// (hiegw serve: the same file, environment and flags): the API's tokens and
-// the MLLP allow-list are then taken from it on SIGHUP, so that a token can
-// be revoked or a sender's address allowed without a restart. Other
-// settings still take effect at the next start.
+// (hiegw serve: the same file, environment and flags): the API's tokens,
+// the MLLP allow-list and the SFTP accounts are then taken from it on
+// SIGHUP, so that a token can be revoked, a sender's address allowed or an
+// EMR's account opened without a restart. Other settings still take effect
+// at the next start.
 func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSource = f }
 
-// reloadConfig reads the configuration again and puts its API tokens in
-// force for the next request and its MLLP allow-list for the next
-// connection; a configuration that does not load changes nothing. A change
-// is logged (token names and roles, never hashes) and audited.
+// reloadConfig reads the configuration again and puts in force its API
+// tokens (for the next request), its MLLP allow-list (for the next
+// connection) and its SFTP accounts (for the next login); a configuration
+// that does not load changes nothing, and each part that does not take
+// leaves that part as it was. Changes are logged (token names and roles,
+// never hashes) and audited.
 func (g *Gateway) reloadConfig() error {
 	if g.configSource == nil || g.tokens.Load() == nil {
 		return nil
 	}
 	cfg, err := g.configSource()
 	if err != nil {
-		err = fmt.Errorf("configuration not reloaded; the API tokens and MLLP allow-list in force stay: %w", err)
+		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and SFTP accounts in force stay: %w", err)
 		g.log.Error("configuration reload refused", "err", err)
 		g.auditReload("config.reload", "configuration", "", err)
 		return err
-	}
-	if cur := g.allow.Load(); cur != nil && !slices.Equal(cur.entries, cfg.MLLP.Allow) {
-		if err := g.setAllow(cfg.MLLP.Allow); err != nil { // Load has validated them; kept for safety
-			g.auditReload("mllp.allow_reload", "mllp.allow", "", err)
-			return err
-		}
-		list := strings.Join(cfg.MLLP.Allow, ", ")
-		if list == "" {
-			list = "every address"
-		}
-		g.log.Info("mllp allow-list reloaded", "allow", list)
-		g.auditReload("mllp.allow_reload", "mllp.allow", list, nil)
 	}
 	next := apiTokens(cfg.HTTP.Tokens)
 	if prev := g.tokens.Swap(&next); !slices.Equal(*prev, next) {
@@ -646,6 +679,25 @@ func (g *Gateway) reloadConfig() error {
 		g.log.Info("api tokens reloaded", "count", len(next), "tokens", strings.Join(names, ", "))
 		g.auditReload("api.tokens_reload", "http.tokens", fmt.Sprintf("%d tokens: %s", len(next), strings.Join(names, ", ")), nil)
 	}
+	return errors.Join(g.reloadAllow(cfg.MLLP.Allow), g.reloadSFTPAccounts(cfg.SFTP.Accounts))
+}
+
+// reloadAllow puts a changed MLLP allow-list in force, logged and audited.
+func (g *Gateway) reloadAllow(entries []string) error {
+	cur := g.allow.Load()
+	if cur == nil || slices.Equal(cur.entries, entries) {
+		return nil
+	}
+	if err := g.setAllow(entries); err != nil { // Load has validated them; kept for safety
+		g.auditReload("mllp.allow_reload", "mllp.allow", "", err)
+		return err
+	}
+	list := strings.Join(entries, ", ")
+	if list == "" {
+		list = "every address"
+	}
+	g.log.Info("mllp allow-list reloaded", "allow", list)
+	g.auditReload("mllp.allow_reload", "mllp.allow", list, nil)
 	return nil
 }
 

@@ -269,3 +269,44 @@ func TestGatherDelaySetting(t *testing.T) {
 		t.Fatalf("300us gives %v", d)
 	}
 }
+
+// TestSFTPAccountsReloaded: an EMR account added to the configuration logs
+// in after a reload (SIGHUP), one removed no longer does, and the change is
+// audited; the listener keeps running.
+func TestSFTPAccountsReloaded(t *testing.T) {
+	c := testConfig(t, t.TempDir(), "")
+	r, addr := startWithSFTP(t, c, "emr1")
+	defer r.shutdown(t)
+	if _, err := dialSFTP(addr, "emr2", "correct horse"); err == nil {
+		t.Fatal("emr2 logged in before it was configured")
+	}
+	next := *c
+	next.SFTP.Accounts = []config.SFTPAccount{{Name: "emr2", PasswordHash: c.SFTP.Accounts[0].PasswordHash}}
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next, nil })
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dialSFTP(addr, "emr2", "correct horse")
+	if err != nil {
+		t.Fatalf("emr2 after the reload: %v", err)
+	}
+	conn.Close()
+	if _, err := dialSFTP(addr, "emr1", "correct horse"); err == nil {
+		t.Fatal("removed emr1 still logs in")
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "sftp.accounts_reload" && e.Outcome == "ok" && e.Detail == "added [emr2], removed [emr1], credentials changed []"
+	})
+	// A configuration with no account left is refused; emr2 stays.
+	none := next
+	none.SFTP.Accounts = nil
+	r.g.SetConfigSource(func() (*config.Config, error) { return &none, nil })
+	if err := r.g.Reload(); err == nil {
+		t.Fatal("a reload leaving no SFTP account was taken")
+	}
+	if conn, err := dialSFTP(addr, "emr2", "correct horse"); err != nil {
+		t.Fatalf("emr2 after the refused reload: %v", err)
+	} else {
+		conn.Close()
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -23,9 +24,10 @@ var folders = []string{folderInbox, folderProcessed, folderFailed}
 
 // account is a sender's credentials and its jailed folder.
 type account struct {
-	name     string
-	keys     map[string]struct{} // wire encodings of authorised public keys
-	password *passwordHash
+	name string
+	// creds can be replaced while the server runs (Server.SetAccounts);
+	// sessions logged in keep going.
+	creds atomic.Pointer[credentials]
 
 	// root is the account folder; every file operation goes through it, so
 	// no path or symlink can lead outside.
@@ -41,33 +43,50 @@ type account struct {
 	staging map[string]bool      // staging names currently open for writing
 }
 
+// credentials are what an account logs in with.
+type credentials struct {
+	keys     map[string]struct{} // wire encodings of authorised public keys
+	password *passwordHash       // nil: no password login
+	source   string              // the configured hash and keys, to tell a change
+}
+
 func newAccount(a Account) (*account, error) {
 	if !accountName.MatchString(a.Name) {
 		return nil, errors.New("Name: want 1-64 letters, digits, '.', '_' or '-', not starting with '.', '_' or '-'")
 	}
+	c, err := newCredentials(a)
+	if err != nil {
+		return nil, err
+	}
 	acct := &account{
 		name:    a.Name,
-		keys:    make(map[string]struct{}, len(a.AuthorizedKeys)),
 		writing: make(map[string][]*upload),
 		staging: make(map[string]bool),
 	}
+	acct.creds.Store(c)
+	return acct, nil
+}
+
+func newCredentials(a Account) (*credentials, error) {
+	c := &credentials{keys: make(map[string]struct{}, len(a.AuthorizedKeys)), source: a.PasswordHash}
 	for i, k := range a.AuthorizedKeys {
 		if k == nil {
 			return nil, fmt.Errorf("AuthorizedKeys[%d]: nil key", i)
 		}
-		acct.keys[string(k.Marshal())] = struct{}{}
+		c.keys[string(k.Marshal())] = struct{}{}
+		c.source += "\n" + string(k.Marshal())
 	}
 	if a.PasswordHash != "" {
 		h, err := parsePasswordHash(a.PasswordHash)
 		if err != nil {
 			return nil, fmt.Errorf("PasswordHash: %w", err)
 		}
-		acct.password = h
+		c.password = h
 	}
-	if len(acct.keys) == 0 && acct.password == nil {
+	if len(c.keys) == 0 && c.password == nil {
 		return nil, errors.New("neither AuthorizedKeys nor PasswordHash is set")
 	}
-	return acct, nil
+	return c, nil
 }
 
 // open creates the account's folders under dir and opens the jail.

@@ -134,14 +134,18 @@ func (s *Server) checkPassword(c ssh.ConnMetadata, password []byte) (*ssh.Permis
 	if s.lockedOut(c.RemoteAddr()) {
 		return nil, errAuth
 	}
-	a := s.accounts[c.User()]
-	if a == nil || a.password == nil {
+	a := s.account(c.User())
+	var pw *passwordHash
+	if a != nil {
+		pw = a.creds.Load().password
+	}
+	if pw == nil {
 		if s.dummy != nil {
 			s.dummy.verify(password)
 		}
 		return nil, errAuth
 	}
-	if !a.password.verify(password) {
+	if !pw.verify(password) {
 		return nil, errAuth
 	}
 	return permissions(a, "password"), nil
@@ -151,11 +155,11 @@ func (s *Server) checkPublicKey(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Per
 	if s.lockedOut(c.RemoteAddr()) {
 		return nil, errAuth
 	}
-	a := s.accounts[c.User()]
+	a := s.account(c.User())
 	if a == nil {
 		return nil, errAuth
 	}
-	if _, ok := a.keys[string(key.Marshal())]; !ok {
+	if _, ok := a.creds.Load().keys[string(key.Marshal())]; !ok {
 		return nil, errAuth
 	}
 	return permissions(a, "publickey"), nil

@@ -66,8 +66,8 @@ func (s *Server) handleConn(nc net.Conn) {
 		return
 	}
 	defer sc.Close()
-	a := s.accounts[sc.Permissions.Extensions[extAccount]]
-	if a == nil { // cannot happen: the callbacks only admit known accounts
+	a := s.account(sc.Permissions.Extensions[extAccount])
+	if a == nil { // removed (SetAccounts) between the login and here
 		return
 	}
 	account = a.name

@@ -49,7 +49,7 @@ func fuzzServer(tb testing.TB, hostKey, root string) (*Server, *account) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return srv, srv.accounts["alice"]
+	return srv, srv.account("alice")
 }
 
 // discardIntake answers received to every upload and keeps nothing.

@@ -361,7 +361,7 @@ func (s *Server) rescanLoop() {
 	t := time.NewTicker(s.cfg.RescanInterval)
 	defer t.Stop()
 	for {
-		for _, a := range s.accounts {
+		for _, a := range s.accountList() {
 			if s.stopping() {
 				return
 			}

@@ -25,10 +25,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -141,13 +143,18 @@ type counters struct {
 
 // Server is an SFTP listener. Create it with New.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	in       Intake
-	sshCfg   *ssh.ServerConfig
-	hostKey  ssh.Signer
-	fp       string
-	accounts map[string]*account
+	cfg     Config
+	log     *slog.Logger
+	in      Intake
+	sshCfg  *ssh.ServerConfig
+	hostKey ssh.Signer
+	fp      string
+	// accounts is the account set in force, replaced whole by SetAccounts;
+	// opened lists every account whose folder was opened, removed ones
+	// included (their sessions may still run), for closing at the end.
+	accounts atomic.Pointer[map[string]*account]
+	acctMu   sync.Mutex // serialises SetAccounts; guards opened
+	opened   []*account
 	dummy    *passwordHash // verified for unknown users so timing does not reveal account names
 	pwSem    chan struct{}
 	throttle *throttle // nil when throttling is off
@@ -219,7 +226,6 @@ func New(cfg Config, in Intake) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		in:         in,
-		accounts:   make(map[string]*account, len(cfg.Accounts)),
 		pwSem:      make(chan struct{}, maxPasswordChecks),
 		stopRescan: make(chan struct{}),
 		listeners:  make(map[net.Listener]struct{}),
@@ -228,19 +234,21 @@ func New(cfg Config, in Intake) (*Server, error) {
 	if cfg.MaxAuthFailures > 0 {
 		s.throttle = newThrottle(cfg.MaxAuthFailures, cfg.AuthFailureWindow, cfg.AuthLockout, time.Now)
 	}
+	accounts := make(map[string]*account, len(cfg.Accounts))
 	for i, a := range cfg.Accounts {
 		acct, err := newAccount(a)
 		if err != nil {
 			return nil, fmt.Errorf("sftpd: new: Accounts[%d]: %w", i, err)
 		}
-		if _, dup := s.accounts[acct.name]; dup {
+		if _, dup := accounts[acct.name]; dup {
 			return nil, fmt.Errorf("sftpd: new: Accounts[%d].Name: duplicate account name", i)
 		}
-		s.accounts[acct.name] = acct
-		if s.dummy == nil && acct.password != nil {
-			s.dummy = acct.password
+		accounts[acct.name] = acct
+		if pw := acct.creds.Load().password; s.dummy == nil && pw != nil {
+			s.dummy = pw
 		}
 	}
+	s.accounts.Store(&accounts)
 
 	signer, created, err := loadOrCreateHostKey(cfg.HostKeyPath)
 	if err != nil {
@@ -255,11 +263,12 @@ func New(cfg Config, in Intake) (*Server, error) {
 	if err := os.MkdirAll(cfg.Root, 0o750); err != nil {
 		return nil, fmt.Errorf("sftpd: new: create root: %w", err)
 	}
-	for _, a := range s.accounts {
+	for _, a := range accounts {
 		if err := a.open(filepath.Join(cfg.Root, a.name)); err != nil {
 			s.closeRoots()
 			return nil, fmt.Errorf("sftpd: new: account %s: %w", a.name, err)
 		}
+		s.opened = append(s.opened, a)
 	}
 
 	s.sshCfg = &ssh.ServerConfig{
@@ -419,11 +428,97 @@ func (s *Server) closeIdle() bool {
 }
 
 func (s *Server) closeRoots() {
-	for _, a := range s.accounts {
+	s.acctMu.Lock()
+	defer s.acctMu.Unlock()
+	for _, a := range s.opened {
 		if a.root != nil {
 			a.root.Close()
 		}
 	}
+}
+
+// account returns the account called name in the set in force, or nil.
+func (s *Server) account(name string) *account { return (*s.accounts.Load())[name] }
+
+// accountList returns the accounts in force, in name order.
+func (s *Server) accountList() []*account {
+	m := *s.accounts.Load()
+	out := make([]*account, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[name])
+	}
+	return out
+}
+
+// AccountChanges says what SetAccounts changed, by account name.
+type AccountChanges struct {
+	Added, Removed, Changed []string
+}
+
+// SetAccounts puts a new set of accounts in force while the server runs,
+// as New checks them: an added account's folders are created and it may
+// log in at once; a removed one may not log in again, and its sessions
+// still open end as they would; an account whose password hash or keys
+// changed logs in with the new ones only. Its folders and files stay, and
+// the same folder is kept by name, so uploads under way are unaffected. On
+// an error nothing changes.
+func (s *Server) SetAccounts(accts []Account) (AccountChanges, error) {
+	s.acctMu.Lock()
+	defer s.acctMu.Unlock()
+	cur := *s.accounts.Load()
+	next := make(map[string]*account, len(accts))
+	creds := make(map[string]*credentials, len(accts))
+	var ch AccountChanges
+	var fresh []*account
+	fail := func(err error) (AccountChanges, error) {
+		for _, a := range fresh {
+			if a.root != nil {
+				a.root.Close()
+			}
+		}
+		return AccountChanges{}, err
+	}
+	for i, a := range accts {
+		if _, dup := next[a.Name]; dup {
+			return fail(fmt.Errorf("sftpd: accounts[%d].Name: duplicate account name", i))
+		}
+		if old := cur[a.Name]; old != nil {
+			c, err := newCredentials(a)
+			if err != nil {
+				return fail(fmt.Errorf("sftpd: accounts[%d]: %w", i, err))
+			}
+			next[a.Name], creds[a.Name] = old, c
+			if c.source != old.creds.Load().source {
+				ch.Changed = append(ch.Changed, a.Name)
+			}
+			continue
+		}
+		acct, err := newAccount(a)
+		if err != nil {
+			return fail(fmt.Errorf("sftpd: accounts[%d]: %w", i, err))
+		}
+		if err := acct.open(filepath.Join(s.cfg.Root, acct.name)); err != nil {
+			return fail(fmt.Errorf("sftpd: account %s: %w", acct.name, err))
+		}
+		fresh = append(fresh, acct)
+		next[a.Name] = acct
+		ch.Added = append(ch.Added, a.Name)
+	}
+	if len(next) == 0 {
+		return fail(errors.New("sftpd: no accounts"))
+	}
+	for name := range cur {
+		if next[name] == nil {
+			ch.Removed = append(ch.Removed, name)
+		}
+	}
+	for name, c := range creds {
+		next[name].creds.Store(c)
+	}
+	s.opened = append(s.opened, fresh...)
+	s.accounts.Store(&next)
+	slices.Sort(ch.Removed)
+	return ch, nil
 }
 
 func (s *Server) trackListener(ln net.Listener, add bool) bool {
