@@ -32,7 +32,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP reads the configuration again for what can change while
-	// running (the API's tokens), from the same file, environment and flags.
+	// running (API tokens, mllp.allow, sftp.accounts), from the same file,
+	// environment and flags.
 	g.SetConfigSource(func() (*config.Config, error) { return config.Load(args, os.Getenv, io.Discard) })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -109,7 +109,11 @@ func Handler(st Store, o Options) http.Handler {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(failures)
 	}
-	return &authenticator{tokens: o.Tokens, current: o.CurrentTokens, public: o.Public, audit: st.Audit, next: mux,
+	tokens := o.CurrentTokens
+	if tokens == nil {
+		tokens = func() []Token { return o.Tokens }
+	}
+	return &authenticator{tokens: tokens, public: o.Public, audit: st.Audit, next: mux,
 		onFail: func(step string) { failures.WithLabelValues(step).Inc() }}
 }
 

@@ -128,12 +128,11 @@ var publicPrefixes = []string{"/console/"}
 // authenticator checks the bearer token of every request but the public
 // ones, puts the principal in the request's context, and audits refusals.
 type authenticator struct {
-	tokens  []Token
-	current func() []Token // when set, the tokens in force (Options.CurrentTokens)
-	public  []string
-	audit   func(ctx context.Context, e store.AuditEntry) error
-	next    http.Handler
-	onFail  func(reason string)
+	tokens func() []Token // the tokens in force
+	public []string
+	audit  func(ctx context.Context, e store.AuditEntry) error
+	next   http.Handler
+	onFail func(reason string)
 }
 
 // cleanPath is the path the rules judge: cleaned like the mux does, so that
@@ -184,10 +183,7 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate returns the principal or why there is none.
 func (a *authenticator) authenticate(r *http.Request) (Principal, string) {
-	tokens := a.tokens
-	if a.current != nil {
-		tokens = a.current()
-	}
+	tokens := a.tokens()
 	if len(tokens) == 0 {
 		// No tokens: the configuration allows this on a loopback address only;
 		// refuse anyone else even so.

@@ -20,7 +20,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		last = tok
 	}
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	a := &authenticator{tokens: toks, next: ok}
+	a := &authenticator{tokens: func() []Token { return toks }, next: ok}
 	r := httptest.NewRequest("GET", "/api/v1/messages", nil)
 	r.Header.Set("Authorization", "Bearer "+last)
 	w := httptest.NewRecorder()

@@ -522,11 +522,13 @@ func (c *Config) Validate() error {
 		tlsPair(p+".ack_tls", s.AckTLS, false)
 	}
 	c.validateAckRoutes(bad, addr, tlsPair)
-	if c.Store.RawRetention < 0 || (c.Store.RawRetention > 0 && c.Store.RawRetention < Duration(time.Hour)) {
-		bad("store.raw_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.RawRetention)
-	}
-	if c.Store.OutboxRetention < 0 || (c.Store.OutboxRetention > 0 && c.Store.OutboxRetention < Duration(time.Hour)) {
-		bad("store.outbox_retention", "must be 0 (keep) or at least 1h, is %s", c.Store.OutboxRetention)
+	for _, r := range []struct {
+		name string
+		d    Duration
+	}{{"store.raw_retention", c.Store.RawRetention}, {"store.outbox_retention", c.Store.OutboxRetention}} {
+		if r.d < 0 || r.d > 0 && r.d < Duration(time.Hour) {
+			bad(r.name, "must be 0 (keep) or at least 1h, is %s", r.d)
+		}
 	}
 	if s := strings.ToLower(c.Store.Sync); s != "full" && s != "normal" {
 		bad("store.sync", "%q is not full or normal", c.Store.Sync)

@@ -554,8 +554,9 @@ func (g *Gateway) PprofAddr() string {
 func (g *Gateway) DB() *store.DB { return g.db }
 
 // Reload (SIGHUP) reads again the TLS certificate files that changed, the
-// mapping set and the subscriptions file, and swaps in what loads; what
-// does not is refused and what runs stays.
+// configuration's API tokens, MLLP allow-list and SFTP accounts
+// (reloadConfig), the mapping set and the subscriptions file, and swaps in
+// what loads; what does not is refused and what runs stays.
 func (g *Gateway) Reload() error {
 	for _, c := range g.certs {
 		c.refresh()
@@ -598,7 +599,7 @@ func sftpAccounts(cfg []config.SFTPAccount) ([]sftpd.Account, error) {
 // it says that a restart is needed.
 func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 	if g.sftpSrv == nil {
-		if len(cfg) > 0 && g.cfg.SFTP.Addr != "" && len(g.cfg.SFTP.Accounts) == 0 {
+		if len(cfg) > 0 && g.cfg.SFTP.Addr != "" { // the listener had no account to start with
 			g.log.Warn("sftp accounts configured but the SFTP listener was not started (it had none): restart hiegw to start it")
 		}
 		return nil
