@@ -823,7 +823,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // watchJournal stops the gateway when the embedded store's intake journal
-// has stopped (a write or sync failed, say on a full disk). Such a journal
+// has stopped (a sync failed, or a write for another reason than space: a
+// full disk only refuses the messages until space is freed). Such a journal
 // refuses every message until the process restarts and recovers it, so the
 // gateway exits with the error for its supervisor (systemd, Kubernetes) to
 // restart it, rather than staying up and refusing everything.

@@ -36,6 +36,17 @@
 // that appends overwrite blocks already allocated and their syncs flush data
 // only. What a reader sees is unchanged: zeros after the last record.
 //
+// A write refused for want of space (ENOSPC, EDQUOT) does not stop the
+// journal: whatever part of the batch reached the file is overwritten with
+// zeros, the batch is reported failed, and the next Write goes to the same
+// place, so that appends go on as soon as space is freed. Any other failed
+// write, and every failed sync, stops the journal for good: after a failed
+// fdatasync the kernel may have dropped pages it could not write and a
+// later sync would not say so. (A crash in the moment between a partial
+// write and the next sync may leave a record of the failed batch on disk;
+// it is then a message answered "not stored" that recovery finds, and its
+// sender's retry is answered as a duplicate.)
+//
 // Only the tail of the newest segment can be torn by a crash (a batch is
 // acknowledged only after its Sync, and a segment is synced whole before
 // the next one starts). Open cuts such a tail off, and
@@ -56,6 +67,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 const (
@@ -127,14 +140,16 @@ type Journal struct {
 	seg  uint64    // its number
 	off  int64     // where the next record goes
 	size int64     // its size on disk
-	err  error     // sticky: after a failed write or sync nothing more is appended
+	err  error     // sticky: after a failed sync (or write other than for space) nothing more is appended
 	buf  []byte
 
 	synced Pos         // every record up to here is durable
 	syncs  []*syncCall // fdatasyncs under way, oldest first
 	// syncFile is fdatasync; tests replace it to choose when and how
-	// syncs end.
+	// syncs end. writeAt is (*os.File).WriteAt for records and the zeros
+	// over a failed batch; tests replace it to fail writes.
 	syncFile func(*os.File) error
+	writeAt  func(f *os.File, b []byte, off int64) (int, error)
 
 	// Zeroing ahead (not with NoSync): the current segment's blocks are
 	// written up to zeroed; [zeroFrom, zeroTo) is being zeroed now, and no
@@ -184,7 +199,7 @@ func Open(dir string, opt Options) (*Journal, error) {
 
 // open is Open once the directory is locked.
 func open(dir string, opt Options) (*Journal, error) {
-	j := &Journal{dir: dir, opt: opt, syncFile: fdatasync}
+	j := &Journal{dir: dir, opt: opt, syncFile: fdatasync, writeAt: (*os.File).WriteAt}
 	j.cond.L = &j.mu
 	segs, err := j.segments()
 	if err != nil {
@@ -257,10 +272,11 @@ func (j *Journal) Append(recs ...[]byte) (Pos, error) {
 
 // Write places recs after the last record and returns the position after
 // the last one; they are durable once Sync of that position returns nil.
-// Batches are placed in the order of the calls. After a failed write or
-// sync the journal refuses every later Write and Sync with the same error:
-// what reached the disk is unknown, so the process must restart and
-// recover.
+// Batches are placed in the order of the calls. A batch refused for want of
+// space leaves nothing behind and the journal usable (NoSpace reports such
+// an error). After any other failed write, or a failed sync, the journal
+// refuses every later Write and Sync with the same error: what reached the
+// disk is unknown, so the process must restart and recover.
 func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -294,7 +310,9 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 				return Pos{}, err
 			}
 			if err := j.roll(); err != nil {
-				j.err = err
+				if !NoSpace(err) { // a segment that could not be made for want of space is tried again next time
+					j.err = err
+				}
 				return Pos{}, err
 			}
 			continue
@@ -314,12 +332,22 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 	if cap(buf) <= 1<<20 {
 		j.buf = buf
 	}
-	if _, err := j.f.WriteAt(buf, j.off); err != nil {
+	if done, err := j.writeAt(j.f, buf, j.off); err != nil {
 		var pe *os.PathError // names the file as it was created, before its rename
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		j.err = fmt.Errorf("journal: write %s: %w", j.path(j.seg), err)
+		err = fmt.Errorf("journal: write %s: %w", j.path(j.seg), err)
+		if NoSpace(err) {
+			// Nothing of the batch may stay: the next batch, written here,
+			// may be shorter, and a whole record of this one behind it
+			// would come back at replay. Blocks the write allocated take
+			// the zeros without more space.
+			if _, zerr := j.writeAt(j.f, make([]byte, done), j.off); zerr == nil {
+				return Pos{}, err
+			}
+		}
+		j.err = err
 		return Pos{}, j.err
 	}
 	j.off += n
@@ -328,6 +356,12 @@ func (j *Journal) Write(recs ...[]byte) (Pos, error) {
 		j.wakeZeroing()
 	}
 	return Pos{j.seg, j.off}, nil
+}
+
+// NoSpace reports whether err is a write refused for want of space (ENOSPC,
+// or EDQUOT for a quota), after which the journal stays usable.
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // wakeZeroing asks the zeroing goroutine, if it runs, to look again; j.mu
@@ -356,9 +390,19 @@ func (j *Journal) startZeroing() {
 	go j.zeroLoop(j.zeroWake, j.zeroDone)
 }
 
+// zeroSync is fdatasync for the zeroing goroutine; a test replaces it
+// before opening a journal.
+var zeroSync = fdatasync
+
+// zeroRetry is how long zeroing waits after a write of zeros failed (a full
+// disk) before it tries again.
+const zeroRetry = time.Second
+
 // zeroLoop writes zeros ahead of the last record, a piece at a time, each
-// synced, until the journal closes. A failure only ends the zeroing: appends
-// then fill holes as before.
+// synced, until the journal closes. A failed write of zeros pauses the
+// zeroing (appends fill holes meanwhile, as without it). A failed sync stops
+// the journal: the sync covers the records written before it too, and the
+// kernel reports a lost page only once, to whichever sync comes first.
 func (j *Journal) zeroLoop(wake <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for range wake {
@@ -377,19 +421,35 @@ func (j *Journal) zeroLoop(wake <-chan struct{}, done chan<- struct{}) {
 			f, seg := j.f, j.seg
 			j.zeroFrom, j.zeroTo = from, to
 			j.mu.Unlock()
-			_, err := f.WriteAt(zeros[:to-from], from)
-			if err == nil {
-				err = fdatasync(f)
+			_, werr := f.WriteAt(zeros[:to-from], from)
+			var serr error
+			if werr == nil {
+				serr = zeroSync(f)
 			}
 			j.mu.Lock()
 			j.zeroFrom, j.zeroTo = 0, 0
-			if err == nil && seg == j.seg {
+			if werr == nil && serr == nil && seg == j.seg {
 				j.zeroed = to
+			}
+			if serr != nil && j.err == nil {
+				j.err = fmt.Errorf("journal: sync %s: %w", j.path(seg), serr)
 			}
 			j.cond.Broadcast()
 			j.mu.Unlock()
-			if err != nil {
+			if serr != nil {
 				return
+			}
+			if werr != nil {
+				t := time.NewTimer(zeroRetry)
+				select {
+				case _, open := <-wake:
+					if !open {
+						t.Stop()
+						return
+					}
+				case <-t.C:
+				}
+				t.Stop()
 			}
 		}
 	}

@@ -635,7 +635,8 @@ func (db *DB) JournalBacklog() int {
 }
 
 // JournalStopped returns the error that stopped the embedded store's intake
-// journal (a failed write or sync), or nil. A stopped journal refuses every
+// journal (a failed sync, or a write that failed for another reason than
+// space), or nil. A stopped journal refuses every
 // later envelope: what reached the disk is unknown until a restart recovers
 // it.
 func (db *DB) JournalStopped() error {
