@@ -32,7 +32,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP reads the configuration again for what can change while
-	// running (API tokens, mllp.allow, sftp.accounts), from the same file,
+	// running (API tokens, mllp.allow, mllp.senders and ack_routes,
+	// sftp.accounts), from the same file,
 	// environment and flags.
 	g.SetConfigSource(func() (*config.Config, error) { return config.Load(args, os.Getenv, io.Discard) })
 	hup := make(chan os.Signal, 1)

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +90,9 @@ type Acks struct {
 
 	warned sync.Map // senders already warned about a missing route
 
+	routes   atomic.Pointer[map[string]Route] // Options.Routes, then what SetRoutes put in force
+	rerouted atomic.Bool                      // SetRoutes ran: Run queues what waited for a route
+
 	mu      sync.Mutex
 	running map[string]bool // senders whose queue a goroutine is delivering
 
@@ -147,7 +151,26 @@ func New(st Store, o Options) *Acks {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(a.queued, a.noRoute, a.sent, a.refused, a.failures, a.pending)
 	}
+	routes := o.Routes
+	a.routes.Store(&routes)
 	return a
+}
+
+// Routes returns the return addresses in force, by sender name.
+func (a *Acks) Routes() map[string]Route { return *a.routes.Load() }
+
+// SetRoutes puts new return addresses in force (the configuration was read
+// again): a sender's next round of deliveries uses its new route, the
+// acknowledgements kept for want of a route of senders that have one now
+// are queued, and those of senders whose route was removed wait, kept, for
+// one.
+func (a *Acks) SetRoutes(routes map[string]Route) {
+	a.routes.Store(&routes)
+	for s := range routes {
+		a.warned.Delete(s)
+	}
+	a.rerouted.Store(true)
+	a.Notify()
 }
 
 // Notify wakes the delivery loop: acknowledgements were queued.
@@ -254,7 +277,7 @@ func (a *Acks) build(e store.Envelope, failure error, now time.Time) (store.AppA
 	id := newControlID()
 	msg := commitOnly(hl7.NewACK(h, d, code, id, now, details...))
 	status := store.AppAckPending
-	if _, ok := a.o.Routes[e.Sender]; !ok {
+	if _, ok := a.Routes()[e.Sender]; !ok {
 		status = store.AppAckNoRoute
 	}
 	return store.AppAck{EnvelopeID: e.ID, Sender: e.Sender, ControlID: h.ControlID, AckControlID: id, Code: string(code),

@@ -25,12 +25,16 @@ func (a *Acks) Run(ctx context.Context) {
 	t := time.NewTicker(a.o.Poll)
 	defer t.Stop()
 	for {
+		if a.rerouted.Swap(false) {
+			a.reroute(ctx)
+		}
+		routes := a.Routes()
 		senders, err := a.st.AppAckSenders(ctx)
 		if err != nil && ctx.Err() == nil {
 			a.o.Logger.Warn("application acks: read queues", "err", err)
 		}
 		for _, s := range senders {
-			r, ok := a.o.Routes[s]
+			r, ok := routes[s]
 			if !ok {
 				// Its route was removed while acknowledgements waited.
 				if _, err := a.st.RouteAppAcks(ctx, s, false); err != nil && ctx.Err() == nil {
@@ -75,7 +79,7 @@ func (a *Acks) Run(ctx context.Context) {
 // reroute queues the acknowledgements that were kept for want of a route
 // of the senders that have one now.
 func (a *Acks) reroute(ctx context.Context) {
-	for s := range a.o.Routes {
+	for s := range a.Routes() {
 		n, err := a.st.RouteAppAcks(ctx, s, true)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -92,7 +96,7 @@ func (a *Acks) refreshPending(ctx context.Context) {
 		return
 	}
 	a.pending.Reset()
-	for s := range a.o.Routes {
+	for s := range a.Routes() {
 		a.pending.WithLabelValues(s).Set(0)
 	}
 	for _, c := range counts {

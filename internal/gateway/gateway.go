@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -75,7 +77,10 @@ type Gateway struct {
 	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
 	mllpLn, httpLn, pprofLn net.Listener
-	certs                   []*certFiles                   // TLS certificates of listeners and clients, reloaded when their files change (certs.go)
+	certMu                  sync.Mutex
+	certs                   []*certFiles                   // on certMu: TLS certificates of listeners and clients, reloaded when their files change (certs.go)
+	ackTLS                  map[string]ackTLS              // the application-ACK routes' TLS, by endpoint, kept across reloads
+	ackRoutes               []config.AckRoute              // mllp.ack_routes in force
 	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
 	allow                   atomic.Pointer[allowed]        // mllp.allow in force
 	configSource            func() (*config.Config, error) // reads the configuration again (SetConfigSource)
@@ -157,10 +162,11 @@ func (g *Gateway) build(ctx context.Context) (err error) {
 	}
 	g.identity = pipeline.NewIdentity(ix, g.db, g.router)
 	g.identity.OnCommit = g.relay.Notify
-	routes, err := g.appAckRoutes()
+	routes, ackTLS, err := g.appAckRoutes(cfg)
 	if err != nil {
 		return err
 	}
+	g.ackTLS, g.ackRoutes = ackTLS, cfg.MLLP.AckRoutes
 	aa := cfg.MLLP.AppAck
 	g.acks = appack.New(g.db, appack.Options{Routes: routes, Owner: g.owner, Registerer: g.reg, Logger: log,
 		ReplyTimeout: time.Duration(aa.ReplyTimeout), MinBackoff: time.Duration(aa.MinBackoff), MaxBackoff: time.Duration(aa.MaxBackoff)})
@@ -213,22 +219,46 @@ func gatherDelay(d config.Duration) time.Duration {
 	return time.Duration(d)
 }
 
+// ackTLS is an application-ACK route's TLS settings and the client
+// configuration made from them.
+type ackTLS struct {
+	t  config.TLS
+	tc *tls.Config
+	cf *certFiles // nil without a client certificate
+}
+
 // appAckRoutes are the MLLP senders' return addresses for application
 // acknowledgements, by the sender name an envelope carries: a certificate
 // sender's name (mllp.senders[].ack_addr, ack_tls), or for senders known by
 // their messages, MSH-4 else MSH-3 (mllp.ack_routes). Validate has made sure
-// that no name has two.
-func (g *Gateway) appAckRoutes() (map[string]appack.Route, error) {
-	cfg := g.cfg
-	routes := map[string]appack.Route{}
+// that no name has two. A route whose TLS settings are those of the
+// routes in force keeps its client configuration (and certificate watch);
+// once the new routes are put in force, commitAckTLS forgets the others.
+func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _ map[string]ackTLS, err error) {
+	routes, tlsByEndpoint := map[string]appack.Route{}, map[string]ackTLS{}
+	defer func() {
+		if err == nil {
+			return
+		}
+		for endpoint, at := range tlsByEndpoint { // made for routes that are not put in force
+			if old, ok := g.ackTLS[endpoint]; at.cf != nil && (!ok || old.cf != at.cf) {
+				g.dropCerts(at.cf, !ok || old.cf == nil)
+			}
+		}
+	}()
 	add := func(name, addr string, t config.TLS, setting string) error {
 		r := appack.Route{Addr: addr}
 		if t.Enabled() {
-			tc, err := g.clientTLS("mllp ack "+name, t)
-			if err != nil {
-				return fmt.Errorf("%s: %w", setting, err)
+			endpoint := "mllp ack " + name
+			at, ok := g.ackTLS[endpoint]
+			if !ok || at.t != t {
+				tc, cf, err := g.clientTLSFiles(endpoint, t)
+				if err != nil {
+					return fmt.Errorf("%s: %w", setting, err)
+				}
+				at = ackTLS{t: t, tc: tc, cf: cf}
 			}
-			r.TLS = tc
+			tlsByEndpoint[endpoint], r.TLS = at, at.tc
 		}
 		routes[name] = r
 		return nil
@@ -238,15 +268,26 @@ func (g *Gateway) appAckRoutes() (map[string]appack.Route, error) {
 			continue
 		}
 		if err := add(s.Name, s.AckAddr, s.AckTLS, "mllp.senders "+s.Name+": ack_tls"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, r := range cfg.MLLP.AckRoutes {
 		if err := add(r.Facility, r.Addr, r.TLS, "mllp.ack_routes "+r.Facility+": tls"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return routes, nil
+	return routes, tlsByEndpoint, nil
+}
+
+// commitAckTLS keeps next as the routes' TLS in force and stops watching
+// the certificates of those it no longer holds (or holds changed).
+func (g *Gateway) commitAckTLS(next map[string]ackTLS) {
+	for endpoint, at := range g.ackTLS {
+		if n, ok := next[endpoint]; at.cf != nil && (!ok || n.cf != at.cf) {
+			g.dropCerts(at.cf, !ok || n.cf == nil)
+		}
+	}
+	g.ackTLS = next
 }
 
 // processingLease configures the leases by which replicas sharing
@@ -369,7 +410,7 @@ func (g *Gateway) startMLLP() error {
 	}
 	s.OnRefuse = g.onRefuse
 	if len(c.Senders) > 0 {
-		s.Identify = g.sec.senders.identify
+		s.Identify = g.sec.identify
 	}
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -383,7 +424,7 @@ func (g *Gateway) startMLLP() error {
 
 func (g *Gateway) serveMLLP(ctx context.Context, ci mllp.ConnInfo, frame []byte, frameErr error) []byte {
 	env := &intake.Envelope{Channel: intake.ChannelMLLP, Peer: ci.Remote.String(), ReceivedAt: time.Now(),
-		Raw: append([]byte(nil), frame...), Sender: ci.Sender, Facilities: g.sec.senders.facilities(ci.Sender)}
+		Raw: append([]byte(nil), frame...), Sender: ci.Sender, Facilities: g.sec.facilities(ci.Sender)}
 	if frameErr != nil {
 		return g.in.RefuseOversize(ctx, env, frameErr)
 	}
@@ -510,7 +551,7 @@ func (g *Gateway) consoleListeners() []api.Listener {
 	ls := []api.Listener{{Name: "mllp", Addr: g.MLLPAddr(), Security: security(g.cfg.MLLP.TLS)},
 		{Name: "http", Addr: g.HTTPAddr(), Security: security(g.cfg.HTTP.TLS)}}
 	for i := range ls {
-		for _, c := range g.certs {
+		for _, c := range g.certList() {
 			if c.endpoint == ls[i].Name {
 				t := c.expires().UTC()
 				ls[i].CertNotAfter = &t
@@ -554,11 +595,11 @@ func (g *Gateway) PprofAddr() string {
 func (g *Gateway) DB() *store.DB { return g.db }
 
 // Reload (SIGHUP) reads again the TLS certificate files that changed, the
-// configuration's API tokens, MLLP allow-list and SFTP accounts
-// (reloadConfig), the mapping set and the subscriptions file, and swaps in
+// configuration's API tokens, MLLP allow-list, senders and application-ACK
+// routes and SFTP accounts (reloadConfig), the mapping set and the subscriptions file, and swaps in
 // what loads; what does not is refused and what runs stays.
 func (g *Gateway) Reload() error {
-	for _, c := range g.certs {
+	for _, c := range g.certList() {
 		c.refresh()
 	}
 	terr := g.reloadConfig()
@@ -656,7 +697,8 @@ func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSo
 
 // reloadConfig reads the configuration again and puts in force its API
 // tokens (for the next request), its MLLP allow-list (for the next
-// connection) and its SFTP accounts (for the next login); a configuration
+// connection), its MLLP senders (for the next message) and application-ACK
+// routes, and its SFTP accounts (for the next login); a configuration
 // that does not load changes nothing, and each part that does not take
 // leaves that part as it was. Changes are logged (token names and roles,
 // never hashes) and audited.
@@ -666,7 +708,7 @@ func (g *Gateway) reloadConfig() error {
 	}
 	cfg, err := g.configSource()
 	if err != nil {
-		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and SFTP accounts in force stay: %w", err)
+		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err)
 		g.log.Error("configuration reload refused", "err", err)
 		g.auditReload("config.reload", "configuration", "", err)
 		return err
@@ -680,7 +722,68 @@ func (g *Gateway) reloadConfig() error {
 		g.log.Info("api tokens reloaded", "count", len(next), "tokens", strings.Join(names, ", "))
 		g.auditReload("api.tokens_reload", "http.tokens", fmt.Sprintf("%d tokens: %s", len(next), strings.Join(names, ", ")), nil)
 	}
-	return errors.Join(g.reloadAllow(cfg.MLLP.Allow), g.reloadSFTPAccounts(cfg.SFTP.Accounts))
+	return errors.Join(g.reloadAllow(cfg.MLLP.Allow), g.reloadSenders(cfg), g.reloadSFTPAccounts(cfg.SFTP.Accounts))
+}
+
+// reloadSenders puts changed mllp.senders and mllp.ack_routes in force,
+// logged and audited: the certificates recognised and the facilities each
+// may send as apply from the next message of every open connection (one
+// whose certificate no longer names a sender is closed), the return
+// addresses for application acknowledgements at once (those kept for want
+// of one are queued). Going from no senders to some, or back, changes
+// whether the MLLP listener asks for client certificates at all; it is
+// refused until a restart, and so is a set whose ack_tls files do not load.
+func (g *Gateway) reloadSenders(cfg *config.Config) error {
+	cur := g.sec.senders.Load()
+	sendersChanged := !sameList(cur.list, cfg.MLLP.Senders)
+	if !sendersChanged && sameList(g.ackRoutes, cfg.MLLP.AckRoutes) {
+		return nil
+	}
+	refuse := func(err error) error {
+		err = fmt.Errorf("mllp senders not reloaded; those in force and their application-ACK routes stay: %w", err)
+		g.log.Error("mllp senders reload refused", "err", err)
+		g.auditReload("mllp.senders_reload", "mllp.senders", "", err)
+		return err
+	}
+	if sendersChanged && (len(cur.list) == 0) != (len(cfg.MLLP.Senders) == 0) {
+		return refuse(errors.New("adding the first sender or removing the last changes whether the MLLP listener " +
+			"asks for client certificates: restart the gateway to apply it"))
+	}
+	routes, ackTLS, err := g.appAckRoutes(cfg)
+	if err != nil {
+		return refuse(err)
+	}
+	if sendersChanged {
+		g.sec.senders.Store(&senders{list: cfg.MLLP.Senders})
+		if g.mllpSrv != nil {
+			g.mllpSrv.Reidentify()
+		}
+	}
+	g.acks.SetRoutes(routes)
+	g.commitAckTLS(ackTLS)
+	g.ackRoutes = cfg.MLLP.AckRoutes
+	names := make([]string, len(cfg.MLLP.Senders))
+	for i, s := range cfg.MLLP.Senders {
+		names[i] = s.Name
+	}
+	routed := slices.Sorted(maps.Keys(routes))
+	detail := fmt.Sprintf("senders: %s; application-ACK routes: %s", orNone(names), orNone(routed))
+	g.log.Info("mllp senders reloaded", "senders", strings.Join(names, ", "), "ack_routes", strings.Join(routed, ", "))
+	g.auditReload("mllp.senders_reload", "mllp.senders", detail, nil)
+	return nil
+}
+
+// sameList reports whether two configuration lists hold the same entries
+// (an empty list and none are the same).
+func sameList[T any](a, b []T) bool {
+	return len(a) == 0 && len(b) == 0 || reflect.DeepEqual(a, b)
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // reloadAllow puts a changed MLLP allow-list in force, logged and audited.
@@ -718,11 +821,11 @@ func (g *Gateway) subscriptionsReloaded(n int, err error) {
 // so that a renewed certificate is loaded (and its expiry shown in the
 // metrics) even before the next connection asks for it.
 func (g *Gateway) watchCerts(ctx context.Context, interval time.Duration) {
-	if len(g.certs) == 0 || interval <= 0 {
+	if interval <= 0 {
 		return
 	}
 	_ = tick.Every(ctx, interval, false, func() error {
-		for _, c := range g.certs {
+		for _, c := range g.certList() {
 			c.refresh()
 		}
 		return nil
@@ -907,22 +1010,30 @@ func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) 
 // empty), and t's client certificate, if any, read again when its files
 // change (certs.go).
 func (g *Gateway) clientTLS(endpoint string, t config.TLS) (*tls.Config, error) {
+	tc, _, err := g.clientTLSFiles(endpoint, t)
+	return tc, err
+}
+
+// clientTLSFiles is clientTLS, with the certificate files it watches (nil
+// without a client certificate).
+func (g *Gateway) clientTLSFiles(endpoint string, t config.TLS) (*tls.Config, *certFiles, error) {
 	tc := &tls.Config{MinVersion: minVersion(t)}
 	if t.CA != "" {
 		pool, err := loadPool(t.CA)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tc.RootCAs = pool
 	}
+	var cf *certFiles
 	if t.Cert != "" {
-		cf, err := g.certFiles(endpoint, t, loadClientCert)
-		if err != nil {
-			return nil, err
+		var err error
+		if cf, err = g.certFiles(endpoint, t, loadClientCert); err != nil {
+			return nil, nil, err
 		}
 		tc.GetClientCertificate = cf.clientCertificate
 	}
-	return tc, nil
+	return tc, cf, nil
 }
 
 // certFiles loads an endpoint's certificate files and keeps them for the
@@ -939,8 +1050,28 @@ func (g *Gateway) certFiles(endpoint string, t config.TLS, load func(config.TLS)
 	if err != nil {
 		return nil, err
 	}
+	g.certMu.Lock()
 	g.certs = append(g.certs, cf)
+	g.certMu.Unlock()
 	return cf, nil
+}
+
+// certList is the certificates watched now.
+func (g *Gateway) certList() []*certFiles {
+	g.certMu.Lock()
+	defer g.certMu.Unlock()
+	return slices.Clone(g.certs)
+}
+
+// dropCerts stops watching cf (a route removed or changed), and when its
+// endpoint is gone (not replaced) removes the endpoint's expiry metric.
+func (g *Gateway) dropCerts(cf *certFiles, gone bool) {
+	g.certMu.Lock()
+	defer g.certMu.Unlock()
+	g.certs = slices.DeleteFunc(g.certs, func(c *certFiles) bool { return c == cf })
+	if gone && g.certNotAfter != nil {
+		g.certNotAfter.DeleteLabelValues(cf.endpoint)
+	}
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

@@ -90,6 +90,12 @@ func send(t testing.TB, addr string, msg []byte) *hl7.Message {
 	return ack
 }
 
+// accepted reports whether ack accepts the message (CA or AA).
+func accepted(ack []byte) bool {
+	m, err := hl7.Parse(ack)
+	return err == nil && (m.Get("MSA-1") == "CA" || m.Get("MSA-1") == "AA")
+}
+
 func readFile(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hl7", name))

@@ -65,11 +65,6 @@ func swapJournal(t *testing.T, dir string, repl *os.File) (restore func()) {
 	}
 }
 
-func accepted(ack []byte) bool {
-	m, err := hl7.Parse(ack)
-	return err == nil && (m.Get("MSA-1") == "CA" || m.Get("MSA-1") == "AA")
-}
-
 // TestFullDiskRefusesUntilSpace: while the intake journal's disk is full
 // (its segment swapped for /dev/full, which answers every write with
 // ENOSPC) a message is answered AR (CR in enhanced mode) "send it again later" and not stored;

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/hiegw/hiegw/internal/mllp"
 	"github.com/hiegw/hiegw/internal/mllp/testcert"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -574,5 +576,107 @@ func TestAllowListReloaded(t *testing.T) {
 	}
 	if _, err := sendTLS(r.g.MLLPAddr(), nil, bytes.Replace(msg, []byte("LAB0001"), []byte("LAB0002"), 1)); err == nil {
 		t.Fatal("after 127.0.0.1 was removed, a new connection got an answer")
+	}
+}
+
+// TestSendersReloaded: mllp.senders read again put a new sender's
+// certificate and facilities and its application-ACK return address in
+// force without a restart, close an open connection of a sender removed
+// before its next message, and are audited; a change the listener cannot
+// take (no senders left) is refused and the senders in force stay.
+func TestSendersReloaded(t *testing.T) {
+	c, p, _ := secureConfig(t)
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	addr := r.g.MLLPAddr()
+	oru := readFile(t, "oru_r01.hl7")
+	msg := func(id string) []byte { return bytes.Replace(oru, []byte("LAB0001"), []byte(id), 1) }
+
+	if _, err := sendTLS(addr, p.client(t, "lab.new.example", false), msg("NEW-1")); err == nil {
+		t.Fatal("a certificate no sender has was accepted")
+	}
+	old, err := mllp.Dial(context.Background(), addr, p.client(t, "lab.city.example", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	old.Timeout = 20 * time.Second
+	if reply, err := old.Send(context.Background(), msg("OLD-1")); err != nil || !accepted(reply) {
+		t.Fatalf("citylab before the reload: %q %v", reply, err)
+	}
+
+	next := *c
+	next.MLLP.Senders = []config.MLLPSender{c.MLLP.Senders[0],
+		{Name: "newlab", CertCN: "lab.new.example", Facilities: []string{"CITYLAB"}, AckAddr: "127.0.0.1:9"}}
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next, nil })
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := sendTLS(addr, p.client(t, "lab.new.example", false), msg("NEW-2"))
+	if err != nil || !accepted(ack.Raw()) {
+		t.Fatalf("the sender added: %v %v", ack, err)
+	}
+	envs, err := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "NEW-2"})
+	if err != nil || len(envs) != 1 || envs[0].Sender != "newlab" {
+		t.Fatalf("the new sender's envelope: %+v %v", envs, err)
+	}
+	if reply, err := old.Send(context.Background(), msg("OLD-2")); err == nil {
+		t.Fatalf("the removed sender's open connection was answered %q", reply)
+	}
+	if envs, _ := r.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: "OLD-2"}); len(envs) != 0 {
+		t.Fatalf("the removed sender's message was stored: %+v", envs)
+	}
+	if route, ok := r.g.acks.Routes()["newlab"]; !ok || route.Addr != "127.0.0.1:9" {
+		t.Fatalf("application-ACK routes in force: %+v", r.g.acks.Routes())
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "mllp.senders_reload" && e.Outcome == "ok" &&
+			e.Detail == "senders: goodhealth-adt, newlab; application-ACK routes: newlab"
+	})
+
+	// A return address over TLS with hiegw's client certificate: watched
+	// while the route has it, forgotten (with its expiry metric) once the
+	// route is removed.
+	dir := t.TempDir()
+	gwCert, gwKey := p.ca.Client(t, "hiegw.example").WriteFiles(t, dir, "hiegw-client")
+	withTLS := next
+	withTLS.MLLP.Senders = slices.Clone(next.MLLP.Senders)
+	withTLS.MLLP.Senders[1].AckTLS = config.TLS{Cert: gwCert, Key: gwKey}
+	watched := func() bool {
+		for _, cf := range r.g.certList() {
+			if cf.endpoint == "mllp ack newlab" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, step := range []struct {
+		cfg   *config.Config
+		watch bool
+	}{{&withTLS, true}, {&next, false}} {
+		r.g.SetConfigSource(func() (*config.Config, error) { return step.cfg, nil })
+		if err := r.g.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := testutil.GatherAndCount(r.g.reg, "hiegw_tls_certificate_not_after_seconds")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if watched() != step.watch || (n == 2) != step.watch {
+			t.Fatalf("ack_tls %v: certificate watched %v, %d expiry series", step.watch, watched(), n)
+		}
+	}
+
+	none := next
+	none.MLLP.Senders = nil
+	r.g.SetConfigSource(func() (*config.Config, error) { return &none, nil })
+	if err := r.g.Reload(); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("removing every sender: %v, want a refusal asking for a restart", err)
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "mllp.senders_reload" && strings.HasPrefix(e.Outcome, "refused")
+	})
+	if ack, err := sendTLS(addr, p.client(t, "lab.new.example", false), msg("NEW-3")); err != nil || !accepted(ack.Raw()) {
+		t.Fatalf("after a refused reload: %v %v", ack, err)
 	}
 }

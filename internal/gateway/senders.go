@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/api"
@@ -66,7 +67,7 @@ func (s senders) facilities(name string) []string {
 // counters of refusals, and a bounded number of audit writes in flight for
 // refusals made on the accept path.
 type security struct {
-	senders  senders
+	senders  atomic.Pointer[senders] // mllp.senders in force
 	refused  *prometheus.CounterVec
 	denied   prometheus.Counter
 	dropped  prometheus.Counter
@@ -75,7 +76,6 @@ type security struct {
 
 func newSecurity(cfg *config.Config, reg prometheus.Registerer) *security {
 	s := &security{
-		senders: senders{list: cfg.MLLP.Senders},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hiegw_mllp_refused_connections_total",
 			Help: "MLLP connections refused before their first message, by reason (allow-list, too-many, too-many-from-address, tls-handshake, unknown-identity)."},
 			[]string{"reason"}),
@@ -86,8 +86,17 @@ func newSecurity(cfg *config.Config, reg prometheus.Registerer) *security {
 		inflight: make(chan struct{}, 64),
 	}
 	reg.MustRegister(s.refused, s.denied, s.dropped)
+	s.senders.Store(&senders{list: cfg.MLLP.Senders})
 	return s
 }
+
+// identify names the sender of a mutual-TLS connection by the senders in
+// force.
+func (s *security) identify(ci mllp.ConnInfo) (string, error) { return s.senders.Load().identify(ci) }
+
+// facilities returns the sending facilities name may use by the senders in
+// force; nil allows any.
+func (s *security) facilities(name string) []string { return s.senders.Load().facilities(name) }
 
 // onRefuse counts and audits a refused MLLP connection. It never blocks the
 // accept loop: past 64 pending writes, entries are counted as dropped.

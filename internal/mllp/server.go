@@ -85,11 +85,13 @@ type Server struct {
 	Allow func(net.Addr) bool
 	// Identify, when set, names the peer of a new connection after the TLS
 	// handshake (from its client certificate, say); the name reaches the
-	// Handler in ConnInfo.Sender. An error closes the connection.
+	// Handler in ConnInfo.Sender. An error closes the connection. After
+	// Reidentify, open connections are named again before their next frame.
 	Identify func(ci ConnInfo) (string, error)
 	// OnRefuse, when set, is told of every connection closed before its first
-	// frame, with one of the Refused* reasons and the cause (which names no
-	// message content). It must not block for long.
+	// frame (or, with RefusedIdentity, one no longer recognised after
+	// Reidentify), with one of the Refused* reasons and the cause (which
+	// names no message content). It must not block for long.
 	OnRefuse func(remote net.Addr, reason string, cause error)
 	Logger   *slog.Logger
 
@@ -99,11 +101,18 @@ type Server struct {
 	perAddr   map[netip.Addr]int // open connections by peer address (MaxConnsPerAddr)
 	inFlight  sync.WaitGroup
 	closing   atomic.Bool
+	idGen     atomic.Uint64 // Reidentify's count: a connection named under an older one is named again
 	ctx       context.Context
 	cancel    context.CancelFunc
 
 	accepted, active, frames, oversize, skipped, refused, panics atomic.Int64
 }
+
+// Reidentify makes every open connection be named again by Identify before
+// its next frame (the registry of senders changed): one that Identify no
+// longer recognises is closed, its frame unanswered, and refused with
+// RefusedIdentity; one it names differently carries the new name.
+func (s *Server) Reidentify() { s.idGen.Add(1) }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
@@ -295,6 +304,7 @@ func (s *Server) serveConn(c net.Conn) {
 		ci.TLS = &st
 		c = tc
 	}
+	gen := s.idGen.Load()
 	if s.Identify != nil {
 		name, err := s.Identify(ci)
 		if err != nil {
@@ -326,6 +336,18 @@ func (s *Server) serveConn(c net.Conn) {
 			s.oversize.Add(1)
 		}
 		s.frames.Add(1)
+		if g := s.idGen.Load(); g != gen && s.Identify != nil {
+			// The senders changed while this connection was open: a peer no
+			// longer recognised is closed with its frame unanswered, so that
+			// it sends it again on a connection that is refused.
+			gen = g
+			name, ierr := s.Identify(ci)
+			if ierr != nil {
+				s.refuse(ci.Remote, RefusedIdentity, ierr)
+				return
+			}
+			ci.Sender = name
+		}
 		reply := s.Handler.ServeMLLP(s.ctx, ci, frame, err)
 		if reply == nil {
 			continue // the sender asked for no acknowledgement (MSH-15 NE, ER, SU)

@@ -148,3 +148,62 @@ func TestAllowListRefusalReported(t *testing.T) {
 		t.Fatalf("stats %+v", s.Stats())
 	}
 }
+
+// TestReidentify: after Reidentify an open connection is named again before
+// its next frame; once Identify no longer recognises it, that frame goes
+// unanswered, the connection closes and the refusal is reported.
+func TestReidentify(t *testing.T) {
+	var mu sync.Mutex
+	name, calls := "lab", 0
+	var ref refusals
+	s := &Server{
+		Handler: senderHandler(),
+		Identify: func(ConnInfo) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if name == "" {
+				return "", errors.New("no longer registered")
+			}
+			return name, nil
+		},
+		OnRefuse:    ref.add,
+		ReadTimeout: 5 * time.Second,
+	}
+	addr := startServer(t, s)
+	cl, err := Dial(context.Background(), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	send := func() (string, error) {
+		reply, err := cl.Send(context.Background(), []byte("MSH|^~\\&|"))
+		return string(reply), err
+	}
+	for range 2 {
+		if reply, err := send(); err != nil || reply != "ACK from lab" {
+			t.Fatalf("before the change: %q %v", reply, err)
+		}
+	}
+	mu.Lock()
+	if calls != 1 {
+		t.Fatalf("Identify called %d times for one connection before Reidentify", calls)
+	}
+	name = "city-lab"
+	mu.Unlock()
+	s.Reidentify()
+	if reply, err := send(); err != nil || reply != "ACK from city-lab" {
+		t.Fatalf("after the sender was renamed: %q %v", reply, err)
+	}
+	mu.Lock()
+	name = ""
+	mu.Unlock()
+	s.Reidentify()
+	if reply, err := send(); err == nil {
+		t.Fatalf("a connection no longer recognised was answered %q", reply)
+	}
+	got := ref.wait(t, 1)
+	if got[0].reason != RefusedIdentity || !strings.Contains(got[0].cause.Error(), "no longer registered") {
+		t.Fatalf("refusal reported: %+v", got[0])
+	}
+}
