@@ -90,6 +90,29 @@ func newCredentials(a Account) (*credentials, error) {
 }
 
 // open creates the account's folders under dir and opens the jail.
+// sameFolder reports whether dir is still the folder a opened, with its
+// folders made again if they were deleted (an account removed and added
+// again whose folder was moved away gets a new account instead).
+func (a *account) sameFolder(dir string) bool {
+	if a.root == nil {
+		return false
+	}
+	held, err := a.root.Stat(".")
+	if err != nil {
+		return false
+	}
+	now, err := os.Stat(dir)
+	if err != nil || !os.SameFile(held, now) {
+		return false
+	}
+	for _, f := range append(folders[:len(folders):len(folders)], stagingDir) {
+		if err := a.root.MkdirAll(f, 0o750); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (a *account) open(dir string) error {
 	for _, f := range append(folders[:len(folders):len(folders)], stagingDir) {
 		if err := os.MkdirAll(dir+string(os.PathSeparator)+f, 0o750); err != nil {

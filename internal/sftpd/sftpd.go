@@ -437,6 +437,17 @@ func (s *Server) closeRoots() {
 	}
 }
 
+// openedAccount returns the latest account called name whose folder was
+// opened (in force or removed), or nil; s.acctMu is held.
+func (s *Server) openedAccount(name string) *account {
+	for _, a := range slices.Backward(s.opened) {
+		if a.name == name {
+			return a
+		}
+	}
+	return nil
+}
+
 // account returns the account called name in the set in force, or nil.
 func (s *Server) account(name string) *account { return (*s.accounts.Load())[name] }
 
@@ -460,8 +471,9 @@ type AccountChanges struct {
 // log in at once; a removed one may not log in again, and its sessions
 // still open end as they would; an account whose password hash or keys
 // changed logs in with the new ones only. Its folders and files stay, and
-// the same folder is kept by name, so uploads under way are unaffected. On
-// an error nothing changes.
+// the same folder is kept by name, so uploads under way are unaffected; an
+// account removed and added again is the same account as before (one
+// folder, one lock for its pickups). On an error nothing changes.
 func (s *Server) SetAccounts(accts []Account) (AccountChanges, error) {
 	s.acctMu.Lock()
 	defer s.acctMu.Unlock()
@@ -491,6 +503,17 @@ func (s *Server) SetAccounts(accts []Account) (AccountChanges, error) {
 			if c.source != old.creds.Load().source {
 				ch.Changed = append(ch.Changed, a.Name)
 			}
+			continue
+		}
+		if prev := s.openedAccount(a.Name); prev != nil && prev.sameFolder(filepath.Join(s.cfg.Root, a.Name)) {
+			// Removed earlier and back now: the same account, so that its
+			// sessions still open and the new ones share one folder lock.
+			c, err := newCredentials(a)
+			if err != nil {
+				return fail(fmt.Errorf("sftpd: accounts[%d]: %w", i, err))
+			}
+			next[a.Name], creds[a.Name] = prev, c
+			ch.Added = append(ch.Added, a.Name)
 			continue
 		}
 		acct, err := newAccount(a)
