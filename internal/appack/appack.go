@@ -51,8 +51,8 @@ var _ Store = (*store.DB)(nil)
 
 // Route is where a sender receives its application acknowledgements.
 type Route struct {
-	Addr string      // host:port of the sender's MLLP receiver
-	TLS  *tls.Config // nil: plain TCP
+	Addr string             // host:port of the sender's MLLP receiver
+	TLS  func() *tls.Config // each connection's TLS (read again as files change); nil: plain TCP
 }
 
 // Options configure the acknowledgements.

@@ -2,6 +2,7 @@ package appack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -171,7 +172,11 @@ func (a *Acks) deliver(ctx context.Context, sender string, r Route) {
 func (a *Acks) dial(ctx context.Context, r Route) (*mllp.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, a.o.ReplyTimeout)
 	defer cancel()
-	cl, err := mllp.Dial(dctx, r.Addr, r.TLS)
+	var tc *tls.Config
+	if r.TLS != nil {
+		tc = r.TLS()
+	}
+	cl, err := mllp.Dial(dctx, r.Addr, tc)
 	if err != nil {
 		return nil, err
 	}

@@ -137,9 +137,13 @@ const certWarnBefore = 14 * 24 * time.Hour
 // stampNow describes the files' sizes and modification times (following
 // links, as a Kubernetes secret's are swapped); a file that cannot be read
 // counts as changed.
-func (c *certFiles) stampNow() string {
+func (c *certFiles) stampNow() string { return fileStamp(c.t.Cert, c.t.Key, c.t.ClientCA) }
+
+// fileStamp describes the sizes and modification times of the files named
+// (empty names skipped; a file that cannot be read counts as changed).
+func fileStamp(paths ...string) string {
 	var b strings.Builder
-	for _, p := range []string{c.t.Cert, c.t.Key, c.t.ClientCA} {
+	for _, p := range paths {
 		if p == "" {
 			continue
 		}
@@ -177,4 +181,68 @@ func loadClientCert(t config.TLS) (*tls.Config, *x509.Certificate, error) {
 		return nil, nil, err
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, cert.Leaf, nil
+}
+
+// caFile serves the CA bundle with which hiegw verifies a server it
+// connects to (kafka.tls.ca, an application-ACK route's ca), reading it
+// again when it changes, so that a broker's or receiver's new authority
+// (a CA rotation, which adds the new CA to the bundle before the servers
+// change certificates) is trusted from the next connection without a
+// restart. A bundle that does not load is refused and the one in force
+// stays.
+type caFile struct {
+	endpoint, path string
+	log            *slog.Logger
+	audit          func(detail string, err error)
+
+	mu      sync.Mutex
+	pool    *x509.CertPool
+	stamp   string
+	checkAt time.Time
+}
+
+func newCAFile(endpoint, path string, log *slog.Logger, audit func(detail string, err error)) (*caFile, error) {
+	c := &caFile{endpoint: endpoint, path: path, log: log, audit: audit, stamp: fileStamp(path)}
+	pool, err := loadPool(path)
+	if err != nil {
+		return nil, err
+	}
+	c.pool = pool
+	return c, nil
+}
+
+// current returns the pool in force, first loading a changed file when the
+// last look is older than certCheckEvery.
+func (c *caFile) current(now time.Time) *x509.CertPool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.After(c.checkAt) {
+		c.checkAt = now.Add(certCheckEvery)
+		c.refreshLocked()
+	}
+	return c.pool
+}
+
+// refresh loads the file if it changed since it was last tried.
+func (c *caFile) refresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refreshLocked()
+}
+
+func (c *caFile) refreshLocked() {
+	stamp := fileStamp(c.path)
+	if stamp == c.stamp {
+		return
+	}
+	c.stamp = stamp
+	pool, err := loadPool(c.path)
+	if err != nil {
+		c.log.Error("tls ca file changed but does not load; the authorities in force stay", "endpoint", c.endpoint, "err", err)
+		c.audit(c.endpoint+" ca", err)
+		return
+	}
+	c.pool = pool
+	c.log.Info("tls ca reloaded", "endpoint", c.endpoint, "path", c.path)
+	c.audit(c.endpoint+" ca "+c.path, nil)
 }

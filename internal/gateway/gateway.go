@@ -79,6 +79,7 @@ type Gateway struct {
 	mllpLn, httpLn, pprofLn net.Listener
 	certMu                  sync.Mutex
 	certs                   []*certFiles                   // on certMu: TLS certificates of listeners and clients, reloaded when their files change (certs.go)
+	cas                     []*caFile                      // on certMu: the CA bundles clients verify servers with, likewise
 	ackTLS                  map[string]ackTLS              // the application-ACK routes' TLS, by endpoint, kept across reloads
 	ackRoutes               []config.AckRoute              // mllp.ack_routes in force
 	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
@@ -222,9 +223,9 @@ func gatherDelay(d config.Duration) time.Duration {
 // ackTLS is an application-ACK route's TLS settings and the client
 // configuration made from them.
 type ackTLS struct {
-	t  config.TLS
-	tc *tls.Config
-	cf *certFiles // nil without a client certificate
+	t     config.TLS
+	tc    func() *tls.Config
+	files *clientFiles
 }
 
 // appAckRoutes are the MLLP senders' return addresses for application
@@ -241,8 +242,8 @@ func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _
 			return
 		}
 		for endpoint, at := range tlsByEndpoint { // made for routes that are not put in force
-			if old, ok := g.ackTLS[endpoint]; at.cf != nil && (!ok || old.cf != at.cf) {
-				g.dropCerts(at.cf, !ok || old.cf == nil)
+			if old, ok := g.ackTLS[endpoint]; !ok || old.files != at.files {
+				g.unwatch(at.files, !ok || old.files.cert == nil)
 			}
 		}
 	}()
@@ -252,11 +253,11 @@ func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _
 			endpoint := "mllp ack " + name
 			at, ok := g.ackTLS[endpoint]
 			if !ok || at.t != t {
-				tc, cf, err := g.clientTLSFiles(endpoint, t)
+				tc, files, err := g.clientTLS(endpoint, t)
 				if err != nil {
 					return fmt.Errorf("%s: %w", setting, err)
 				}
-				at = ackTLS{t: t, tc: tc, cf: cf}
+				at = ackTLS{t: t, tc: tc, files: files}
 			}
 			tlsByEndpoint[endpoint], r.TLS = at, at.tc
 		}
@@ -283,8 +284,8 @@ func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _
 // the certificates of those it no longer holds (or holds changed).
 func (g *Gateway) commitAckTLS(next map[string]ackTLS) {
 	for endpoint, at := range g.ackTLS {
-		if n, ok := next[endpoint]; at.cf != nil && (!ok || n.cf != at.cf) {
-			g.dropCerts(at.cf, !ok || n.cf == nil)
+		if n, ok := next[endpoint]; !ok || n.files != at.files {
+			g.unwatch(at.files, !ok || n.files.cert == nil)
 		}
 	}
 	g.ackTLS = next
@@ -368,7 +369,7 @@ func (g *Gateway) startBroker() error {
 	ko := route.KafkaOptions{Brokers: brokers, SASLUser: g.cfg.Kafka.SASL.User, SASLPassword: g.cfg.Kafka.SASL.Password,
 		SASLMechanism: g.cfg.Kafka.SASL.Mechanism, Compression: g.cfg.Kafka.Compression}
 	if g.cfg.Kafka.TLS.Enabled() {
-		tc, err := g.clientTLS("kafka", g.cfg.Kafka.TLS)
+		tc, _, err := g.clientTLS("kafka", g.cfg.Kafka.TLS)
 		if err != nil {
 			return fmt.Errorf("kafka.tls: %w", err)
 		}
@@ -599,9 +600,7 @@ func (g *Gateway) DB() *store.DB { return g.db }
 // routes and SFTP accounts (reloadConfig), the mapping set and the subscriptions file, and swaps in
 // what loads; what does not is refused and what runs stays.
 func (g *Gateway) Reload() error {
-	for _, c := range g.certList() {
-		c.refresh()
-	}
+	g.refreshTLSFiles()
 	terr := g.reloadConfig()
 	err := g.maps.Reload(g.cfg.Mappings.Dir)
 	g.mappingsReloaded(err)
@@ -825,9 +824,7 @@ func (g *Gateway) watchCerts(ctx context.Context, interval time.Duration) {
 		return
 	}
 	_ = tick.Every(ctx, interval, false, func() error {
-		for _, c := range g.certList() {
-			c.refresh()
-		}
+		g.refreshTLSFiles()
 		return nil
 	})
 }
@@ -1005,35 +1002,62 @@ func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) 
 	return cf.serverConfig(), nil
 }
 
-// clientTLS is the tls.Config of a client (Kafka, application
-// acknowledgements): servers verified with t.CA (the system's roots when
-// empty), and t's client certificate, if any, read again when its files
-// change (certs.go).
-func (g *Gateway) clientTLS(endpoint string, t config.TLS) (*tls.Config, error) {
-	tc, _, err := g.clientTLSFiles(endpoint, t)
-	return tc, err
-}
-
-// clientTLSFiles is clientTLS, with the certificate files it watches (nil
-// without a client certificate).
-func (g *Gateway) clientTLSFiles(endpoint string, t config.TLS) (*tls.Config, *certFiles, error) {
-	tc := &tls.Config{MinVersion: minVersion(t)}
+// clientTLS is a client's TLS (Kafka, application acknowledgements), as a
+// function giving each new connection its tls.Config: servers verified
+// with the CAs of t.CA in force (the system's roots when empty), and t's
+// client certificate, if any, both read again when their files change
+// (certs.go). It returns what it watches too (nil when t has no CA or no
+// certificate), for a caller that may stop using it.
+func (g *Gateway) clientTLS(endpoint string, t config.TLS) (func() *tls.Config, *clientFiles, error) {
+	base := &tls.Config{MinVersion: minVersion(t)}
+	files := &clientFiles{}
 	if t.CA != "" {
-		pool, err := loadPool(t.CA)
+		ca, err := newCAFile(endpoint, t.CA, g.log, func(detail string, err error) { g.auditReload("tls.reload", endpoint, detail, err) })
 		if err != nil {
 			return nil, nil, err
 		}
-		tc.RootCAs = pool
+		files.ca = ca
 	}
-	var cf *certFiles
 	if t.Cert != "" {
-		var err error
-		if cf, err = g.certFiles(endpoint, t, loadClientCert); err != nil {
+		cf, err := g.certFiles(endpoint, t, loadClientCert)
+		if err != nil {
 			return nil, nil, err
 		}
-		tc.GetClientCertificate = cf.clientCertificate
+		files.cert, base.GetClientCertificate = cf, cf.clientCertificate
 	}
-	return tc, cf, nil
+	g.certMu.Lock()
+	if files.ca != nil {
+		g.cas = append(g.cas, files.ca)
+	}
+	g.certMu.Unlock()
+	if files.ca == nil {
+		return func() *tls.Config { return base.Clone() }, files, nil
+	}
+	return func() *tls.Config {
+		tc := base.Clone()
+		tc.RootCAs = files.ca.current(time.Now())
+		return tc
+	}, files, nil
+}
+
+// clientFiles are what a client's TLS watches: its certificate and its CA
+// bundle (each nil when not configured).
+type clientFiles struct {
+	cert *certFiles
+	ca   *caFile
+}
+
+// refreshTLSFiles reads again the certificate and CA files that changed.
+func (g *Gateway) refreshTLSFiles() {
+	g.certMu.Lock()
+	certs, cas := slices.Clone(g.certs), slices.Clone(g.cas)
+	g.certMu.Unlock()
+	for _, c := range certs {
+		c.refresh()
+	}
+	for _, c := range cas {
+		c.refresh()
+	}
 }
 
 // certFiles loads an endpoint's certificate files and keeps them for the
@@ -1063,14 +1087,19 @@ func (g *Gateway) certList() []*certFiles {
 	return slices.Clone(g.certs)
 }
 
-// dropCerts stops watching cf (a route removed or changed), and when its
-// endpoint is gone (not replaced) removes the endpoint's expiry metric.
-func (g *Gateway) dropCerts(cf *certFiles, gone bool) {
+// unwatch stops watching a client's files (a route removed or changed),
+// and when its endpoint is gone (no certificate in the replacement, or none
+// at all) removes the endpoint's expiry metric.
+func (g *Gateway) unwatch(f *clientFiles, gone bool) {
 	g.certMu.Lock()
 	defer g.certMu.Unlock()
-	g.certs = slices.DeleteFunc(g.certs, func(c *certFiles) bool { return c == cf })
+	g.cas = slices.DeleteFunc(g.cas, func(c *caFile) bool { return c == f.ca })
+	if f.cert == nil {
+		return
+	}
+	g.certs = slices.DeleteFunc(g.certs, func(c *certFiles) bool { return c == f.cert })
 	if gone && g.certNotAfter != nil {
-		g.certNotAfter.DeleteLabelValues(cf.endpoint)
+		g.certNotAfter.DeleteLabelValues(f.cert.endpoint)
 	}
 }
 

@@ -5,11 +5,15 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/mllp/testcert"
+	"github.com/hiegw/hiegw/internal/store"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -62,4 +66,56 @@ func TestKafkaTLSAndSCRAM(t *testing.T) {
 	if pending, sent := run("wrong-password"); sent != 0 || pending != 1 {
 		t.Fatalf("with a wrong password: pending %d sent %d", pending, sent)
 	}
+}
+
+// TestKafkaCARotation: the brokers move to a certificate of a new
+// authority; once the new CA is appended to kafka.tls.ca (as a CA rotation
+// does before the brokers change), events are published again without a
+// restart, and a CA file that does not load is refused with the
+// authorities in force kept.
+func TestKafkaCARotation(t *testing.T) {
+	oldCA, newCA := testcert.NewCA(t, "kafka CA 2025"), testcert.NewCA(t, "kafka CA 2026")
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "hie.events"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{newCA.Server(t, "kafka").TLS}, MinVersion: tls.VersionTLS12}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	caFile := filepath.Join(t.TempDir(), "kafka-ca.pem")
+	if err := os.WriteFile(caFile, oldCA.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t, t.TempDir(), "")
+	c.Kafka.Brokers = cluster.ListenAddrs()
+	c.Kafka.TLS = config.TLS{CA: caFile}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer r.shutdown(t)
+	if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	waitFor(t, "a publish refused for the broker's unknown authority", func() bool {
+		err := r.g.relay.LastError()
+		return err != nil && strings.Contains(err.Error(), "unknown authority")
+	})
+
+	// Half written: no certificate in it; refused, the old CA stays.
+	if err := os.WriteFile(caFile, []byte("-----BEGIN CERT"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.g.Reload()
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "tls.reload" && e.Target == "kafka" && strings.HasPrefix(e.Outcome, "refused")
+	})
+
+	if err := os.WriteFile(caFile, append(append([]byte{}, oldCA.PEM...), newCA.PEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.g.Reload()
+	waitFor(t, "the event published after the new CA was added", func() bool {
+		st, err := r.g.DB().OutboxCounts(context.Background())
+		return err == nil && len(st) == 1 && st[0].Sent == 1 && st[0].Pending == 0
+	})
 }

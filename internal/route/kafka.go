@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -22,7 +23,9 @@ type Message struct {
 // KafkaOptions configure the producer.
 type KafkaOptions struct {
 	Brokers []string
-	TLS     *tls.Config
+	// TLS gives each new connection to a broker its TLS configuration
+	// (the client certificate and CAs in force); nil: plain TCP.
+	TLS func() *tls.Config
 	// SASL SCRAM (SHA-512 when Mechanism is "SCRAM-SHA-512", else SHA-256).
 	SASLUser, SASLPassword, SASLMechanism string
 	// WriteTimeout bounds one publish.
@@ -52,7 +55,31 @@ func NewKafka(o KafkaOptions) (*Kafka, error) {
 	if len(o.Brokers) == 0 {
 		return nil, errors.New("kafka: no brokers")
 	}
-	tr := &kafka.Transport{TLS: o.TLS, DialTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	tr := &kafka.Transport{DialTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	if o.TLS != nil {
+		// The handshake is made here rather than by the transport (whose
+		// tls.Config is fixed), so that each connection gets the
+		// certificates in force.
+		var d net.Dialer
+		tr.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := o.TLS().Clone()
+			if tc.ServerName == "" {
+				if host, _, err := net.SplitHostPort(addr); err == nil {
+					tc.ServerName = host
+				}
+			}
+			conn := tls.Client(c, tc)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+			}
+			return conn, nil
+		}
+	}
 	if o.SASLUser != "" {
 		alg := scram.SHA256
 		if o.SASLMechanism == "SCRAM-SHA-512" {
