@@ -1118,14 +1118,40 @@ func loadPool(path string) (*x509.CertPool, error) {
 // enforceRetention removes, at start and every interval, the raw message
 // bodies older than store.raw_retention and the published events older
 // than store.outbox_retention (both hold PHI); the record and the message
-// log stay.
+// log stay. Of replicas sharing PostgreSQL, the one holding the
+// "retention" lease does it (held for one and a half intervals and renewed
+// at each, so another takes over when its holder is gone; given up when it
+// stops).
 func (g *Gateway) enforceRetention(ctx context.Context, interval time.Duration) {
+	if g.cfg.Store.RawRetention <= 0 && g.cfg.Store.OutboxRetention <= 0 {
+		return
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = g.db.ReleaseLease(rctx, retentionLease, g.owner)
+	}()
 	_ = tick.Every(ctx, interval, true, func() error {
+		held, holder, err := g.db.HoldLease(ctx, retentionLease, g.owner, interval+interval/2)
+		if err != nil {
+			if ctx.Err() == nil {
+				g.log.Warn("retention purge skipped: its lease could not be taken", "err", err)
+			}
+			return nil
+		}
+		if !held {
+			g.log.Debug("retention purge left to the replica holding its lease", "holder", holder)
+			return nil
+		}
 		g.purge(ctx, "raw message bodies", "store.purge_raw", time.Duration(g.cfg.Store.RawRetention), g.db.PurgeRaw)
 		g.purge(ctx, "published events", "store.purge_outbox", time.Duration(g.cfg.Store.OutboxRetention), g.db.PurgeOutbox)
 		return nil
 	})
 }
+
+// retentionLease names the lease of the replica that runs the retention
+// purges.
+const retentionLease = "retention"
 
 // purge runs one retention: f removes what is older than ret (none when
 // ret is 0), which is logged and audited.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/journal"
 	"github.com/hiegw/hiegw/internal/pipeline"
 	"github.com/hiegw/hiegw/internal/store"
@@ -107,4 +108,71 @@ func TestRestartTakesBackOwnClaims(t *testing.T) {
 		err := r.g.DB().SQL().QueryRow(`SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL`).Scan(&unsent)
 		return err == nil && unsent == 0
 	})
+}
+
+// TestRetentionOnOneReplica: of two gateways sharing PostgreSQL, the one
+// holding the retention lease purges; the other leaves it to it.
+func TestRetentionOnOneReplica(t *testing.T) {
+	dsn := store.TestPostgresDSN(t)
+	a := start(t, testConfig(t, t.TempDir(), dsn))
+	defer a.shutdown(t)
+	b := start(t, testConfig(t, t.TempDir(), dsn))
+	defer b.shutdown(t)
+	for _, r := range []*running{a, b} {
+		r.g.cfg.Store.RawRetention = config.Duration(time.Nanosecond)
+	}
+	purge := func(r *running) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		r.g.enforceRetention(ctx, time.Hour)
+	}
+	base := readFile(t, "adt_a01.hl7")
+	processed := func(control string) string {
+		msg := bytes.Replace(base, []byte("|ADT0001|"), []byte("|"+control+"|"), 1)
+		if ack := send(t, a.g.MLLPAddr(), msg); !accepted(ack.Raw()) {
+			t.Fatalf("%s: %q", control, ack.Raw())
+		}
+		var id string
+		waitFor(t, control+" processed", func() bool {
+			envs, err := a.g.DB().ListEnvelopes(context.Background(), store.EnvelopeFilter{ControlID: control, Status: "processed"})
+			if err == nil && len(envs) == 1 {
+				id = envs[0].ID
+			}
+			return id != ""
+		})
+		return id
+	}
+	rawLen := func(id string) int {
+		e, err := a.g.DB().GetEnvelope(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(e.Raw)
+	}
+	first := processed("RET-1")
+	purge(a)
+	if n := rawLen(first); n != 0 {
+		t.Fatalf("the lease holder's purge left %d bytes", n)
+	}
+	second := processed("RET-2")
+	// b, while a holds the lease: nothing.
+	held, _, err := a.g.DB().HoldLease(context.Background(), retentionLease, a.g.owner, time.Hour)
+	if err != nil || !held {
+		t.Fatalf("a takes the retention lease back: %v %v", held, err)
+	}
+	purge(b)
+	if n := rawLen(second); n == 0 {
+		t.Fatal("the replica without the retention lease purged")
+	}
+	purge(a)
+	if n := rawLen(second); n != 0 {
+		t.Fatalf("the lease holder's second purge left %d bytes", n)
+	}
+	// The holder's purges end (here after each call, as at a shutdown)
+	// by giving the lease up: the other replica takes it at once.
+	third := processed("RET-3")
+	purge(b)
+	if n := rawLen(third); n != 0 {
+		t.Fatalf("after the holder gave the lease up, the other's purge left %d bytes", n)
+	}
 }
