@@ -99,6 +99,8 @@ type Config struct {
 	// Version is the running binary's version (set by the command, not
 	// read from the file); the console shows it.
 	Version string `yaml:"-"`
+	// File is the configuration file Load read (--config), "" when none.
+	File    string `yaml:"-"`
 	DataDir string `yaml:"data_dir"`
 	Log     struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
@@ -334,6 +336,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		if err := c.readFile(*file); err != nil {
 			return nil, err
 		}
+		c.File = *file
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -85,6 +85,7 @@ type Gateway struct {
 	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
 	allow                   atomic.Pointer[allowed]        // mllp.allow in force
 	configSource            func() (*config.Config, error) // reads the configuration again (SetConfigSource)
+	reloadMu                sync.Mutex                     // one reloadConfig at a time
 	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
@@ -688,8 +689,9 @@ func (g *Gateway) setAllow(entries []string) error {
 
 // SetConfigSource gives Reload a way to read the configuration again
 // (hiegw serve: the same file, environment and flags): the API's tokens,
-// the MLLP allow-list and the SFTP accounts are then taken from it on
-// SIGHUP, so that a token can be revoked, a sender's address allowed or an
+// the MLLP allow-list, senders and application-ACK routes and the SFTP
+// accounts are then taken from it on SIGHUP and when the file changes
+// (watchConfig), so that a token can be revoked, a sender onboarded or an
 // EMR's account opened without a restart. Other settings still take effect
 // at the next start.
 func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSource = f }
@@ -705,6 +707,8 @@ func (g *Gateway) reloadConfig() error {
 	if g.configSource == nil || g.tokens.Load() == nil {
 		return nil
 	}
+	g.reloadMu.Lock() // SIGHUP and the file watch
+	defer g.reloadMu.Unlock()
 	cfg, err := g.configSource()
 	if err != nil {
 		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err)
@@ -721,7 +725,34 @@ func (g *Gateway) reloadConfig() error {
 		g.log.Info("api tokens reloaded", "count", len(next), "tokens", strings.Join(names, ", "))
 		g.auditReload("api.tokens_reload", "http.tokens", fmt.Sprintf("%d tokens: %s", len(next), strings.Join(names, ", ")), nil)
 	}
+	if pending := slices.DeleteFunc(config.Differences(g.cfg, cfg), func(p string) bool { return reloadable[p] }); len(pending) > 0 {
+		g.log.Warn("configuration settings changed that take effect only at the next start", "settings", strings.Join(pending, ", "))
+	}
 	return errors.Join(g.reloadAllow(cfg.MLLP.Allow), g.reloadSenders(cfg), g.reloadSFTPAccounts(cfg.SFTP.Accounts))
+}
+
+// reloadable are the settings reloadConfig puts in force.
+var reloadable = map[string]bool{"http.tokens": true, "mllp.allow": true, "mllp.senders": true, "mllp.ack_routes": true,
+	"sftp.accounts": true}
+
+// watchConfig reads the configuration again (reloadConfig) when its file
+// changes, looked at every interval: a Kubernetes ConfigMap or Secret
+// updated in place, or an operator's edit, takes effect without a SIGHUP.
+// A file caught half written does not load and is refused; it is tried
+// again when it changes again.
+func (g *Gateway) watchConfig(ctx context.Context, interval time.Duration) {
+	if g.configSource == nil || g.cfg.File == "" || interval <= 0 {
+		return
+	}
+	stamp := fileStamp(g.cfg.File)
+	_ = tick.Every(ctx, interval, false, func() error {
+		if now := fileStamp(g.cfg.File); now != stamp {
+			stamp = now
+			g.log.Info("configuration file changed; reading it again", "file", g.cfg.File)
+			_ = g.reloadConfig()
+		}
+		return nil
+	})
 }
 
 // reloadSenders puts changed mllp.senders and mllp.ack_routes in force,
@@ -858,6 +889,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	go route.Watch(workCtx, g.cfg.Subscriptions.File, time.Duration(g.cfg.Mappings.ReloadInterval), g.router, g.subscriptionsReloaded)
 	go g.watchCerts(workCtx, time.Duration(g.cfg.Mappings.ReloadInterval))
+	go g.watchConfig(workCtx, time.Duration(g.cfg.Mappings.ReloadInterval))
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go g.watchJournal(workCtx, time.Second, errc)
 	if g.cfg.Store.RawRetention > 0 || g.cfg.Store.OutboxRetention > 0 {

@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -678,5 +680,59 @@ func TestSendersReloaded(t *testing.T) {
 	})
 	if ack, err := sendTLS(addr, p.client(t, "lab.new.example", false), msg("NEW-3")); err != nil || !accepted(ack.Raw()) {
 		t.Fatalf("after a refused reload: %v %v", ack, err)
+	}
+}
+
+// TestConfigFileWatched: an edit of the configuration file (a Kubernetes
+// ConfigMap updated in place) is read again without a SIGHUP: the MLLP
+// allow-list it changes is in force and audited, a setting that takes a
+// restart is named in a warning, and a file caught half written is
+// refused with the settings in force kept.
+func TestConfigFileWatched(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hiegw.yaml")
+	body := func(extra string) []byte {
+		return fmt.Appendf(nil, "data_dir: %s\nmllp:\n  addr: 127.0.0.1:0\n%shttp:\n  addr: 127.0.0.1:0\nbroker:\n  addr: 127.0.0.1:0\n"+
+			"sftp:\n  addr: \"\"\nmappings:\n  dir: %s\n  reload_interval: 50ms\n",
+			filepath.Join(dir, "data"), extra, filepath.Join("..", "..", "mappings"))
+	}
+	if err := os.WriteFile(file, body(""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", file}
+	c, err := config.Load(args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(logs, nil)))
+	defer r.shutdown(t)
+	r.g.SetConfigSource(func() (*config.Config, error) { return config.Load(args, func(string) string { return "" }, io.Discard) })
+	msg := readFile(t, "oru_r01.hl7")
+	if ack, err := sendTLS(r.g.MLLPAddr(), nil, msg); err != nil || !accepted(ack.Raw()) {
+		t.Fatalf("before the edit: %v %v", ack, err)
+	}
+
+	if err := os.WriteFile(file, body("  allow: [192.0.2.0/24]\n  max_message_bytes: 2000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "mllp.allow_reload" && e.Outcome == "ok" && e.Detail == "192.0.2.0/24"
+	})
+	if _, err := sendTLS(r.g.MLLPAddr(), nil, bytes.Replace(msg, []byte("LAB0001"), []byte("LAB0002"), 1)); err == nil {
+		t.Fatal("after the allow-list left 127.0.0.1 out, a new connection got an answer")
+	}
+	waitFor(t, "the warning naming the setting that takes a restart", func() bool {
+		return strings.Contains(logs.String(), `settings=mllp.max_message_bytes`)
+	})
+
+	if err := os.WriteFile(file, []byte("mllp: [half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "config.reload" && strings.HasPrefix(e.Outcome, "refused")
+	})
+	if _, err := sendTLS(r.g.MLLPAddr(), nil, bytes.Replace(msg, []byte("LAB0001"), []byte("LAB0003"), 1)); err == nil {
+		t.Fatal("a refused file changed the allow-list in force")
 	}
 }
