@@ -17,7 +17,7 @@ func TestDifferences(t *testing.T) {
 	b.Store.RawRetention = Duration(720 * time.Hour)
 	b.MLLP.Allow = []string{"10.0.0.0/8"}
 	b.Kafka.SASL.Password = "secret"
-	b.Version = "another build" // not a setting
+	b.Version = "another build"     // not a setting
 	a.MLLP.Senders = []MLLPSender{} // empty and none are the same
 	want := []string{"mllp.addr", "mllp.tls.cert", "mllp.allow", "kafka.sasl.password", "store.raw_retention"}
 	got := Differences(a, b)

@@ -707,7 +707,9 @@ func TestConfigFileWatched(t *testing.T) {
 	logs := &syncBuffer{}
 	r := startLogged(t, c, slog.New(slog.NewTextHandler(logs, nil)))
 	defer r.shutdown(t)
-	r.g.SetConfigSource(func() (*config.Config, error) { return config.Load(args, func(string) string { return "" }, io.Discard) })
+	r.g.SetConfigSource(func() (*config.Config, error) {
+		return config.Load(args, func(string) string { return "" }, io.Discard)
+	})
 	msg := readFile(t, "oru_r01.hl7")
 	if ack, err := sendTLS(r.g.MLLPAddr(), nil, msg); err != nil || !accepted(ack.Raw()) {
 		t.Fatalf("before the edit: %v %v", ack, err)
