@@ -775,10 +775,22 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("ExecStart %q does not run hiegw serve", one("ExecStart"))
 	}
 	for k, want := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-		"PrivateTmp": "yes", "PrivateDevices": "yes", "DynamicUser": "yes", "RestrictSUIDSGID": "yes",
+		"PrivateTmp": "yes", "PrivateDevices": "yes", "User": "hiegw", "RestrictSUIDSGID": "yes",
 		"MemoryDenyWriteExecute": "yes", "LockPersonality": "yes", "StateDirectory": "hiegw", "KillSignal": "SIGTERM"} {
 		if got := one(k); got != want {
 			t.Errorf("%s=%q, want %q", k, got, want)
+		}
+	}
+	// The configuration and keys are read in place, so that edits and
+	// renewals are seen: systemd copies credentials once, at start, and a
+	// root-only ConfigurationDirectory would lock the user out of the
+	// mappings under it.
+	if !strings.Contains(one("ExecStart"), "--config /etc/hiegw/hiegw.yaml") {
+		t.Errorf("ExecStart %q does not read /etc/hiegw/hiegw.yaml in place", one("ExecStart"))
+	}
+	for _, k := range []string{"LoadCredential", "DynamicUser", "ConfigurationDirectory"} {
+		if len(keys[k]) > 0 {
+			t.Errorf("%s=%v: the service must read its configuration, keys and mappings in place", k, keys[k])
 		}
 	}
 	if one("CapabilityBoundingSet") != "" {
