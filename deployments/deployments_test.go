@@ -328,6 +328,24 @@ func TestKubernetesManifests(t *testing.T) {
 	if len(containers) != 1 {
 		t.Fatalf("want one container, got %d", len(containers))
 	}
+	// The configuration file lies in a ConfigMap mounted as a directory: a
+	// subPath mount never sees the ConfigMap change, and hiegw takes an
+	// edited file without a restart.
+	var configFile string
+	for i, a := range list(containers[0], "args") {
+		if a == "--config" {
+			configFile = str(containers[0], "args", i+1)
+		}
+	}
+	mounted := false
+	for _, m := range list(containers[0], "volumeMounts") {
+		if str(m, "mountPath") == filepath.Dir(configFile) {
+			mounted = str(m, "subPath") == ""
+		}
+	}
+	if configFile == "" || !mounted {
+		t.Errorf("--config %q is not in a directory mounted whole (no subPath)", configFile)
+	}
 	c := containers[0]
 	if get(c, "securityContext", "readOnlyRootFilesystem") != true || get(c, "securityContext", "allowPrivilegeEscalation") != false {
 		t.Error("container must have a read-only root filesystem and no privilege escalation")
