@@ -1158,27 +1158,38 @@ func (g *Gateway) enforceRetention(ctx context.Context, interval time.Duration) 
 	if g.cfg.Store.RawRetention <= 0 && g.cfg.Store.OutboxRetention <= 0 {
 		return
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = g.db.ReleaseLease(rctx, retentionLease, g.owner)
-	}()
+	defer g.releaseRetention(ctx)
 	_ = tick.Every(ctx, interval, true, func() error {
-		held, holder, err := g.db.HoldLease(ctx, retentionLease, g.owner, interval+interval/2)
-		if err != nil {
-			if ctx.Err() == nil {
-				g.log.Warn("retention purge skipped: its lease could not be taken", "err", err)
-			}
-			return nil
-		}
-		if !held {
-			g.log.Debug("retention purge left to the replica holding its lease", "holder", holder)
-			return nil
-		}
-		g.purge(ctx, "raw message bodies", "store.purge_raw", time.Duration(g.cfg.Store.RawRetention), g.db.PurgeRaw)
-		g.purge(ctx, "published events", "store.purge_outbox", time.Duration(g.cfg.Store.OutboxRetention), g.db.PurgeOutbox)
+		g.retainOnce(ctx, interval, time.Duration(g.cfg.Store.RawRetention), time.Duration(g.cfg.Store.OutboxRetention))
 		return nil
 	})
+}
+
+// retainOnce runs the purges (raw bodies older than raw, events older than
+// outbox; 0 keeps) once if this gateway holds (or takes) the retention
+// lease, which it then holds for one and a half intervals.
+func (g *Gateway) retainOnce(ctx context.Context, interval, raw, outbox time.Duration) {
+	held, holder, err := g.db.HoldLease(ctx, retentionLease, g.owner, interval+interval/2)
+	if err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("retention purge skipped: its lease could not be taken", "err", err)
+		}
+		return
+	}
+	if !held {
+		g.log.Debug("retention purge left to the replica holding its lease", "holder", holder)
+		return
+	}
+	g.purge(ctx, "raw message bodies", "store.purge_raw", raw, g.db.PurgeRaw)
+	g.purge(ctx, "published events", "store.purge_outbox", outbox, g.db.PurgeOutbox)
+}
+
+// releaseRetention gives up the retention lease (when the gateway stops),
+// so that another replica takes it at its next round.
+func (g *Gateway) releaseRetention(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = g.db.ReleaseLease(rctx, retentionLease, g.owner)
 }
 
 // retentionLease names the lease of the replica that runs the retention

@@ -153,11 +153,7 @@ func TestRetentionPurges(t *testing.T) {
 		c, err := db.OutboxCounts(context.Background())
 		return err == nil && len(c) == 1 && c[0].Sent == 1
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	r.g.cfg.Store.RawRetention = config.Duration(time.Nanosecond)
-	r.g.cfg.Store.OutboxRetention = config.Duration(time.Nanosecond)
-	r.g.enforceRetention(ctx, 50*time.Millisecond)
+	r.g.retainOnce(context.Background(), time.Hour, time.Nanosecond, time.Nanosecond)
 	if c, err := db.OutboxCounts(context.Background()); err != nil || len(c) != 0 {
 		t.Fatalf("outbox after the purge: %+v, %v", c, err)
 	}
