@@ -1038,8 +1038,8 @@ func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) 
 // function giving each new connection its tls.Config: servers verified
 // with the CAs of t.CA in force (the system's roots when empty), and t's
 // client certificate, if any, both read again when their files change
-// (certs.go). It returns what it watches too (nil when t has no CA or no
-// certificate), for a caller that may stop using it.
+// (certs.go). It returns what it watches too (a field is nil when t has
+// no CA, or no certificate), for a caller that may stop using it.
 func (g *Gateway) clientTLS(endpoint string, t config.TLS) (func() *tls.Config, *clientFiles, error) {
 	base := &tls.Config{MinVersion: minVersion(t)}
 	files := &clientFiles{}

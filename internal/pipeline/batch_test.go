@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,5 +211,49 @@ func TestPanicFailsOneEnvelope(t *testing.T) {
 		if err != nil || !strings.Contains(e.Error, "internal error in hiegw") {
 			t.Fatalf("%s failed with %q (%v), want the internal error named", id, e.Error, err)
 		}
+	}
+}
+
+// countsNormalized counts how often each message is normalised.
+type countsNormalized struct {
+	pidNormalizer
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countsNormalized) NormalizeHL7(sender string, m *hl7.Message) (pipeline.Normalized, error) {
+	c.mu.Lock()
+	c.n[m.Header().ControlID]++
+	c.mu.Unlock()
+	return c.pidNormalizer.NormalizeHL7(sender, m)
+}
+
+// TestLogBehindIsNotProcessedAgain: a run whose commit succeeded but whose
+// message log update failed (store.ErrLogBehind, a full disk) is done: its
+// envelopes are not normalised and committed a second time, and the log
+// catches up from the record.
+func TestLogBehindIsNotProcessedAgain(t *testing.T) {
+	db := store.TestEmbedded(t)
+	envs := storeUpdates(t, db, 5, 500)
+	db.FailLogUpdates(1)
+	norm := &countsNormalized{n: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := pipeline.New(db, norm, &captureRouter{}, pipeline.Options{Lanes: 1, Batch: 8, Poll: 50 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for _, e := range envs {
+		waitStatus(t, db, e.ID, "processed")
+	}
+	norm.mu.Lock()
+	defer norm.mu.Unlock()
+	for _, e := range envs {
+		if n := norm.n[e.ControlID]; n != 1 {
+			t.Errorf("%s normalised %d times", e.ControlID, n)
+		}
+	}
+	var events int
+	if err := db.SQL().QueryRow(`SELECT COUNT(*) FROM outbox`).Scan(&events); err != nil || events != len(envs) {
+		t.Fatalf("%d events for %d envelopes (%v)", events, len(envs), err)
 	}
 }

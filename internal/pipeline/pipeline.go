@@ -581,6 +581,14 @@ func (p *Pipeline) commit(ctx context.Context, envs ...prepared) error {
 		}
 		return nil
 	})
+	if errors.Is(err, store.ErrLogBehind) {
+		// Committed: processing it again would be refused. The log's
+		// status is repaired when the dispatcher next reads behind its
+		// cursor (requeuedBehind finds the envelopes still "received").
+		p.o.Logger.Warn("pipeline: processed, but the message log's status was not updated; it is repaired at the next read",
+			"envelopes", len(envs), "err", err)
+		err = nil
+	}
 	if err != nil {
 		return err
 	}

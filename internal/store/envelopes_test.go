@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -62,5 +63,40 @@ func TestLostLogUpdatesRepairedInBulk(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogBehindIsNotProcessedAgain: a processing commit whose log update
+// fails says so (ErrLogBehind); processing the envelope again is refused
+// (ErrAlreadyProcessed) instead of writing it twice, and the next read of
+// pending envelopes brings the log up to date.
+func TestLogBehindIsNotProcessedAgain(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("e1", "A", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	finish := func() error {
+		return db.InTx(ctx, func(tx *Tx) error { return tx.FinishEnvelope(ctx, "e1", "p1", "v1") })
+	}
+	db.FailLogUpdates(1)
+	if err := finish(); !errors.Is(err, ErrLogBehind) {
+		t.Fatalf("commit with a failed log update: %v, want ErrLogBehind", err)
+	}
+	if e, err := db.GetEnvelope(ctx, "e1"); err != nil || e.Status != "received" {
+		t.Fatalf("log after the failed update: %+v %v", e, err)
+	}
+	if err := finish(); !errors.Is(err, ErrAlreadyProcessed) {
+		t.Fatalf("processing it again: %v, want ErrAlreadyProcessed", err)
+	}
+	if pend, err := db.PendingEnvelopes(ctx, 0, 10); err != nil || len(pend) != 0 {
+		t.Fatalf("pending after the repair: %d %v", len(pend), err)
+	}
+	if e, err := db.GetEnvelope(ctx, "e1"); err != nil || e.Status != "processed" || e.PatientID != "p1" {
+		t.Fatalf("log after the repair: %+v %v", e, err)
 	}
 }

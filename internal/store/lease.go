@@ -16,9 +16,10 @@ import (
 // no longer holds the lease it names.
 var ErrLeaseLost = errors.New("processing lease lost")
 
-// ErrAlreadyProcessed fails a processing transaction on PostgreSQL that
-// would mark processed an envelope already processed (another replica did
-// it since this one read it) or one the log does not hold.
+// ErrAlreadyProcessed fails a processing transaction that would mark
+// processed an envelope already processed (on PostgreSQL another replica
+// did it since this one read it; on either store, a commit whose log
+// update failed, ErrLogBehind) or one the log does not hold.
 var ErrAlreadyProcessed = errors.New("envelope already processed, or not in the log")
 
 // HoldLease takes the named lease for owner, or renews it, until ttl from

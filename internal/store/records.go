@@ -94,11 +94,23 @@ func (db *DB) inTx(ctx context.Context, plain bool, fn func(*Tx) error) error {
 	}
 	// The record committed; the log's status follows. Should this fail, the
 	// next read of pending envelopes repairs it from processed_envelopes.
-	if err := db.markProcessed(context.WithoutCancel(ctx), t.finished); err != nil {
-		return fmt.Errorf("envelope log after commit: %w", err)
+	if n := db.failLogMarks.Load(); n > 0 && db.failLogMarks.CompareAndSwap(n, n-1) {
+		err = errors.New("log update failed (test)")
+	} else {
+		err = db.markProcessed(context.WithoutCancel(ctx), t.finished)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrLogBehind, err)
 	}
 	return nil
 }
+
+// ErrLogBehind is returned (wrapped) by InTx when the transaction committed
+// in the record but the message log's status of the envelopes it finished
+// could not be updated (say on a full disk): the processing is done and
+// must not be done again. The next read of pending envelopes brings the
+// log up to date from the record.
+var ErrLogBehind = errors.New("processing committed; the message log's status is behind")
 
 // Identifier is a patient identifier (FHIR Identifier.system and value).
 type Identifier struct {
@@ -494,6 +506,7 @@ func (t *Tx) flush(ctx context.Context) error {
 		rows = rows[n:]
 	}
 	t.outbox = nil
+	t.finished = firstMarks(t.finished)
 	for rows := t.finished; len(rows) > 0; {
 		n := min(len(rows), flushRows)
 		args := make([]any, 0, 4*n)
@@ -502,22 +515,19 @@ func (t *Tx) flush(ctx context.Context) error {
 		}
 		q := `INSERT INTO processed_envelopes (envelope_id, patient_id, mapping_version, processed_at) VALUES ` +
 			strings.Repeat("(?, ?, ?, ?), ", n-1) + `(?, ?, ?, ?) ON CONFLICT (envelope_id) DO NOTHING`
-		if _, err := t.x.ExecContext(ctx, t.db.rebind(q), args...); err != nil {
+		res, err := t.x.ExecContext(ctx, t.db.rebind(q), args...)
+		if err != nil {
 			return fmt.Errorf("record envelopes processed: %w", err)
+		}
+		if got, err := res.RowsAffected(); err == nil && got < int64(n) {
+			// One of them was processed before, its log status left
+			// behind: this transaction would write its resources and events
+			// a second time.
+			return ErrAlreadyProcessed
 		}
 		rows = rows[n:]
 	}
-	// An envelope marked twice keeps its first mark, as in
-	// processed_envelopes.
-	seen := make(map[string]bool, len(t.done))
-	done := t.done[:0]
-	for _, f := range t.done {
-		if !seen[f.EnvelopeID] {
-			seen[f.EnvelopeID] = true
-			done = append(done, f)
-		}
-	}
-	for rows := done; len(rows) > 0; {
+	for rows := firstMarks(t.done); len(rows) > 0; {
 		n := min(len(rows), flushRows)
 		args := make([]any, 0, 3*n+1)
 		args = append(args, t.now)
@@ -542,6 +552,20 @@ func (t *Tx) flush(ctx context.Context) error {
 	}
 	t.done = nil
 	return nil
+}
+
+// firstMarks drops from fs the later marks of an envelope marked twice in
+// one transaction: it keeps its first.
+func firstMarks(fs []finished) []finished {
+	seen := make(map[string]bool, len(fs))
+	out := fs[:0]
+	for _, f := range fs {
+		if !seen[f.EnvelopeID] {
+			seen[f.EnvelopeID] = true
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // FinishEnvelope marks an envelope processed.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -84,6 +85,9 @@ type DB struct {
 	ij *intakeJournal
 	// claims are the embedded store's outbox claims (outbox.go).
 	claims outboxClaims
+	// failLogMarks (tests) makes that many updates of the log's status
+	// after a processing commit fail.
+	failLogMarks atomic.Int32
 }
 
 // Backend names the backend: SQLite or Postgres.

@@ -449,7 +449,7 @@ func TestOutboxLeaseExpires(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		a, err := db.ClaimOutbox(ctx, "r1", 10, 20*time.Millisecond)
+		a, err := db.ClaimOutbox(ctx, "r1", 10, time.Second)
 		if err != nil || len(a) != 2 {
 			t.Fatalf("claim: %d %v", len(a), err)
 		}
@@ -459,7 +459,9 @@ func TestOutboxLeaseExpires(t *testing.T) {
 		if b, _ := db.ClaimOutbox(ctx, "r2", 10, time.Minute); len(b) != 0 {
 			t.Fatalf("rows under a live lease were claimed again: %+v", b)
 		}
-		time.Sleep(50 * time.Millisecond)
+		// A lease of a second, not milliseconds: a loaded machine may take
+		// that long between the claim and the check above.
+		time.Sleep(1200 * time.Millisecond)
 		b, err := db.ClaimOutbox(ctx, "r2", 10, time.Minute)
 		if err != nil || len(b) != 1 || b[0].Seq != a[1].Seq {
 			t.Fatalf("after the lease ran out: %+v %v, want row %d only", b, err, a[1].Seq)

@@ -69,3 +69,8 @@ func TestEmbedded(t testing.TB) *DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// FailLogUpdates makes the next n updates of the message log's status after
+// a processing commit fail, as a full disk would (tests: InTx then returns
+// ErrLogBehind).
+func (db *DB) FailLogUpdates(n int) { db.failLogMarks.Store(int32(n)) }
