@@ -72,7 +72,7 @@ type Gateway struct {
 	relay    *route.Relay
 	acks     *appack.Acks // application acknowledgements (enhanced mode, MSH-16)
 	mllpSrv  *mllp.Server
-	sftpSrv  *sftpd.Server
+	sftpSrv  atomic.Pointer[sftpd.Server] // nil until there is an account (started at start, or by a reload)
 	httpSrv  *http.Server
 	pprofSrv *http.Server // debug.pprof_addr; nil when off
 
@@ -85,7 +85,9 @@ type Gateway struct {
 	tokens                  atomic.Pointer[[]api.Token]    // the API's bearer tokens in force
 	allow                   atomic.Pointer[allowed]        // mllp.allow in force
 	configSource            func() (*config.Config, error) // reads the configuration again (SetConfigSource)
-	reloadMu                sync.Mutex                     // one reloadConfig at a time
+	reloadMu                sync.Mutex                     // one reloadConfig at a time; guards configSource, runErrc and stopping
+	runErrc                 chan<- error                   // Run's: a listener started by a reload reports its failure there
+	stopping                bool                           // Run is shutting down
 	certNotAfter            *prometheus.GaugeVec
 	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
@@ -454,6 +456,18 @@ func (g *Gateway) startSFTP() error {
 	if err != nil {
 		return err
 	}
+	s, err := g.newSFTP(accounts)
+	if err != nil {
+		return err
+	}
+	g.sftpSrv.Store(s)
+	g.registerSFTPMetrics()
+	return nil
+}
+
+// newSFTP makes the SFTP listener with accounts, as sftp.* configures it.
+func (g *Gateway) newSFTP(accounts []sftpd.Account) (*sftpd.Server, error) {
+	c := g.cfg.SFTP
 	hostKey := c.HostKey
 	if hostKey == "" {
 		hostKey = filepath.Join(g.cfg.DataDir, "sftp_host_ed25519_key")
@@ -467,11 +481,9 @@ func (g *Gateway) startSFTP() error {
 		OnAuthFailure: g.onSFTPAuthFailure, MaxAuthFailures: maxAuthFailures,
 		AuthFailureWindow: time.Duration(c.AuthFailureWindow), AuthLockout: time.Duration(c.AuthLockout)}, g.in)
 	if err != nil {
-		return fmt.Errorf("sftp: %w", err)
+		return nil, fmt.Errorf("sftp: %w", err)
 	}
-	g.sftpSrv = s
-	g.registerSFTPMetrics()
-	return nil
+	return s, nil
 }
 
 func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
@@ -578,10 +590,11 @@ func (g *Gateway) BrokerAddr() string { return g.brokerAddr }
 
 // SFTPAddr is the SFTP listener's address ("" when disabled).
 func (g *Gateway) SFTPAddr() string {
-	if g.sftpSrv == nil || g.sftpSrv.Addr() == nil {
+	s := g.sftpSrv.Load()
+	if s == nil || s.Addr() == nil {
 		return ""
 	}
-	return g.sftpSrv.Addr().String()
+	return s.Addr().String()
 }
 
 // PprofAddr is the bound address of the runtime profiles' listener, "" when
@@ -639,11 +652,12 @@ func sftpAccounts(cfg []config.SFTPAccount) ([]sftpd.Account, error) {
 // closed), audited by name; without a listener (none configured at start)
 // it says that a restart is needed.
 func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
-	if g.sftpSrv == nil {
-		if len(cfg) > 0 && g.cfg.SFTP.Addr != "" { // the listener had no account to start with
-			g.log.Warn("sftp accounts configured but the SFTP listener was not started (it had none): restart hiegw to start it")
+	srv := g.sftpSrv.Load()
+	if srv == nil {
+		if len(cfg) == 0 || g.cfg.SFTP.Addr == "" {
+			return nil
 		}
-		return nil
+		return g.startSFTPLate(cfg)
 	}
 	accounts, err := sftpAccounts(cfg)
 	if err == nil && len(accounts) == 0 {
@@ -651,7 +665,7 @@ func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 	}
 	var ch sftpd.AccountChanges
 	if err == nil {
-		ch, err = g.sftpSrv.SetAccounts(accounts)
+		ch, err = srv.SetAccounts(accounts)
 	}
 	if err != nil {
 		g.log.Error("sftp accounts reload refused; the accounts in force stay", "err", err)
@@ -664,6 +678,60 @@ func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 		g.auditReload("sftp.accounts_reload", "sftp.accounts", detail, nil)
 	}
 	return nil
+}
+
+// startSFTPLate starts the SFTP listener that did not start for want of an
+// account, now that the configuration read again has some (the first EMR
+// onboarded); reloadMu is held. A listener that cannot start is refused,
+// logged and audited, and the gateway goes on without it.
+func (g *Gateway) startSFTPLate(cfg []config.SFTPAccount) error {
+	refuse := func(err error) error {
+		g.log.Error("sftp listener not started with the accounts read again", "err", err)
+		g.auditReload("sftp.accounts_reload", "sftp.accounts", "", err)
+		return err
+	}
+	if g.runErrc == nil || g.stopping {
+		return nil // not serving (yet, or any more): the next start takes them
+	}
+	accounts, err := sftpAccounts(cfg)
+	if err != nil {
+		return refuse(err)
+	}
+	s, err := g.newSFTP(accounts)
+	if err != nil {
+		return refuse(err)
+	}
+	ln, err := net.Listen("tcp", g.cfg.SFTP.Addr)
+	if err != nil {
+		_ = s.Shutdown(context.Background())
+		return refuse(fmt.Errorf("sftp listen: %w", err))
+	}
+	g.sftpSrv.Store(s)
+	g.registerSFTPMetrics()
+	g.serveSFTP(s, ln, g.runErrc)
+	names := make([]string, len(accounts))
+	for i, a := range accounts {
+		names[i] = a.Name
+	}
+	g.log.Info("sftp listener started for the accounts read again", "accounts", strings.Join(names, ", "))
+	g.auditReload("sftp.accounts_reload", "sftp.accounts", fmt.Sprintf("listener started; added %v", names), nil)
+	return nil
+}
+
+// serveSFTP serves s on ln (or its configured address when ln is nil)
+// until it shuts down; a failure stops the gateway through errc.
+func (g *Gateway) serveSFTP(s *sftpd.Server, ln net.Listener, errc chan<- error) {
+	go func() {
+		var err error
+		if ln != nil {
+			err = s.Serve(ln)
+		} else {
+			err = s.ListenAndServe()
+		}
+		if err != nil && !errors.Is(err, sftpd.ErrServerClosed) {
+			errc <- fmt.Errorf("sftp: %w", err)
+		}
+	}()
 }
 
 // allowed is an MLLP allow-list in force: its entries as configured and
@@ -694,7 +762,11 @@ func (g *Gateway) setAllow(entries []string) error {
 // (watchConfig), so that a token can be revoked, a sender onboarded or an
 // EMR's account opened without a restart. Other settings still take effect
 // at the next start.
-func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSource = f }
+func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	g.configSource = f
+}
 
 // reloadConfig reads the configuration again and puts in force its API
 // tokens (for the next request), its MLLP allow-list (for the next
@@ -704,11 +776,11 @@ func (g *Gateway) SetConfigSource(f func() (*config.Config, error)) { g.configSo
 // leaves that part as it was. Changes are logged (token names and roles,
 // never hashes) and audited.
 func (g *Gateway) reloadConfig() error {
+	g.reloadMu.Lock() // SIGHUP and the file watch
+	defer g.reloadMu.Unlock()
 	if g.configSource == nil || g.tokens.Load() == nil {
 		return nil
 	}
-	g.reloadMu.Lock() // SIGHUP and the file watch
-	defer g.reloadMu.Unlock()
 	cfg, err := g.configSource()
 	if err != nil {
 		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err)
@@ -741,7 +813,7 @@ var reloadable = map[string]bool{"http.tokens": true, "mllp.allow": true, "mllp.
 // A file caught half written does not load and is refused; it is tried
 // again when it changes again.
 func (g *Gateway) watchConfig(ctx context.Context, interval time.Duration) {
-	if g.configSource == nil || g.cfg.File == "" || interval <= 0 {
+	if g.cfg.File == "" || interval <= 0 {
 		return
 	}
 	stamp := fileStamp(g.cfg.File)
@@ -900,13 +972,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("mllp: %w", err)
 		}
 	}()
-	if g.sftpSrv != nil {
-		go func() {
-			if err := g.sftpSrv.ListenAndServe(); err != nil && !errors.Is(err, sftpd.ErrServerClosed) {
-				errc <- fmt.Errorf("sftp: %w", err)
-			}
-		}()
+	g.reloadMu.Lock() // a reload may start the SFTP listener from now on
+	g.runErrc = errc
+	if s := g.sftpSrv.Load(); s != nil {
+		g.serveSFTP(s, nil, errc)
 	}
+	g.reloadMu.Unlock()
 	go func() {
 		if err := g.httpSrv.Serve(g.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
@@ -931,8 +1002,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.mllpSrv.Shutdown(sctx); err != nil {
 		g.log.Warn("mllp shutdown", "err", err)
 	}
-	if g.sftpSrv != nil {
-		if err := g.sftpSrv.Shutdown(sctx); err != nil {
+	g.reloadMu.Lock() // no reload starts the SFTP listener any more
+	g.stopping = true
+	g.reloadMu.Unlock()
+	if s := g.sftpSrv.Load(); s != nil {
+		if err := s.Shutdown(sctx); err != nil {
 			g.log.Warn("sftp shutdown", "err", err)
 		}
 	}
@@ -1217,7 +1291,7 @@ func (g *Gateway) purge(ctx context.Context, what, action string, ret time.Durat
 func (g *Gateway) registerSFTPMetrics() {
 	stat := func(name, help string, f func(sftpd.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(g.sftpSrv.Stats())) })
+			func() float64 { return float64(f(g.sftpSrv.Load().Stats())) })
 	}
 	g.reg.MustRegister(
 		stat("hiegw_sftp_locked_out_connections_total",

@@ -306,3 +306,42 @@ func TestSFTPAccountsReloaded(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestSFTPStartedByReload: a gateway started with sftp.addr but no account
+// (its SFTP listener off) starts the listener when the configuration read
+// again has the first account, without a restart.
+func TestSFTPStartedByReload(t *testing.T) {
+	c := testConfig(t, t.TempDir(), "")
+	c.SFTP.Addr = "127.0.0.1:0"
+	r := start(t, c)
+	defer r.shutdown(t)
+	if addr := r.g.SFTPAddr(); addr != "" {
+		t.Fatalf("an SFTP listener without accounts on %s", addr)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := *c
+	next.SFTP.Accounts = []config.SFTPAccount{{Name: "emr1", PasswordHash: string(hash)}}
+	r.g.SetConfigSource(func() (*config.Config, error) { return &next, nil })
+	// Until Run is serving, a reload leaves the listener to the next start.
+	waitFor(t, "the SFTP listener started by a reload", func() bool {
+		if err := r.g.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		return r.g.SFTPAddr() != ""
+	})
+	conn, err := dialSFTP(r.g.SFTPAddr(), "emr1", "correct horse")
+	if err != nil {
+		t.Fatalf("emr1 on the listener the reload started: %v", err)
+	}
+	conn.Close()
+	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
+		return e.Action == "sftp.accounts_reload" && e.Outcome == "ok" && e.Detail == "listener started; added [emr1]"
+	})
+	// Read again, the same accounts change nothing more.
+	if err := r.g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+}
