@@ -26,16 +26,17 @@ import (
 type certFiles struct {
 	endpoint string // "mllp", "http", "kafka", "mllp ack SENDER"
 	t        config.TLS
-	load     func(config.TLS) (*tls.Config, *x509.Certificate, error)
 	log      *slog.Logger
 	notAfter prometheus.Gauge
 	audit    func(detail string, err error)
+	w        *watched[loadedCert]
+}
 
-	mu      sync.Mutex
-	cur     *tls.Config
-	expiry  time.Time // the NotAfter of cur's certificate
-	stamp   string    // of the files last tried
-	checkAt time.Time // a handshake looks at the files again after this
+// loadedCert is what certificate files load to: the tls.Config to serve
+// and the certificate's leaf.
+type loadedCert struct {
+	tc   *tls.Config
+	leaf *x509.Certificate
 }
 
 // certCheckEvery bounds how often handshakes look at the files.
@@ -45,13 +46,19 @@ const certCheckEvery = time.Second
 // an error stops start-up.
 func newCertFiles(endpoint string, t config.TLS, load func(config.TLS) (*tls.Config, *x509.Certificate, error),
 	log *slog.Logger, notAfter *prometheus.GaugeVec, audit func(detail string, err error)) (*certFiles, error) {
-	c := &certFiles{endpoint: endpoint, t: t, load: load, log: log, notAfter: notAfter.WithLabelValues(endpoint), audit: audit}
-	c.stamp = c.stampNow()
-	tc, leaf, err := load(t)
+	c := &certFiles{endpoint: endpoint, t: t, log: log, notAfter: notAfter.WithLabelValues(endpoint), audit: audit}
+	w, err := newWatched([]string{t.Cert, t.Key, t.ClientCA}, func() (loadedCert, error) {
+		tc, leaf, err := load(t)
+		return loadedCert{tc, leaf}, err
+	}, c.use, func(err error) {
+		log.Error("tls certificate files changed but do not load; the certificate in force stays",
+			"endpoint", endpoint, "err", err)
+		audit(endpoint+" certificate", err)
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.use(tc, leaf)
+	c.w = w
 	return c, nil
 }
 
@@ -59,65 +66,31 @@ func newCertFiles(endpoint string, t config.TLS, load func(config.TLS) (*tls.Con
 // certificate and client CA in force.
 func (c *certFiles) serverConfig() *tls.Config {
 	return &tls.Config{MinVersion: minVersion(c.t), GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return c.current(time.Now()), nil
+		return c.w.current(time.Now()).tc, nil
 	}}
 }
 
 // clientCertificate gives a client's handshake the certificate in force.
 func (c *certFiles) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	return &c.current(time.Now()).Certificates[0], nil
-}
-
-// current returns the tls.Config in force, first loading changed files
-// when the last look is older than certCheckEvery.
-func (c *certFiles) current(now time.Time) *tls.Config {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.After(c.checkAt) {
-		c.checkAt = now.Add(certCheckEvery)
-		c.refreshLocked()
-	}
-	return c.cur
+	return &c.w.current(time.Now()).tc.Certificates[0], nil
 }
 
 // refresh loads the files if they changed since they were last tried (the
 // gateway's reload on SIGHUP, and its watcher).
-func (c *certFiles) refresh() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.refreshLocked()
-}
-
-func (c *certFiles) refreshLocked() {
-	stamp := c.stampNow()
-	if stamp == c.stamp {
-		return
-	}
-	c.stamp = stamp
-	tc, leaf, err := c.load(c.t)
-	if err != nil {
-		c.log.Error("tls certificate files changed but do not load; the certificate in force stays",
-			"endpoint", c.endpoint, "err", err)
-		c.audit(c.endpoint+" certificate", err)
-		return
-	}
-	c.use(tc, leaf)
-	c.log.Info("tls certificate reloaded", "endpoint", c.endpoint, "subject", leaf.Subject.String(),
-		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
-	c.audit(fmt.Sprintf("%s certificate %s, valid until %s", c.endpoint, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339)), nil)
-}
+func (c *certFiles) refresh() { c.w.refresh() }
 
 // expires is when the certificate in force expires.
-func (c *certFiles) expires() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.expiry
-}
+func (c *certFiles) expires() time.Time { return c.w.get().leaf.NotAfter }
 
-// use puts tc in force; c.mu is held, or c is not shared yet.
-func (c *certFiles) use(tc *tls.Config, leaf *x509.Certificate) {
-	c.cur, c.expiry = tc, leaf.NotAfter
+// use is told of a certificate put in force (at start: reloaded false).
+func (c *certFiles) use(lc loadedCert, reloaded bool) {
+	leaf := lc.leaf
 	c.notAfter.Set(float64(leaf.NotAfter.Unix()))
+	if reloaded {
+		c.log.Info("tls certificate reloaded", "endpoint", c.endpoint, "subject", leaf.Subject.String(),
+			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+		c.audit(fmt.Sprintf("%s certificate %s, valid until %s", c.endpoint, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339)), nil)
+	}
 	// Said when the certificate is taken (at start, at each renewal); the
 	// metric is for alerting in between.
 	switch left := time.Until(leaf.NotAfter); {
@@ -130,14 +103,80 @@ func (c *certFiles) use(tc *tls.Config, leaf *x509.Certificate) {
 	}
 }
 
+// watched is what a set of files loads to, loaded again when they change
+// (their sizes and modification times, links followed, as a Kubernetes
+// secret's are swapped): when a handshake asks and the last look is older
+// than certCheckEvery, or at once on refresh. A set that does not load is
+// refused (refused is told) and what is in force stays; it is tried again
+// when the files change again. took is told of what is put in force, at
+// start and at each reload, with w.mu held.
+type watched[T any] struct {
+	paths   []string
+	load    func() (T, error)
+	took    func(v T, reloaded bool)
+	refused func(error)
+
+	mu      sync.Mutex
+	cur     T
+	stamp   string    // of the files last tried
+	checkAt time.Time // a handshake looks at the files again after this
+}
+
+func newWatched[T any](paths []string, load func() (T, error), took func(T, bool), refused func(error)) (*watched[T], error) {
+	w := &watched[T]{paths: paths, load: load, took: took, refused: refused, stamp: fileStamp(paths...)}
+	v, err := load()
+	if err != nil {
+		return nil, err
+	}
+	w.cur = v
+	took(v, false)
+	return w, nil
+}
+
+// current returns what is in force, first loading changed files when the
+// last look is older than certCheckEvery.
+func (w *watched[T]) current(now time.Time) T {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.After(w.checkAt) {
+		w.checkAt = now.Add(certCheckEvery)
+		w.refreshLocked()
+	}
+	return w.cur
+}
+
+// get returns what is in force without looking at the files.
+func (w *watched[T]) get() T {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
+
+// refresh loads the files if they changed since they were last tried.
+func (w *watched[T]) refresh() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.refreshLocked()
+}
+
+func (w *watched[T]) refreshLocked() {
+	stamp := fileStamp(w.paths...)
+	if stamp == w.stamp {
+		return
+	}
+	w.stamp = stamp
+	v, err := w.load()
+	if err != nil {
+		w.refused(err)
+		return
+	}
+	w.cur = v
+	w.took(v, true)
+}
+
 // certWarnBefore: a certificate taken with less than this left is warned
 // about.
 const certWarnBefore = 14 * 24 * time.Hour
-
-// stampNow describes the files' sizes and modification times (following
-// links, as a Kubernetes secret's are swapped); a file that cannot be read
-// counts as changed.
-func (c *certFiles) stampNow() string { return fileStamp(c.t.Cert, c.t.Key, c.t.ClientCA) }
 
 // fileStamp describes the sizes and modification times of the files named
 // (empty names skipped; a file that cannot be read counts as changed).
@@ -191,58 +230,29 @@ func loadClientCert(t config.TLS) (*tls.Config, *x509.Certificate, error) {
 // restart. A bundle that does not load is refused and the one in force
 // stays.
 type caFile struct {
-	endpoint, path string
-	log            *slog.Logger
-	audit          func(detail string, err error)
-
-	mu      sync.Mutex
-	pool    *x509.CertPool
-	stamp   string
-	checkAt time.Time
+	w *watched[*x509.CertPool]
 }
 
 func newCAFile(endpoint, path string, log *slog.Logger, audit func(detail string, err error)) (*caFile, error) {
-	c := &caFile{endpoint: endpoint, path: path, log: log, audit: audit, stamp: fileStamp(path)}
-	pool, err := loadPool(path)
+	w, err := newWatched([]string{path}, func() (*x509.CertPool, error) { return loadPool(path) },
+		func(_ *x509.CertPool, reloaded bool) {
+			if reloaded {
+				log.Info("tls ca reloaded", "endpoint", endpoint, "path", path)
+				audit(endpoint+" ca "+path, nil)
+			}
+		}, func(err error) {
+			log.Error("tls ca file changed but does not load; the authorities in force stay", "endpoint", endpoint, "err", err)
+			audit(endpoint+" ca", err)
+		})
 	if err != nil {
 		return nil, err
 	}
-	c.pool = pool
-	return c, nil
+	return &caFile{w: w}, nil
 }
 
 // current returns the pool in force, first loading a changed file when the
 // last look is older than certCheckEvery.
-func (c *caFile) current(now time.Time) *x509.CertPool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now.After(c.checkAt) {
-		c.checkAt = now.Add(certCheckEvery)
-		c.refreshLocked()
-	}
-	return c.pool
-}
+func (c *caFile) current(now time.Time) *x509.CertPool { return c.w.current(now) }
 
 // refresh loads the file if it changed since it was last tried.
-func (c *caFile) refresh() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.refreshLocked()
-}
-
-func (c *caFile) refreshLocked() {
-	stamp := fileStamp(c.path)
-	if stamp == c.stamp {
-		return
-	}
-	c.stamp = stamp
-	pool, err := loadPool(c.path)
-	if err != nil {
-		c.log.Error("tls ca file changed but does not load; the authorities in force stay", "endpoint", c.endpoint, "err", err)
-		c.audit(c.endpoint+" ca", err)
-		return
-	}
-	c.pool = pool
-	c.log.Info("tls ca reloaded", "endpoint", c.endpoint, "path", c.path)
-	c.audit(c.endpoint+" ca "+c.path, nil)
-}
+func (c *caFile) refresh() { c.w.refresh() }

@@ -17,6 +17,28 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+// publishOverTLS starts a gateway publishing to brokers over TLS verified
+// with caFile (mod, when set, changes its configuration further) and sends
+// it an ORU^R01, accepted.
+func publishOverTLS(t *testing.T, brokers []string, caFile string, mod func(*config.Config)) *running {
+	t.Helper()
+	c := testConfig(t, t.TempDir(), "")
+	c.Kafka.Brokers = brokers
+	c.Kafka.TLS = config.TLS{CA: caFile}
+	if mod != nil {
+		mod(c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
+		r.shutdown(t)
+		t.Fatalf("ACK %q", ack.Raw())
+	}
+	return r
+}
+
 // TestKafkaTLSAndSCRAM publishes through a Kafka-protocol broker that
 // requires TLS and SASL SCRAM-SHA-512, with the settings wired from the
 // configuration; a wrong password publishes nothing.
@@ -33,18 +55,10 @@ func TestKafkaTLSAndSCRAM(t *testing.T) {
 	caFile := ca.WriteFile(t, t.TempDir(), "ca")
 
 	run := func(password string) (pending, sent int64) {
-		c := testConfig(t, t.TempDir(), "")
-		c.Kafka.Brokers = cluster.ListenAddrs()
-		c.Kafka.TLS = config.TLS{CA: caFile}
-		c.Kafka.SASL.Mechanism, c.Kafka.SASL.User, c.Kafka.SASL.Password = "SCRAM-SHA-512", "hiegw", password
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r := publishOverTLS(t, cluster.ListenAddrs(), caFile, func(c *config.Config) {
+			c.Kafka.SASL.Mechanism, c.Kafka.SASL.User, c.Kafka.SASL.Password = "SCRAM-SHA-512", "hiegw", password
+		})
 		defer r.shutdown(t)
-		if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
-			t.Fatalf("ACK %q", ack.Raw())
-		}
 		for i := 0; i < 200; i++ {
 			st, err := r.g.DB().OutboxCounts(context.Background())
 			if err != nil {
@@ -85,17 +99,8 @@ func TestKafkaCARotation(t *testing.T) {
 	if err := os.WriteFile(caFile, oldCA.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := testConfig(t, t.TempDir(), "")
-	c.Kafka.Brokers = cluster.ListenAddrs()
-	c.Kafka.TLS = config.TLS{CA: caFile}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	r := startLogged(t, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := publishOverTLS(t, cluster.ListenAddrs(), caFile, nil)
 	defer r.shutdown(t)
-	if ack := send(t, r.g.MLLPAddr(), readFile(t, "oru_r01.hl7")); ack.Get("MSA-1") != "AA" {
-		t.Fatalf("ACK %q", ack.Raw())
-	}
 	waitFor(t, "a publish refused for the broker's unknown authority", func() bool {
 		err := r.g.relay.LastError()
 		return err != nil && strings.Contains(err.Error(), "unknown authority")

@@ -14,16 +14,23 @@ import (
 	"github.com/hiegw/hiegw/internal/store"
 )
 
+// twoReplicas starts two gateways on one PostgreSQL database (the test's
+// own), each with its own data directory; they stop when the test ends.
+func twoReplicas(t *testing.T) (a, b *running) {
+	dsn := store.TestPostgresDSN(t)
+	a = start(t, testConfig(t, t.TempDir(), dsn))
+	t.Cleanup(func() { a.shutdown(t) })
+	b = start(t, testConfig(t, t.TempDir(), dsn))
+	t.Cleanup(func() { b.shutdown(t) })
+	return a, b
+}
+
 // TestReplicasSplitProcessing: two gateways on one PostgreSQL database,
 // each with its own data directory, split the sender partitions between
 // them; messages sent to either are each processed once, whichever replica
 // holds the sender's partition.
 func TestReplicasSplitProcessing(t *testing.T) {
-	dsn := store.TestPostgresDSN(t)
-	a := start(t, testConfig(t, t.TempDir(), dsn))
-	defer a.shutdown(t)
-	b := start(t, testConfig(t, t.TempDir(), dsn))
-	defer b.shutdown(t)
+	a, b := twoReplicas(t)
 	partitions := func(r *running) int {
 		resp, err := http.Get("http://" + r.g.HTTPAddr() + "/api/v1/pipeline")
 		if err != nil {
@@ -112,11 +119,7 @@ func TestRestartTakesBackOwnClaims(t *testing.T) {
 // TestRetentionOnOneReplica: of two gateways sharing PostgreSQL, the one
 // holding the retention lease purges; the other leaves it to it.
 func TestRetentionOnOneReplica(t *testing.T) {
-	dsn := store.TestPostgresDSN(t)
-	a := start(t, testConfig(t, t.TempDir(), dsn))
-	defer a.shutdown(t)
-	b := start(t, testConfig(t, t.TempDir(), dsn))
-	defer b.shutdown(t)
+	a, b := twoReplicas(t)
 	// One round, then the lease given up, as enforceRetention does when
 	// the gateway stops.
 	purge := func(r *running) {

@@ -53,14 +53,7 @@ func TestWriteWithoutSpace(t *testing.T) {
 	if _, err := j.Append(again); err != nil {
 		t.Fatalf("append once space is back: %v", err)
 	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j = reopen(t, j, dir)
 	recs, _ := replayAll(t, j, Pos{})
 	if len(recs) != 2 || !bytes.Equal(recs[0], first) || !bytes.Equal(recs[1], again) {
 		t.Fatalf("replayed %d records (%q), want the first and the one after the failure", len(recs), recs)
@@ -88,4 +81,19 @@ func TestFailedZeroingSyncStopsTheJournal(t *testing.T) {
 	if _, err := j.Append([]byte("r")); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append after a failed zeroing sync: %v", err)
 	}
+}
+
+// reopen closes j and opens the journal in dir again, closed when the test
+// ends.
+func reopen(t *testing.T, j *Journal, dir string) *Journal {
+	t.Helper()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
 }

@@ -59,14 +59,7 @@ func TestZeroAhead(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j = reopen(t, j, dir)
 	if j.End() != end {
 		t.Fatalf("reopened at %v, want %v: zeros read as records?", j.End(), end)
 	}
