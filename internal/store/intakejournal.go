@@ -195,15 +195,32 @@ func (db *DB) recoverJournal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover intake journal: %w", err)
 	}
+	recorded := journal.Pos{Seg: uint64(at.Seg), Off: at.Off}
 	if n > 0 {
 		// One fsynced commit covers every recovered row.
 		end := db.ij.j.End()
 		if err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error { return setJournalPos(ctx, tx, end) }); err != nil {
 			return fmt.Errorf("recover intake journal: %w", err)
 		}
+		recorded = end
 		db.ij.log.Info("intake journal recovered", "envelopes", n)
 	}
-	return db.ij.j.Reset()
+	if end := db.ij.j.End(); end.Less(recorded) {
+		db.ij.log.Warn("intake journal is behind the position the message log recorded (its directory was emptied or "+
+			"replaced, or the log restored from a backup); it starts again from its first segment", "recorded", recorded.String(), "journal", end.String())
+	}
+	if err := db.ij.j.Reset(); err != nil {
+		return err
+	}
+	// The recorded position names the journal as it now is: one recorded
+	// beyond it (see above) would make the next recovery skip every record
+	// the new journal takes.
+	if end := db.ij.j.End(); end != recorded {
+		if err := db.durableTx(ctx, db.log, func(tx *sqlx.Tx) error { return setJournalPos(ctx, tx, end) }); err != nil {
+			return fmt.Errorf("recover intake journal: %w", err)
+		}
+	}
+	return nil
 }
 
 func setJournalPos(ctx context.Context, tx *sqlx.Tx, p journal.Pos) error {

@@ -519,3 +519,57 @@ func TestCopyPanicIsRetried(t *testing.T) {
 		t.Fatalf("log holds %d of the 2 envelopes (%v)", inLog, err)
 	}
 }
+
+// TestJournalStartsAfterItsDirectoryWasLost: a message log whose recorded
+// journal position lies in a later segment than the journal holds (the
+// journal directory was lost or emptied by hand, or the log restored from
+// a backup) must not make the next recovery skip what the new journal
+// holds: envelopes acknowledged from the new journal and not yet copied
+// survive a crash.
+func TestJournalStartsAfterItsDirectoryWasLost(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A few restarts move the journal on to a later segment number.
+	for i := range 3 {
+		if _, err := db.InsertEnvelopes(ctx, []*Envelope{env(fmt.Sprint("old", i), "A", fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if db, err = Open(ctx, Options{DataDir: dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "journal")); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	holdIngest(db, true)
+	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("new1", "A", "100"), env("new2", "A", "101")}); err != nil {
+		t.Fatal(err)
+	}
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	re, err := Open(ctx, Options{DataDir: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	for _, id := range []string{"old0", "old2", "new1", "new2"} {
+		if _, err := re.GetEnvelope(ctx, id); err != nil {
+			t.Errorf("%s after the crash: %v", id, err)
+		}
+	}
+}
