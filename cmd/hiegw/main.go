@@ -100,6 +100,7 @@ commands:
   mappings test FILE    print the FHIR Bundle a message or document would produce (writes nothing)
   mpi eval FILE...      measure patient matching (precision, recall, F1) on a linkage data set
   replay                re-publish a subscriber's events since a time; --failed: requeue failed messages
+  backup --to DIR       copy the embedded store into DIR while the gateway runs
   token                 make an API bearer token and the hash to configure for it
   health                exit 0 if a running gateway is ready (GET /readyz), 1 with its answer if not
   version               print the version
@@ -123,6 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMPI(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
 	case "token":
 		return runToken(stdout)
 	case "health":

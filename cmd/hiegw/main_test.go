@@ -398,3 +398,43 @@ func TestReport(t *testing.T) {
 		t.Errorf("plain error reported as %q", out)
 	}
 }
+
+// TestBackupCommand: hiegw backup copies a store in use into a new
+// directory that opens as a store with the same messages; without --to,
+// or on PostgreSQL, it refuses.
+func TestBackupCommand(t *testing.T) {
+	ctx := context.Background()
+	dir, db := openDataDir(t)
+	e := &store.Envelope{ID: "e1", Channel: "mllp", Sender: "A", ReceivedAt: time.Now(), Kind: "hl7v2", ControlID: "C1",
+		DedupKey: "msh10:C1", SHA256: "x", Status: "received", Raw: []byte("MSH|^~\\&|A")}
+	if _, err := db.InsertEnvelopes(ctx, []*store.Envelope{e}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetEnvelope(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(t.TempDir(), "b")
+	var out, errb bytes.Buffer
+	if err := run(ctx, []string{"backup", "--data-dir", dir, "--to", to}, &out, &errb); err != nil {
+		t.Fatalf("backup: %v %s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "intake.db\t") || !strings.Contains(out.String(), "written to "+to) {
+		t.Fatalf("output %q", out.String())
+	}
+	restored, err := store.Open(ctx, store.Options{DataDir: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	if got, err := restored.GetEnvelope(ctx, "e1"); err != nil || string(got.Raw) != "MSH|^~\\&|A" {
+		t.Fatalf("restored envelope: %+v %v", got, err)
+	}
+	if err := run(ctx, []string{"backup", "--data-dir", dir}, &out, &errb); err == nil {
+		t.Fatal("backup without --to succeeded")
+	}
+	t.Setenv("HIEGW_POSTGRES_DSN", "postgres://nobody@127.0.0.1:1/x?sslmode=disable")
+	if err := run(ctx, []string{"backup", "--data-dir", dir, "--to", t.TempDir()}, &out, &errb); err == nil ||
+		!strings.Contains(err.Error(), "pg_dump") {
+		t.Fatalf("backup of a PostgreSQL store: %v", err)
+	}
+}
