@@ -74,13 +74,7 @@ func TestBackupWhileOpen(t *testing.T) {
 	if _, err := restored.InsertEnvelopes(ctx, []*Envelope{env("after", "A", "100")}); err != nil {
 		t.Fatal(err)
 	}
-	crashed := t.TempDir()
-	copyDir(t, to, crashed)
-	re, err := Open(ctx, Options{DataDir: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer re.Close()
+	re := openCrashImage(t, to, Options{})
 	if _, err := re.GetEnvelope(ctx, "after"); err != nil {
 		t.Fatalf("an envelope taken after the restore, after a crash: %v", err)
 	}

@@ -49,6 +49,21 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
+// openCrashImage opens, as the next start after a crash would, a copy of
+// the data directory dir of a store still open; it is closed when the test
+// ends.
+func openCrashImage(t *testing.T, dir string, o Options) *DB {
+	t.Helper()
+	o.DataDir = t.TempDir()
+	copyDir(t, dir, o.DataDir)
+	db, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func holdIngest(db *DB, hold bool) {
 	db.ij.mu.Lock()
 	db.ij.held = hold
@@ -560,13 +575,7 @@ func TestJournalStartsAfterItsDirectoryWasLost(t *testing.T) {
 	if _, err := db.InsertEnvelopes(ctx, []*Envelope{env("new1", "A", "100"), env("new2", "A", "101")}); err != nil {
 		t.Fatal(err)
 	}
-	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
-	re, err := Open(ctx, Options{DataDir: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer re.Close()
+	re := openCrashImage(t, dir, Options{})
 	for _, id := range []string{"old0", "old2", "new1", "new2"} {
 		if _, err := re.GetEnvelope(ctx, id); err != nil {
 			t.Errorf("%s after the crash: %v", id, err)
