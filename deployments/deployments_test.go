@@ -674,12 +674,18 @@ func TestCompose(t *testing.T) {
 				t.Errorf("compose mounts %s: %v", parts[0], err)
 			}
 		}
-		if len(parts) > 1 && parts[1] == "/etc/hiegw/hiegw.yaml" {
-			cfgFile = parts[0]
+		// The configuration's directory is mounted whole, so that edits
+		// reach the container (a file mount keeps the file it started with
+		// once an editor writes a new one).
+		if len(parts) > 1 && parts[1] == "/etc/hiegw/config" {
+			cfgFile = filepath.Join(parts[0], "hiegw.yaml")
 		}
 	}
 	if cfgFile == "" {
-		t.Fatal("compose does not mount a configuration at /etc/hiegw/hiegw.yaml")
+		t.Fatal("compose does not mount a configuration directory at /etc/hiegw/config")
+	}
+	if cmd := fmt.Sprint(list(h, "command")); !strings.Contains(cmd, "--config /etc/hiegw/config/hiegw.yaml") {
+		t.Errorf("hiegw's compose command %s does not read the mounted configuration", cmd)
 	}
 	if data, err := os.ReadFile(cfgFile); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 // cannot be read is refused naming the file, and what reads is validated,
 // redacted and warned about without a panic.
 func FuzzConfigFile(f *testing.F) {
-	for _, p := range []string{"../../deployments/hiegw.example.yaml", "../../deployments/compose/hiegw.yaml"} {
+	for _, p := range []string{"../../deployments/hiegw.example.yaml", "../../deployments/compose/config/hiegw.yaml"} {
 		if b, err := os.ReadFile(filepath.FromSlash(p)); err == nil {
 			f.Add(b)
 		}
