@@ -230,7 +230,8 @@ func loadClientCert(t config.TLS) (*tls.Config, *x509.Certificate, error) {
 // restart. A bundle that does not load is refused and the one in force
 // stays.
 type caFile struct {
-	w *watched[*x509.CertPool]
+	endpoint string
+	w        *watched[*x509.CertPool]
 }
 
 func newCAFile(endpoint, path string, log *slog.Logger, audit func(detail string, err error)) (*caFile, error) {
@@ -247,7 +248,7 @@ func newCAFile(endpoint, path string, log *slog.Logger, audit func(detail string
 	if err != nil {
 		return nil, err
 	}
-	return &caFile{w: w}, nil
+	return &caFile{endpoint: endpoint, w: w}, nil
 }
 
 // current returns the pool in force, first loading a changed file when the

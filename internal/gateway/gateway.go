@@ -89,7 +89,8 @@ type Gateway struct {
 	runErrc                 chan<- error                   // Run's: a listener started by a reload reports its failure there
 	stopping                bool                           // Run is shutting down
 	certNotAfter            *prometheus.GaugeVec
-	sec                     *security // access control: MLLP senders, refusal counters (senders.go)
+	reloadRefused           *prometheus.GaugeVec // hiegw_reload_refused{what}
+	sec                     *security            // access control: MLLP senders, refusal counters (senders.go)
 	brokerAddr              string
 
 	dirLock *os.File // the data directory's lock: one gateway per directory
@@ -99,6 +100,12 @@ type Gateway struct {
 // New builds the gateway and binds its listeners; Run serves.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	g.reloadRefused = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hiegw_reload_refused",
+		Help: "1 while the last change of a file or setting read again was refused and what was in force stays, by what " +
+			"(configuration, mllp.allow, mllp.senders, sftp.accounts, subscriptions, tls ENDPOINT); 0 once one is taken."},
+		[]string{"what"})
+	g.reg.MustRegister(g.reloadRefused)
+	g.reloadRefused.WithLabelValues("configuration").Set(0)
 	g.sec = newSecurity(cfg, g.reg)
 	logWarnings(log, cfg)
 	if err := g.build(ctx); err != nil {
@@ -782,6 +789,7 @@ func (g *Gateway) reloadConfig() error {
 		return nil
 	}
 	cfg, err := g.configSource()
+	g.refused("configuration", err)
 	if err != nil {
 		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err)
 		g.log.Error("configuration reload refused", "err", err)
@@ -800,7 +808,28 @@ func (g *Gateway) reloadConfig() error {
 	if pending := slices.DeleteFunc(config.Differences(g.cfg, cfg), func(p string) bool { return reloadable[p] }); len(pending) > 0 {
 		g.log.Warn("configuration settings changed that take effect only at the next start", "settings", strings.Join(pending, ", "))
 	}
-	return errors.Join(g.reloadAllow(cfg.MLLP.Allow), g.reloadSenders(cfg), g.reloadSFTPAccounts(cfg.SFTP.Accounts))
+	aerr, serr, ferr := g.reloadAllow(cfg.MLLP.Allow), g.reloadSenders(cfg), g.reloadSFTPAccounts(cfg.SFTP.Accounts)
+	g.refused("mllp.allow", aerr)
+	g.refused("mllp.senders", serr)
+	g.refused("sftp.accounts", ferr)
+	return errors.Join(aerr, serr, ferr)
+}
+
+// tlsReloaded counts (as what) and audits a reload of an endpoint's TLS
+// files.
+func (g *Gateway) tlsReloaded(what, endpoint, detail string, err error) {
+	g.refused(what, err)
+	g.auditReload("tls.reload", endpoint, detail, err)
+}
+
+// refused sets hiegw_reload_refused{what}: 1 after a refused change, 0
+// after one taken (or none to take).
+func (g *Gateway) refused(what string, err error) {
+	v := 0.0
+	if err != nil {
+		v = 1
+	}
+	g.reloadRefused.WithLabelValues(what).Set(v)
 }
 
 // reloadable are the settings reloadConfig puts in force.
@@ -911,6 +940,7 @@ func (g *Gateway) reloadAllow(entries []string) error {
 // file, n subscriptions or a refusal, with the stack when a defect of
 // hiegw refused it.
 func (g *Gateway) subscriptionsReloaded(n int, err error) {
+	g.refused("subscriptions", err)
 	g.auditReload("subscriptions.reload", g.cfg.Subscriptions.File, fmt.Sprintf("%d subscriptions", n), err)
 	if err != nil {
 		g.log.Error("subscriptions reload refused; the previous set keeps serving", refusalArgs(err)...)
@@ -1118,7 +1148,7 @@ func (g *Gateway) clientTLS(endpoint string, t config.TLS) (func() *tls.Config, 
 	base := &tls.Config{MinVersion: minVersion(t)}
 	files := &clientFiles{}
 	if t.CA != "" {
-		ca, err := newCAFile(endpoint, t.CA, g.log, func(detail string, err error) { g.auditReload("tls.reload", endpoint, detail, err) })
+		ca, err := newCAFile(endpoint, t.CA, g.log, func(detail string, err error) { g.tlsReloaded("tls "+endpoint+" ca", endpoint, detail, err) })
 		if err != nil {
 			return nil, nil, err
 		}
@@ -1175,7 +1205,7 @@ func (g *Gateway) certFiles(endpoint string, t config.TLS, load func(config.TLS)
 		g.reg.MustRegister(g.certNotAfter)
 	}
 	cf, err := newCertFiles(endpoint, t, load, g.log, g.certNotAfter, func(detail string, err error) {
-		g.auditReload("tls.reload", endpoint, detail, err)
+		g.tlsReloaded("tls "+endpoint, endpoint, detail, err)
 	})
 	if err != nil {
 		return nil, err
@@ -1200,12 +1230,16 @@ func (g *Gateway) unwatch(f *clientFiles, gone bool) {
 	g.certMu.Lock()
 	defer g.certMu.Unlock()
 	g.cas = slices.DeleteFunc(g.cas, func(c *caFile) bool { return c == f.ca })
+	if f.ca != nil { // a replacement starts from a CA file that loaded
+		g.reloadRefused.DeleteLabelValues("tls " + f.ca.endpoint + " ca")
+	}
 	if f.cert == nil {
 		return
 	}
 	g.certs = slices.DeleteFunc(g.certs, func(c *certFiles) bool { return c == f.cert })
 	if gone && g.certNotAfter != nil {
 		g.certNotAfter.DeleteLabelValues(f.cert.endpoint)
+		g.reloadRefused.DeleteLabelValues("tls " + f.cert.endpoint)
 	}
 }
 

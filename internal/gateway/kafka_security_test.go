@@ -14,6 +14,7 @@ import (
 	"github.com/hiegw/hiegw/internal/config"
 	"github.com/hiegw/hiegw/internal/mllp/testcert"
 	"github.com/hiegw/hiegw/internal/store"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -114,6 +115,10 @@ func TestKafkaCARotation(t *testing.T) {
 	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
 		return e.Action == "tls.reload" && e.Target == "kafka" && strings.HasPrefix(e.Outcome, "refused")
 	})
+	refused := r.g.reloadRefused.WithLabelValues("tls kafka ca")
+	if v := testutil.ToFloat64(refused); v != 1 {
+		t.Fatalf("hiegw_reload_refused{what=tls kafka ca} %v after a refused file, want 1", v)
+	}
 
 	if err := os.WriteFile(caFile, append(append([]byte{}, oldCA.PEM...), newCA.PEM...), 0o600); err != nil {
 		t.Fatal(err)
@@ -123,4 +128,7 @@ func TestKafkaCARotation(t *testing.T) {
 		st, err := r.g.DB().OutboxCounts(context.Background())
 		return err == nil && len(st) == 1 && st[0].Sent == 1 && st[0].Pending == 0
 	})
+	if v := testutil.ToFloat64(refused); v != 0 {
+		t.Fatalf("hiegw_reload_refused{what=tls kafka ca} %v once the file loaded, want 0", v)
+	}
 }

@@ -678,6 +678,9 @@ func TestSendersReloaded(t *testing.T) {
 	waitAudit(t, r.g.DB(), func(e store.AuditEntry) bool {
 		return e.Action == "mllp.senders_reload" && strings.HasPrefix(e.Outcome, "refused")
 	})
+	if v := testutil.ToFloat64(r.g.reloadRefused.WithLabelValues("mllp.senders")); v != 1 {
+		t.Fatalf("hiegw_reload_refused{what=mllp.senders} %v after a refused change, want 1", v)
+	}
 	if ack, err := sendTLS(addr, p.client(t, "lab.new.example", false), msg("NEW-3")); err != nil || !accepted(ack.Raw()) {
 		t.Fatalf("after a refused reload: %v %v", ack, err)
 	}
@@ -737,4 +740,12 @@ func TestConfigFileWatched(t *testing.T) {
 	if _, err := sendTLS(r.g.MLLPAddr(), nil, bytes.Replace(msg, []byte("LAB0001"), []byte("LAB0003"), 1)); err == nil {
 		t.Fatal("a refused file changed the allow-list in force")
 	}
+	refused := r.g.reloadRefused.WithLabelValues("configuration")
+	if v := testutil.ToFloat64(refused); v != 1 {
+		t.Fatalf("hiegw_reload_refused{what=configuration} %v after a refused file, want 1", v)
+	}
+	if err := os.WriteFile(file, body("  allow: [192.0.2.0/24]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "hiegw_reload_refused{what=configuration} back to 0", func() bool { return testutil.ToFloat64(refused) == 0 })
 }
