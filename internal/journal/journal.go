@@ -150,6 +150,8 @@ type Journal struct {
 	// over a failed batch; tests replace it to fail writes.
 	syncFile func(*os.File) error
 	writeAt  func(f *os.File, b []byte, off int64) (int, error)
+	// openSegment creates a new segment's file; tests replace it to fail.
+	openSegment func(name string) (*os.File, error)
 
 	// Zeroing ahead (not with NoSync): the current segment's blocks are
 	// written up to zeroed; [zeroFrom, zeroTo) is being zeroed now, and no
@@ -199,7 +201,9 @@ func Open(dir string, opt Options) (*Journal, error) {
 
 // open is Open once the directory is locked.
 func open(dir string, opt Options) (*Journal, error) {
-	j := &Journal{dir: dir, opt: opt, syncFile: fdatasync, writeAt: (*os.File).WriteAt}
+	j := &Journal{dir: dir, opt: opt, syncFile: fdatasync, writeAt: (*os.File).WriteAt, openSegment: func(name string) (*os.File, error) {
+		return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}}
 	j.cond.L = &j.mu
 	segs, err := j.segments()
 	if err != nil {
@@ -706,7 +710,7 @@ func (j *Journal) create(n uint64) error {
 	p := j.path(n)
 	tmp := p + ".tmp"
 	_ = os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := j.openSegment(tmp)
 	if err != nil {
 		return fmt.Errorf("journal: create segment: %w", err)
 	}

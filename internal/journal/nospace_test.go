@@ -97,3 +97,38 @@ func reopen(t *testing.T, j *Journal, dir string) *Journal {
 	t.Cleanup(func() { j.Close() })
 	return j
 }
+
+// TestNewSegmentWithoutSpace: a batch that needs a new segment which cannot
+// be made for want of space is refused and the journal stays usable; the
+// next batch makes the segment, and a replay finds every record appended.
+func TestNewSegmentWithoutSpace(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{SegmentSize: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bytes.Repeat([]byte("a"), 150)
+	if _, err := j.Append(first); err != nil {
+		t.Fatal(err)
+	}
+	real := j.openSegment
+	j.openSegment = func(name string) (*os.File, error) {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	second := bytes.Repeat([]byte("b"), 150) // does not fit after the first
+	if _, err := j.Append(second); !NoSpace(err) {
+		t.Fatalf("a batch needing a segment on a full disk: %v, want ENOSPC", err)
+	}
+	if j.Err() != nil {
+		t.Fatalf("the journal stopped: %v", j.Err())
+	}
+	j.openSegment = real
+	if _, err := j.Append(second); err != nil {
+		t.Fatalf("once there is space: %v", err)
+	}
+	j = reopen(t, j, dir)
+	recs, _ := replayAll(t, j, Pos{})
+	if len(recs) != 2 || !bytes.Equal(recs[0], first) || !bytes.Equal(recs[1], second) {
+		t.Fatalf("replayed %d records, want the two appended", len(recs))
+	}
+}
