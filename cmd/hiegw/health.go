@@ -27,14 +27,11 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if *ca != "" {
-		pem, err := os.ReadFile(*ca)
+		pool, err := caPool(*ca)
 		if err != nil {
 			return fmt.Errorf("--ca: %w", err)
 		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--ca: %s holds no PEM certificate", *ca)
-		}
+		tc.RootCAs = pool
 	}
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{TLSClientConfig: tc}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
@@ -54,4 +51,18 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "ok: %s\n", *url)
 	return nil
+}
+
+// caPool reads a PEM file of CA certificates (hiegw send --tls-ca, hiegw
+// health --ca).
+func caPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/hiegw/hiegw/internal/defect"
+	"github.com/hiegw/hiegw/internal/mapping"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; a
@@ -69,17 +70,23 @@ func main() {
 	}
 }
 
-// report prints the error a command ended with and, for a defect of hiegw
-// it recovered from (defect.Error: say in the journal's recovery at start),
-// the stack to send with a report.
+// report prints the error a command ended with, as reportErr does.
 func report(w io.Writer, err error) {
-	fmt.Fprintln(w, "hiegw:", err)
-	printStack(w, defect.StackOf(err))
+	fmt.Fprint(w, "hiegw: ")
+	reportErr(w, err)
 }
 
-// printStack asks for a report of a defect of hiegw with its stack, if
-// there is one.
-func printStack(w io.Writer, stack []byte) {
+// reportErr prints err and, for a defect of hiegw it recovered from
+// (defect.Error: say in the journal's recovery at start; a mapping.MapError
+// with a stack: compiling the set, mapping a message), the stack to send
+// with a report: the input, the configuration or the analyst's files are
+// not at fault then.
+func reportErr(w io.Writer, err error) {
+	fmt.Fprintln(w, err)
+	stack := defect.StackOf(err)
+	if me := (*mapping.MapError)(nil); stack == nil && errors.As(err, &me) {
+		stack = me.Stack
+	}
 	if stack != nil {
 		fmt.Fprintf(w, "\nThis is a defect of hiegw, not of the input or the configuration: please report it with this stack.\n%s", stack)
 	}

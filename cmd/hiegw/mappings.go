@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/hiegw/hiegw/internal/defect"
 	"github.com/hiegw/hiegw/internal/mapping"
 )
 
@@ -73,16 +71,4 @@ func runMappings(_ context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "hiegw mappings: unknown subcommand %q\n", args[0])
 	return exitCode(2)
-}
-
-// reportErr prints an analyst's tool's error and, when hiegw recovered a
-// panic of its own (compiling the set, mapping a message), the stack to
-// send with a report: the analyst's files are not at fault then.
-func reportErr(w io.Writer, err error) {
-	fmt.Fprintln(w, err)
-	stack := defect.StackOf(err)
-	if me := (*mapping.MapError)(nil); stack == nil && errors.As(err, &me) {
-		stack = me.Stack
-	}
-	printStack(w, stack)
 }

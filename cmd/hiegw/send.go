@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,13 +83,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *caFile != "" || *certFile != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
 		if *caFile != "" {
-			pem, err := os.ReadFile(*caFile)
+			pool, err := caPool(*caFile)
 			if err != nil {
 				return err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s: no PEM certificate", *caFile)
 			}
 			tlsConf.RootCAs = pool
 		}

@@ -198,11 +198,11 @@ func fileStamp(paths ...string) string {
 // loadServerTLS reads a listener's certificate, key and client CA, and
 // returns the config with the certificate's leaf.
 func loadServerTLS(t config.TLS) (*tls.Config, *x509.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	tc, leaf, err := loadClientCert(t)
 	if err != nil {
 		return nil, nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion(t)}
+	tc.MinVersion = minVersion(t)
 	if t.ClientCA != "" {
 		pool, err := loadPool(t.ClientCA)
 		if err != nil {
@@ -210,7 +210,7 @@ func loadServerTLS(t config.TLS) (*tls.Config, *x509.Certificate, error) {
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
-	return tc, cert.Leaf, nil
+	return tc, leaf, nil
 }
 
 // loadClientCert reads a client's certificate and key.

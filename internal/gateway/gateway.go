@@ -248,13 +248,8 @@ type ackTLS struct {
 func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _ map[string]ackTLS, err error) {
 	routes, tlsByEndpoint := map[string]appack.Route{}, map[string]ackTLS{}
 	defer func() {
-		if err == nil {
-			return
-		}
-		for endpoint, at := range tlsByEndpoint { // made for routes that are not put in force
-			if old, ok := g.ackTLS[endpoint]; !ok || old.files != at.files {
-				g.unwatch(at.files, !ok || old.files.cert == nil)
-			}
+		if err != nil { // what was made for routes that are not put in force
+			g.forgetAckTLS(tlsByEndpoint, g.ackTLS)
 		}
 	}()
 	add := func(name, addr string, t config.TLS, setting string) error {
@@ -293,12 +288,19 @@ func (g *Gateway) appAckRoutes(cfg *config.Config) (_ map[string]appack.Route, _
 // commitAckTLS keeps next as the routes' TLS in force and stops watching
 // the certificates of those it no longer holds (or holds changed).
 func (g *Gateway) commitAckTLS(next map[string]ackTLS) {
-	for endpoint, at := range g.ackTLS {
-		if n, ok := next[endpoint]; !ok || n.files != at.files {
-			g.unwatch(at.files, !ok || n.files.cert == nil)
+	g.forgetAckTLS(g.ackTLS, next)
+	g.ackTLS = next
+}
+
+// forgetAckTLS stops watching the files of the routes' TLS in drop that
+// keep does not hold the same; an endpoint keep has no certificate for
+// loses its expiry series.
+func (g *Gateway) forgetAckTLS(drop, keep map[string]ackTLS) {
+	for endpoint, at := range drop {
+		if k, ok := keep[endpoint]; !ok || k.files != at.files {
+			g.unwatch(at.files, !ok || k.files.cert == nil)
 		}
 	}
-	g.ackTLS = next
 }
 
 // processingLease configures the leases by which replicas sharing
@@ -459,21 +461,27 @@ func (g *Gateway) startSFTP() error {
 		g.log.Info("sftp listener not started: no sender accounts configured (sftp.accounts)", "addr", c.Addr)
 		return nil
 	}
-	accounts, err := sftpAccounts(c.Accounts)
+	s, err := g.newSFTP(c.Accounts)
 	if err != nil {
 		return err
 	}
-	s, err := g.newSFTP(accounts)
-	if err != nil {
-		return err
-	}
-	g.sftpSrv.Store(s)
-	g.registerSFTPMetrics()
+	g.useSFTP(s)
 	return nil
 }
 
-// newSFTP makes the SFTP listener with accounts, as sftp.* configures it.
-func (g *Gateway) newSFTP(accounts []sftpd.Account) (*sftpd.Server, error) {
+// useSFTP makes s the gateway's SFTP listener, with its metrics.
+func (g *Gateway) useSFTP(s *sftpd.Server) {
+	g.sftpSrv.Store(s)
+	g.registerSFTPMetrics()
+}
+
+// newSFTP makes the SFTP listener with the accounts configured, as sftp.*
+// configures it.
+func (g *Gateway) newSFTP(accts []config.SFTPAccount) (*sftpd.Server, error) {
+	accounts, err := sftpAccounts(accts)
+	if err != nil {
+		return nil, err
+	}
 	c := g.cfg.SFTP
 	hostKey := c.HostKey
 	if hostKey == "" {
@@ -656,8 +664,8 @@ func sftpAccounts(cfg []config.SFTPAccount) ([]sftpd.Account, error) {
 
 // reloadSFTPAccounts puts the configured SFTP accounts in force on the
 // running listener (an EMR onboarded, a password or key rotated, an account
-// closed), audited by name; without a listener (none configured at start)
-// it says that a restart is needed.
+// closed), audited by name; without a listener (no account at start) it
+// starts one for the first account (startSFTPLate).
 func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 	srv := g.sftpSrv.Load()
 	if srv == nil {
@@ -675,9 +683,7 @@ func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 		ch, err = srv.SetAccounts(accounts)
 	}
 	if err != nil {
-		g.log.Error("sftp accounts reload refused; the accounts in force stay", "err", err)
-		g.auditReload("sftp.accounts_reload", "sftp.accounts", "", err)
-		return err
+		return g.refuseReload("sftp.accounts_reload", "sftp.accounts", "sftp accounts reload refused; the accounts in force stay", err)
 	}
 	if len(ch.Added)+len(ch.Removed)+len(ch.Changed) > 0 {
 		detail := fmt.Sprintf("added %v, removed %v, credentials changed %v", ch.Added, ch.Removed, ch.Changed)
@@ -692,32 +698,23 @@ func (g *Gateway) reloadSFTPAccounts(cfg []config.SFTPAccount) error {
 // onboarded); reloadMu is held. A listener that cannot start is refused,
 // logged and audited, and the gateway goes on without it.
 func (g *Gateway) startSFTPLate(cfg []config.SFTPAccount) error {
-	refuse := func(err error) error {
-		g.log.Error("sftp listener not started with the accounts read again", "err", err)
-		g.auditReload("sftp.accounts_reload", "sftp.accounts", "", err)
-		return err
-	}
+	const refused = "sftp listener not started with the accounts read again"
 	if g.runErrc == nil || g.stopping {
 		return nil // not serving (yet, or any more): the next start takes them
 	}
-	accounts, err := sftpAccounts(cfg)
+	s, err := g.newSFTP(cfg)
 	if err != nil {
-		return refuse(err)
-	}
-	s, err := g.newSFTP(accounts)
-	if err != nil {
-		return refuse(err)
+		return g.refuseReload("sftp.accounts_reload", "sftp.accounts", refused, err)
 	}
 	ln, err := net.Listen("tcp", g.cfg.SFTP.Addr)
 	if err != nil {
 		_ = s.Shutdown(context.Background())
-		return refuse(fmt.Errorf("sftp listen: %w", err))
+		return g.refuseReload("sftp.accounts_reload", "sftp.accounts", refused, fmt.Errorf("sftp listen: %w", err))
 	}
-	g.sftpSrv.Store(s)
-	g.registerSFTPMetrics()
+	g.useSFTP(s)
 	g.serveSFTP(s, ln, g.runErrc)
-	names := make([]string, len(accounts))
-	for i, a := range accounts {
+	names := make([]string, len(cfg))
+	for i, a := range cfg {
 		names[i] = a.Name
 	}
 	g.log.Info("sftp listener started for the accounts read again", "accounts", strings.Join(names, ", "))
@@ -791,10 +788,8 @@ func (g *Gateway) reloadConfig() error {
 	cfg, err := g.configSource()
 	g.refused("configuration", err)
 	if err != nil {
-		err = fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err)
-		g.log.Error("configuration reload refused", "err", err)
-		g.auditReload("config.reload", "configuration", "", err)
-		return err
+		return g.refuseReload("config.reload", "configuration", "configuration reload refused",
+			fmt.Errorf("configuration not reloaded; the API tokens, MLLP allow-list and senders and SFTP accounts in force stay: %w", err))
 	}
 	next := apiTokens(cfg.HTTP.Tokens)
 	if prev := g.tokens.Swap(&next); !slices.Equal(*prev, next) {
@@ -813,6 +808,14 @@ func (g *Gateway) reloadConfig() error {
 	g.refused("mllp.senders", serr)
 	g.refused("sftp.accounts", ferr)
 	return errors.Join(aerr, serr, ferr)
+}
+
+// refuseReload logs (as msg) and audits (as action on target) a change read
+// again and refused, and returns err.
+func (g *Gateway) refuseReload(action, target, msg string, err error) error {
+	g.log.Error(msg, "err", err)
+	g.auditReload(action, target, "", err)
+	return err
 }
 
 // tlsReloaded counts (as what) and audits a reload of an endpoint's TLS
@@ -871,10 +874,8 @@ func (g *Gateway) reloadSenders(cfg *config.Config) error {
 		return nil
 	}
 	refuse := func(err error) error {
-		err = fmt.Errorf("mllp senders not reloaded; those in force and their application-ACK routes stay: %w", err)
-		g.log.Error("mllp senders reload refused", "err", err)
-		g.auditReload("mllp.senders_reload", "mllp.senders", "", err)
-		return err
+		return g.refuseReload("mllp.senders_reload", "mllp.senders", "mllp senders reload refused",
+			fmt.Errorf("mllp senders not reloaded; those in force and their application-ACK routes stay: %w", err))
 	}
 	if sendersChanged && (len(cur.list) == 0) != (len(cfg.MLLP.Senders) == 0) {
 		return refuse(errors.New("adding the first sender or removing the last changes whether the MLLP listener " +
@@ -994,9 +995,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go g.watchConfig(workCtx, time.Duration(g.cfg.Mappings.ReloadInterval))
 	go route.NewLag(g.db, g.reg, g.log).Run(workCtx, 15*time.Second)
 	go g.watchJournal(workCtx, time.Second, errc)
-	if g.cfg.Store.RawRetention > 0 || g.cfg.Store.OutboxRetention > 0 {
-		go g.enforceRetention(workCtx, time.Hour)
-	}
+	go g.enforceRetention(workCtx, time.Hour)
 	go func() {
 		if err := g.mllpSrv.Serve(g.mllpLn); err != nil && !errors.Is(err, mllp.ErrServerClosed) {
 			errc <- fmt.Errorf("mllp: %w", err)
@@ -1142,8 +1141,9 @@ func (g *Gateway) serverTLS(listener string, t config.TLS) (*tls.Config, error) 
 // function giving each new connection its tls.Config: servers verified
 // with the CAs of t.CA in force (the system's roots when empty), and t's
 // client certificate, if any, both read again when their files change
-// (certs.go). It returns what it watches too (a field is nil when t has
-// no CA, or no certificate), for a caller that may stop using it.
+// (certs.go); the caller must not change it. It returns what it watches
+// too (a field is nil when t has no CA, or no certificate), for a caller
+// that may stop using it.
 func (g *Gateway) clientTLS(endpoint string, t config.TLS) (func() *tls.Config, *clientFiles, error) {
 	base := &tls.Config{MinVersion: minVersion(t)}
 	files := &clientFiles{}
@@ -1167,7 +1167,7 @@ func (g *Gateway) clientTLS(endpoint string, t config.TLS) (func() *tls.Config, 
 	}
 	g.certMu.Unlock()
 	if files.ca == nil {
-		return func() *tls.Config { return base.Clone() }, files, nil
+		return func() *tls.Config { return base }, files, nil // callers clone before they change it
 	}
 	return func() *tls.Config {
 		tc := base.Clone()
@@ -1237,7 +1237,7 @@ func (g *Gateway) unwatch(f *clientFiles, gone bool) {
 		return
 	}
 	g.certs = slices.DeleteFunc(g.certs, func(c *certFiles) bool { return c == f.cert })
-	if gone && g.certNotAfter != nil {
+	if gone {
 		g.certNotAfter.DeleteLabelValues(f.cert.endpoint)
 		g.reloadRefused.DeleteLabelValues("tls " + f.cert.endpoint)
 	}

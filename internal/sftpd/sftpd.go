@@ -494,26 +494,22 @@ func (s *Server) SetAccounts(accts []Account) (AccountChanges, error) {
 		if _, dup := next[a.Name]; dup {
 			return fail(fmt.Errorf("sftpd: accounts[%d].Name: duplicate account name", i))
 		}
-		if old := cur[a.Name]; old != nil {
+		// An account in force stays the same account; so does one removed
+		// earlier and back now, so that its sessions still open and the new
+		// ones share one folder and its lock. (The account in force under a
+		// name is the latest opened under it.)
+		if acct := s.openedAccount(a.Name); acct != nil && (cur[a.Name] == acct || acct.sameFolder(filepath.Join(s.cfg.Root, a.Name))) {
 			c, err := newCredentials(a)
 			if err != nil {
 				return fail(fmt.Errorf("sftpd: accounts[%d]: %w", i, err))
 			}
-			next[a.Name], creds[a.Name] = old, c
-			if c.source != old.creds.Load().source {
+			switch {
+			case cur[a.Name] == nil:
+				ch.Added = append(ch.Added, a.Name)
+			case c.source != acct.creds.Load().source:
 				ch.Changed = append(ch.Changed, a.Name)
 			}
-			continue
-		}
-		if prev := s.openedAccount(a.Name); prev != nil && prev.sameFolder(filepath.Join(s.cfg.Root, a.Name)) {
-			// Removed earlier and back now: the same account, so that its
-			// sessions still open and the new ones share one folder lock.
-			c, err := newCredentials(a)
-			if err != nil {
-				return fail(fmt.Errorf("sftpd: accounts[%d]: %w", i, err))
-			}
-			next[a.Name], creds[a.Name] = prev, c
-			ch.Added = append(ch.Added, a.Name)
+			next[a.Name], creds[a.Name] = acct, c
 			continue
 		}
 		acct, err := newAccount(a)
